@@ -110,6 +110,40 @@ def samples_fetch():
     click.echo(f"sample clips ready in {assets.samples_dir()} ({len(paths)} files, sha256 verified)")
 
 
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Face set folder to write.")
+@click.option("--aligner", type=click.Choice(["litert", "fan"]), default="litert", show_default=True,
+              help="litert: offline MediaPipe models; fan: face-alignment S3FD + 2DFAN4.")
+@click.option("--detector", type=click.Choice(["full", "short"]), default="full", show_default=True,
+              help="BlazeFace model for litert: full range, or short range (faces near the camera).")
+@click.option("--size", default=256, show_default=True, help="Side of the aligned crops in pixels.")
+@click.option("--every", default=1, show_default=True, help="Use every Nth frame.")
+@click.option("--start", default=0, show_default=True, help="First frame index.")
+@click.option("--end", type=int, default=None, help="Stop before this frame index.")
+@click.option("--max-faces", default=0, show_default=True, help="Keep at most N faces per frame (0: all).")
+@click.option("--min-size", default=32, show_default=True, help="Ignore faces smaller than this (px).")
+@click.option("--min-score", default=0.5, show_default=True, help="Detector score threshold.")
+@click.option("--track", default=None, help="Keep one person: largest, center, or a track id.")
+@click.option("--min-blur", default=0.0, show_default=True, help="Drop crops whose sharpness is below this.")
+@click.option("--smooth/--no-smooth", default=True, show_default=True, help="One-Euro smoothing of landmarks.")
+@click.option("--smooth-cutoff", default=1.0, show_default=True, help="One-Euro minimum cut-off (Hz).")
+@click.option("--smooth-beta", default=0.3, show_default=True, help="One-Euro speed coefficient.")
+@click.option("--preview", type=click.Path(path_type=Path), default=None,
+              help="Write a contact sheet (.png) or video (.mp4) with boxes and landmarks drawn.")
+@click.pass_context
+def extract(ctx, inputs, output, **options):
+    """Detect, align and save faces from videos or image folders into a face set."""
+    from faceswap.extract import ExtractSettings, extract as run_extract
+
+    if options["track"] not in (None, "largest", "center") and not str(options["track"]).isdigit():
+        raise click.BadParameter("use largest, center or a track id", param_hint="--track")
+    summary = run_extract(list(inputs), output, ExtractSettings(**options), progress=not ctx.obj["quiet"])
+    click.echo(summary.line())
+    if summary.faces == 0:
+        click.echo(f"note: no face found in {', '.join(str(p) for p in inputs)}", err=True)
+
+
 def main():
     cli(prog_name="faceswap")
 

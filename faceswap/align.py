@@ -1,0 +1,97 @@
+"""Mean face, Umeyama similarity, and the matrices that crop an aligned face and paste it back.
+
+Convention: an alignment matrix (2x3) maps image pixels to mean-face units, where the 51 inner landmarks
+(brows, nose, eyes, mouth: iBUG 17-67) of an average face span [0, 1]. A crop of `size` pixels with
+`padding` shows [-padding, 1 + padding] of that space, so the jaw, chin and some forehead are in view.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MEAN_FACE_X = np.array([
+    0.000213256, 0.0752622, 0.18113, 0.29077, 0.393397, 0.586856, 0.689483, 0.799124, 0.904991, 0.98004,
+    0.490127, 0.490127, 0.490127, 0.490127, 0.36688, 0.426036, 0.490127, 0.554217, 0.613373, 0.121737, 0.187122,
+    0.265825, 0.334606, 0.260918, 0.182743, 0.645647, 0.714428, 0.793132, 0.858516, 0.79751, 0.719335, 0.254149,
+    0.340985, 0.428858, 0.490127, 0.551395, 0.639268, 0.726104, 0.642159, 0.556721, 0.490127, 0.423532, 0.338094,
+    0.290379, 0.428096, 0.490127, 0.552157, 0.689874, 0.553364, 0.490127, 0.42689])
+MEAN_FACE_Y = np.array([
+    0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891, 0.0187482, 0.038915, 0.106454,
+    0.203352, 0.307009, 0.409805, 0.515625, 0.587326, 0.609345, 0.628106, 0.609345, 0.587326, 0.216423, 0.178758,
+    0.179852, 0.231733, 0.245099, 0.244077, 0.231733, 0.179852, 0.178758, 0.216423, 0.244077, 0.245099, 0.780233,
+    0.745405, 0.727388, 0.742578, 0.727388, 0.745405, 0.780233, 0.864805, 0.902192, 0.909281, 0.902192, 0.864805,
+    0.784792, 0.778746, 0.785343, 0.778746, 0.784792, 0.824182, 0.831803, 0.824182])
+MEAN_FACE = np.stack([MEAN_FACE_X, MEAN_FACE_Y], axis=1)  # (51, 2): iBUG points 17..67
+DEFAULT_PADDING = 0.3125  # the mean-face box is 1 / (1 + 2 * 0.3125) = 61.5 % of the crop
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, estimate_scale: bool = True) -> np.ndarray:
+    """Least-squares similarity transform (3x3) taking points `src` onto `dst` (Umeyama 1991)."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    n, dim = src.shape
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    cov = dst_c.T @ src_c / n
+    sign = np.ones(dim)
+    if np.linalg.det(cov) < 0:
+        sign[-1] = -1
+    u, s, vt = np.linalg.svd(cov)
+    rotation = u @ np.diag(sign) @ vt
+    scale = (s * sign).sum() / src_c.var(0).sum() if estimate_scale else 1.0
+    matrix = np.eye(dim + 1)
+    matrix[:dim, :dim] = scale * rotation
+    matrix[:dim, dim] = dst_mean - scale * rotation @ src_mean
+    return matrix
+
+
+def alignment_matrix(landmarks68: np.ndarray) -> np.ndarray:
+    """2x3 matrix taking image pixels to mean-face units, fitted on points 17-67."""
+    return umeyama(np.asarray(landmarks68)[17:68], MEAN_FACE)[:2]
+
+
+def crop_matrix(matrix: np.ndarray, size: int, padding: float = DEFAULT_PADDING) -> np.ndarray:
+    """2x3 matrix taking image pixels to pixels of a `size` crop with `padding` around the mean face."""
+    scale = size / (1 + 2 * padding)
+    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0, 0, 1]])
+    to_crop = np.array([[scale, 0, padding * scale], [0, scale, padding * scale], [0, 0, 1]])
+    return (to_crop @ full)[:2]
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    return points @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
+
+
+def crop_face(image: np.ndarray, matrix: np.ndarray, size: int, padding: float = DEFAULT_PADDING) -> np.ndarray:
+    """The aligned face: the image warped by the alignment matrix into a size x size crop."""
+    return cv2.warpAffine(image, crop_matrix(matrix, size, padding), (size, size), flags=cv2.INTER_AREA
+                          if _shrinks(matrix, size, padding) else cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _shrinks(matrix: np.ndarray, size: int, padding: float) -> bool:
+    scale = np.sqrt(abs(np.linalg.det(crop_matrix(matrix, size, padding)[:, :2])))
+    return scale < 1.0
+
+
+def coverage_crop(crop: np.ndarray, coverage: float) -> np.ndarray:
+    """The centre `coverage` fraction of a crop (a model sees this part, resized to its input size)."""
+    size = crop.shape[0]
+    side = int(round(size * coverage))
+    start = (size - side) // 2
+    return crop[start:start + side, start:start + side]
+
+
+def model_matrix(matrix: np.ndarray, crop_size: int, coverage: float, model_size: int,
+                 padding: float = DEFAULT_PADDING) -> np.ndarray:
+    """2x3 matrix from image pixels straight to a model's input pixels (coverage crop, resized)."""
+    side = int(round(crop_size * coverage))
+    start = (crop_size - side) // 2
+    scale = model_size / side
+    full = np.vstack([crop_matrix(matrix, crop_size, padding), [0, 0, 1]])
+    to_model = np.array([[scale, 0, -start * scale], [0, scale, -start * scale], [0, 0, 1]])
+    return (to_model @ full)[:2]

@@ -1,0 +1,299 @@
+"""`faceswap extract`: find, track, smooth and align faces in videos or image folders into a face set.
+
+Decoding runs in a reader thread and PNG writing in a writer thread, so the face models on the main
+thread rarely wait. Records are appended to the alignments file only after their crops are on disk,
+which makes a killed run resumable from its last whole record.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from faceswap import align, atomic, faceset, media
+from faceswap.errors import FaceswapError
+from faceswap.faces import Face, Smoother, Tracker, make_finder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractSettings:
+    size: int = 256
+    padding: float = align.DEFAULT_PADDING
+    aligner: str = "litert"
+    detector: str = "full"
+    min_score: float = 0.5
+    every: int = 1
+    start: int = 0
+    end: int | None = None
+    max_faces: int = 0            # 0: all
+    min_size: int = 32            # px, the face box's long side
+    track: str | None = None      # None (all), "largest", "center" or a track id
+    min_blur: float = 0.0         # drop crops sharper-than-this test fails (0: keep all)
+    smooth: bool = True
+    smooth_cutoff: float = 1.0
+    smooth_beta: float = 0.3
+    preview: Path | None = None
+
+
+@dataclass
+class ExtractSummary:
+    frames: int = 0
+    faces: int = 0
+    frames_without_face: int = 0
+    skipped_resumed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        resumed = f", {self.skipped_resumed} already done" if self.skipped_resumed else ""
+        return (f"extract: {self.frames} frames, {self.faces} faces, {self.frames_without_face} frames without a "
+                f"face{resumed}, {self.fps:.1f} fps")
+
+
+def blur_score(crop: np.ndarray) -> float:
+    """Variance of the Laplacian on a 128 px grey crop: low means blurred."""
+    grey = cv2.cvtColor(cv2.resize(crop, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def _prefetch(iterator, size: int = 16):
+    """Run an iterator in a thread, yielding its items (and re-raising its error) in order."""
+    items: queue.Queue = queue.Queue(maxsize=size)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    return
+                items.put(item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            items.put(exc)
+        items.put(done)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while (item := items.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+class TrackChooser:
+    """Keeps one person: 'largest', 'center' (nearest the frame centre) or a numeric track id."""
+
+    def __init__(self, rule: str | None):
+        self.rule = rule
+        self.current: int | None = None
+
+    def __call__(self, faces: list[Face], shape) -> list[Face]:
+        if not self.rule or not faces:
+            return faces
+        if self.rule not in ("largest", "center"):
+            return [f for f in faces if f.track == int(self.rule)]
+        by_id = {f.track: f for f in faces}
+        if self.current in by_id:
+            return [by_id[self.current]]
+        if self.rule == "largest":
+            best = max(faces, key=lambda f: f.size)
+        else:
+            centre = np.array([shape[1] / 2, shape[0] / 2])
+            best = min(faces, key=lambda f: np.linalg.norm(f.centre - centre))
+        self.current = best.track
+        return [best]
+
+
+class Preview:
+    """A contact sheet (PNG) or a video of sampled frames with boxes and landmarks drawn."""
+
+    def __init__(self, path: Path, total_frames: int, cells: int = 16):
+        self.path = Path(path)
+        self.video = self.path.suffix.lower() in (".mp4", ".mov", ".mkv")
+        self.every = 1 if self.video else max(1, total_frames // cells)
+        self.cells = cells
+        self.tiles: list[np.ndarray] = []
+        self.writer = None
+
+    @staticmethod
+    def draw(image: np.ndarray, faces: list[Face]) -> np.ndarray:
+        out = image.copy()
+        thick = max(1, image.shape[1] // 400)
+        for face in faces:
+            x1, y1, x2, y2 = np.asarray(face.bbox).astype(int)
+            cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 0), thick)
+            cv2.putText(out, f"#{face.track}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.5 * thick, (0, 255, 0), thick)
+            for x, y in np.asarray(face.landmarks):
+                cv2.circle(out, (int(x), int(y)), thick + 1, (255, 40, 40), -1)
+        return out
+
+    def add(self, frame: media.Frame, faces: list[Face]) -> None:
+        if frame.index % self.every:
+            return
+        drawn = self.draw(frame.image, faces)
+        if self.video:
+            if self.writer is None:
+                self.writer = media.VideoWriter(self.path, crf=23, preset="veryfast")
+            self.writer.write(drawn, frame.pts)
+        elif len(self.tiles) < self.cells:
+            scale = 320 / drawn.shape[1]
+            self.tiles.append(cv2.resize(drawn, (320, int(round(drawn.shape[0] * scale)))))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        elif self.tiles:
+            height = max(t.shape[0] for t in self.tiles)
+            tiles = [cv2.copyMakeBorder(t, 0, height - t.shape[0], 0, 0, cv2.BORDER_CONSTANT) for t in self.tiles]
+            columns = 4
+            while len(tiles) % columns:
+                tiles.append(np.zeros_like(tiles[0]))
+            rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
+            ok, data = cv2.imencode(".png", cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+            atomic.write_bytes(self.path, data.tobytes())
+
+
+def _check_output(folder: Path) -> None:
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FaceswapError(f"{folder}: output exists and is a file, not a folder")
+    try:
+        (folder / faceset.FACES).mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FaceswapError(f"{folder}: cannot write the face set here ({exc.strerror})") from None
+
+
+def _write_crop(path: Path, crop: np.ndarray, meta: dict) -> None:
+    tmp = path.with_name("." + path.name + ".partial")
+    tmp.write_bytes(faceset.encode_png(crop, meta, compression=1))
+    os.replace(tmp, path)
+
+
+def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None = None,
+            finder=None, progress: bool = True) -> ExtractSummary:
+    """Extract every input (video files or image folders) into one face set at `output`."""
+    settings = settings or ExtractSettings()
+    inputs, output = [Path(p) for p in inputs], Path(output)
+    if not inputs:
+        raise FaceswapError("no input given")
+    infos = [media.probe(p) for p in inputs]  # every input checked before any work
+    names = [p.name for p in inputs]
+    if len(set(names)) != len(names):
+        raise FaceswapError("two inputs share a file name; rename one so the face set can tell them apart")
+    _check_output(output)
+    header = {"schema": faceset.SCHEMA, "version": faceset.VERSION, "size": settings.size,
+              "padding": settings.padding, "aligner": settings.aligner, "detector": settings.detector,
+              "landmarks": "ibug68", "matrix": "image pixels -> mean-face units"}
+    writer = faceset.AlignmentsWriter(output, header)
+    finder = finder or make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score)
+    summary = ExtractSummary()
+    preview = Preview(settings.preview, sum(i.frames for i in infos)) if settings.preview else None
+    started = time.perf_counter()
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        for path, info in zip(inputs, infos):
+            _extract_one(path, info, output, settings, finder, writer, pool, preview, summary, progress)
+    finally:
+        pool.shutdown(wait=True)
+        writer.close()
+        summary.seconds = time.perf_counter() - started
+        if preview is not None:
+            preview.close()
+    atomic.write_json(output / faceset.SUMMARY, {
+        "schema": "faceswap.faceset", "version": 1, "inputs": [str(p) for p in inputs],
+        "frames": writer.records, "faces": sum(1 for _ in (output / faceset.FACES).glob("*.png")),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+    })
+    return summary
+
+
+def _extract_one(path, info, output, settings, finder, writer, pool, preview, summary, progress) -> None:
+    source = path.name
+    start = settings.start
+    if source in writer.done:
+        resume_at = writer.done[source] + 1
+        skipped = max(0, (resume_at - start + settings.every - 1) // settings.every)
+        start = start + skipped * settings.every
+        summary.skipped_resumed += skipped
+        log.info("%s: resuming at frame %d", source, start)
+    end = info.frames if settings.end is None else min(settings.end, info.frames)
+    if start >= end:
+        return
+    finder.reset()
+    tracker, smoother = Tracker(), Smoother(settings.smooth_cutoff, settings.smooth_beta, settings.smooth)
+    chooser = TrackChooser(settings.track)
+    pending: deque = deque()
+    total = len(range(start, end, settings.every))
+    bar = tqdm(total=total, desc=f"extract {source}", unit="frame", disable=not progress, leave=False)
+    found = 0
+    for frame in _prefetch(media.read_frames(path, start=start, end=end, step=settings.every)):
+        faces = [f for f in finder(frame.image, video=settings.every <= 2) if f.size >= settings.min_size]
+        faces = smoother(tracker.update(faces, frame.index), frame.pts)
+        faces = chooser(faces, frame.image.shape)
+        if settings.max_faces:
+            faces = sorted(faces, key=lambda f: -f.size)[:settings.max_faces]
+        records, futures = [], []
+        for number, face in enumerate(faces):
+            face.matrix = align.alignment_matrix(face.landmarks)
+            crop = align.crop_face(frame.image, face.matrix, settings.size, settings.padding)
+            blur = blur_score(crop)
+            if blur < settings.min_blur:
+                continue
+            name = f"{Path(source).stem}_{frame.index:06d}_{number}.png"
+            record = {"bbox": [round(float(v), 2) for v in face.bbox], "score": round(float(face.score), 4),
+                      "landmarks": np.round(face.landmarks, 2).tolist(),
+                      "matrix": [[float(v) for v in row] for row in face.matrix],
+                      "track": int(face.track), "blur": round(blur, 2), "file": name}
+            meta = dict(record, source=source, frame=frame.index, pts=frame.pts,
+                        size=settings.size, padding=settings.padding)
+            futures.append(pool.submit(_write_crop, output / faceset.FACES / name, crop, meta))
+            records.append(record)
+        if preview is not None:
+            preview.add(frame, faces)
+        pending.append(({"source": source, "frame": frame.index, "pts": round(frame.pts, 6), "faces": records},
+                         futures))
+        while pending and all(f.done() for f in pending[0][1]):
+            _flush(pending.popleft(), writer)
+        summary.frames += 1
+        summary.faces += len(records)
+        summary.frames_without_face += not records
+        found += len(records)
+        bar.update(1)
+        bar.set_postfix(faces=found, refresh=False)
+    while pending:
+        _flush(pending.popleft(), writer)
+    bar.close()
+
+
+def _flush(item, writer: faceset.AlignmentsWriter) -> None:
+    record, futures = item
+    for future in futures:
+        future.result()  # re-raise a failed write here
+    writer.append(record)

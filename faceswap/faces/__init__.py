@@ -1,0 +1,139 @@
+"""Face finding behind one small interface, plus tracking across frames and landmark smoothing.
+
+A face finder is a callable `finder(rgb_image, video=True) -> list[Face]` with a `reset()` method.
+`make_finder("litert" | "fan")` builds one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# MediaPipe FaceMesh (468) -> iBUG 68; a pair means the mean of the two points.
+MESH_TO_68 = [
+    127, 234, 93, (132, 58), (58, 172), 136, 150, 176, 152, 400, 379, 365, (397, 288), 361, 323, 454, 356,
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+    (168, 6), (197, 195), 5, 4, 75, 97, 2, 326, 305,
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+    61, 39, 37, 0, 267, 269, 291, 321, 314, 17, 84, 91, 78, 82, 13, 312, 308, 317, 14, 87,
+]
+_FIRST = np.array([i[0] if isinstance(i, tuple) else i for i in MESH_TO_68])
+_SECOND = np.array([i[1] if isinstance(i, tuple) else i for i in MESH_TO_68])
+
+
+def mesh_to_68(points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points)
+    return (points[_FIRST, :2] + points[_SECOND, :2]) / 2
+
+
+@dataclass
+class Face:
+    bbox: np.ndarray                 # x1, y1, x2, y2 in image pixels
+    score: float
+    landmarks: np.ndarray            # 68 x 2, iBUG order, image pixels
+    mesh: np.ndarray | None = None   # 468 x 3 when the finder gives it
+    track: int = -1
+    matrix: np.ndarray | None = None  # 2x3 alignment matrix, filled by extract/convert
+
+    @property
+    def size(self) -> float:
+        return float(max(self.bbox[2] - self.bbox[0], self.bbox[3] - self.bbox[1]))
+
+    @property
+    def centre(self) -> np.ndarray:
+        return (np.asarray(self.bbox[:2]) + np.asarray(self.bbox[2:])) / 2
+
+
+def iou(a, b) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class Tracker:
+    """Gives faces stable track ids by box overlap with the faces of recent frames."""
+    min_iou: float = 0.3
+    max_gap: int = 15                      # frames a track may miss and still continue
+    tracks: dict = field(default_factory=dict)  # id -> (bbox, last frame)
+    next_id: int = 0
+
+    def update(self, faces: list[Face], frame: int) -> list[Face]:
+        live = {k: v for k, v in self.tracks.items() if frame - v[1] <= self.max_gap}
+        pairs = sorted(((iou(face.bbox, box), i, tid) for i, face in enumerate(faces)
+                        for tid, (box, _) in live.items()), reverse=True)
+        taken_faces, taken_tracks = set(), set()
+        for overlap, i, tid in pairs:
+            if overlap < self.min_iou or i in taken_faces or tid in taken_tracks:
+                continue
+            faces[i].track = tid
+            taken_faces.add(i)
+            taken_tracks.add(tid)
+        for i, face in enumerate(faces):
+            if i not in taken_faces:
+                face.track = self.next_id
+                self.next_id += 1
+        for face in faces:
+            live[face.track] = (np.asarray(face.bbox, dtype=float), frame)
+        self.tracks = live
+        return faces
+
+
+class OneEuro:
+    """One-Euro filter (Casiez et al. 2012): smooths jitter when still, follows quickly when moving."""
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.3, d_cutoff: float = 1.0):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.x = self.dx = self.t = None
+
+    @staticmethod
+    def _alpha(cutoff, dt):
+        tau = 1.0 / (2 * np.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
+        """Filter x at time t (seconds); `scale` (e.g. face size) makes the speed term size-independent."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.x is None or t <= self.t:
+            self.x, self.dx, self.t = x, np.zeros_like(x), t
+            return x
+        dt = t - self.t
+        dx = (x - self.x) / dt
+        a_d = self._alpha(self.d_cutoff, dt)
+        self.dx = a_d * dx + (1 - a_d) * self.dx
+        speed = np.linalg.norm(self.dx.reshape(-1, 2), axis=1).mean() / max(scale, 1e-6)
+        cutoff = self.min_cutoff + self.beta * speed * 100
+        a = self._alpha(cutoff, dt)
+        self.x = a * x + (1 - a) * self.x
+        self.t = t
+        return self.x
+
+
+class Smoother:
+    """One-Euro smoothing of each track's landmarks."""
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.3, enabled: bool = True):
+        self.params = (min_cutoff, beta)
+        self.enabled = enabled
+        self.filters: dict[int, OneEuro] = {}
+
+    def __call__(self, faces: list[Face], t: float) -> list[Face]:
+        if not self.enabled:
+            return faces
+        for face in faces:
+            filt = self.filters.setdefault(face.track, OneEuro(*self.params))
+            face.landmarks = filt(face.landmarks, t, scale=face.size)
+        return faces
+
+
+def make_finder(name: str = "litert", **options):
+    """Build a face finder: "litert" (default, offline MediaPipe) or "fan" (face-alignment S3FD + 2DFAN4)."""
+    if name == "litert":
+        from faceswap.faces.litert import LiteRTFaces
+        return LiteRTFaces(**options)
+    if name == "fan":
+        from faceswap.faces.fan import FANFaces
+        return FANFaces(**{k: v for k, v in options.items() if k in ("min_score", "device")})
+    raise ValueError(f"unknown aligner {name!r}: use litert or fan")

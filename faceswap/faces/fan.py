@@ -1,0 +1,75 @@
+"""High-accuracy face finder: face-alignment's S3FD detector + 2DFAN4 landmarks (68 points), GPU when present.
+
+face-alignment downloads its weights on first use into torch's hub cache with no hash check; offline
+without them it fails deep inside with a URLError. We look for the files first and stop with one
+clear line saying how to get them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from faceswap.errors import FaceswapError
+from faceswap.faces import Face
+
+WEIGHT_PREFIXES = ("s3fd", "2DFAN4")
+
+
+def weights_dir() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def missing_weights() -> list[str]:
+    folder = weights_dir()
+    have = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    return [prefix for prefix in WEIGHT_PREFIXES if not any(name.startswith(prefix) for name in have)]
+
+
+class FANFaces:
+    name = "fan"
+
+    def __init__(self, min_score: float = 0.5, device: str | None = None):
+        missing = missing_weights()
+        if missing:
+            raise FaceswapError(
+                f"face-alignment weights ({', '.join(missing)}) are not in {weights_dir()}; on a machine with "
+                "network run once: python -c \"import face_alignment as f; "
+                "f.FaceAlignment(f.LandmarksType.TWO_D, device='cpu')\" (or copy the files there)")
+        import face_alignment
+        import torch
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=self.device,
+                                                  face_detector="sfd", flip_input=False)
+        self.min_score = min_score
+
+    def __call__(self, image: np.ndarray, video: bool = True) -> list[Face]:
+        landmarks, scores, boxes = self.model.get_landmarks_from_image(image, return_bboxes=True,
+                                                                      return_landmark_score=True)
+        faces = []
+        for points, box in zip(landmarks or [], boxes or []):
+            if box[4] < self.min_score:
+                continue
+            faces.append(Face(bbox=np.asarray(box[:4], dtype=float), score=float(box[4]),
+                              landmarks=np.asarray(points, dtype=float)[:, :2]))
+        return faces
+
+    def batch(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """Several frames at once: S3FD runs batched on the device, then 2DFAN4 per found face."""
+        import torch
+
+        stack = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().to(self.device)
+        detections = self.model.face_detector.detect_from_batch(stack)
+        out = []
+        for image, boxes in zip(images, detections):
+            boxes = [b for b in boxes if b[4] >= self.min_score]
+            points = self.model.get_landmarks_from_image(image, detected_faces=boxes) if boxes else None
+            out.append([Face(bbox=np.asarray(b[:4], dtype=float), score=float(b[4]),
+                             landmarks=np.asarray(p, dtype=float)[:, :2]) for p, b in zip(points or [], boxes)])
+        return out
+
+    def reset(self) -> None:
+        pass

@@ -1,0 +1,221 @@
+"""Default face finder, offline: MediaPipe BlazeFace (detector) + FaceMesh (468 points) on ai-edge-litert.
+
+Video mode tracks like MediaPipe does: once a face is found, the next frame's region comes from the
+previous landmarks and only the mesh runs; the detector runs again when a face is lost and every
+`redetect_every` frames (to pick up faces that enter). The mesh's face-presence score rejects what
+the detector alone mistakes for a face (cartoon text in no_face.mp4).
+"""
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+
+from faceswap import assets
+from faceswap.faces import Face, mesh_to_68
+
+DETECTORS = {
+    "full": ("face_detection_full_range.tflite", 192, [(4, 1)]),
+    "short": ("face_detection_short_range.tflite", 128, [(8, 2), (16, 6)]),
+}
+MESH_FILE, MESH_SIZE = "face_landmark.tflite", 192
+ROI_SCALE = 1.5
+_local = threading.local()
+
+
+def _interpreter(name: str, threads: int):
+    from ai_edge_litert.interpreter import Interpreter
+
+    cache = _local.__dict__.setdefault("interpreters", {})
+    key = (name, threads)
+    if key not in cache:
+        interpreter = Interpreter(model_path=str(assets.model_file(name)), num_threads=threads)
+        interpreter.allocate_tensors()
+        cache[key] = interpreter
+    return cache[key]
+
+
+def _anchors(size: int, layout: list[tuple[int, int]]) -> np.ndarray:
+    """Anchor centres (normalised) in MediaPipe's order: per stride, row by row, anchors per cell."""
+    centres = []
+    for stride, per_cell in layout:
+        cells = size // stride
+        ys, xs = np.mgrid[0:cells, 0:cells]
+        grid = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], -1).reshape(-1, 1, 2)
+        centres.append(np.repeat(grid, per_cell, axis=1).reshape(-1, 2))
+    return np.concatenate(centres).astype(np.float32)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou: float = 0.3):
+    """Cluster overlapping detections and average each cluster weighted by score (MediaPipe's NMS)."""
+    order = np.argsort(-scores)
+    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
+    kept = []
+    alive = np.ones(len(scores), bool)
+    for i in range(len(scores)):
+        if not alive[i]:
+            continue
+        members = alive & (_iou(boxes[i], boxes) > iou)
+        members[i] = True
+        alive &= ~members
+        weight = scores[members][:, None]
+        box = (boxes[members] * weight).sum(0) / weight.sum()
+        kps = (keypoints[members] * weight[:, :, None]).sum(0) / weight.sum()
+        kept.append((box, kps, float(scores[i])))
+    return kept
+
+
+class LiteRTFaces:
+    """Detect faces and their 68 landmarks (plus the 468-point mesh) in RGB frames."""
+
+    name = "litert"
+
+    def __init__(self, detector: str = "full", min_score: float = 0.5, threads: int = 2,
+                 redetect_every: int = 12, min_presence: float = 0.9):
+        if detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {sorted(DETECTORS)}")
+        self.det_file, self.det_size, layout = DETECTORS[detector]
+        self.anchors = _anchors(self.det_size, layout)
+        self.min_score, self.threads = min_score, threads
+        self.redetect_every, self.min_presence = redetect_every, min_presence
+        assets.model_file(self.det_file)  # fail early, with the fixing command, if missing or altered
+        assets.model_file(MESH_FILE)
+        self.previous: list[Face] = []
+        self.since_detect = 0
+
+    # -- detector ---------------------------------------------------------------------------
+    def detect_boxes(self, image: np.ndarray):
+        """BlazeFace: [(box x1 y1 x2 y2, 6 keypoints, score)] in image pixels."""
+        h, w = image.shape[:2]
+        side = max(h, w)
+        pad_y, pad_x = (side - h) // 2, (side - w) // 2
+        square = cv2.copyMakeBorder(image, pad_y, side - h - pad_y, pad_x, side - w - pad_x, cv2.BORDER_CONSTANT)
+        size = self.det_size
+        tensor = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 127.5 - 1
+        interpreter = _interpreter(self.det_file, self.threads)
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor[None])
+        interpreter.invoke()
+        outputs = {tuple(d["shape"])[-1]: interpreter.get_tensor(d["index"])[0]
+                   for d in interpreter.get_output_details()}
+        raw, logits = outputs[16], outputs[1][:, 0]
+        scores = 1 / (1 + np.exp(-np.clip(logits, -80, 80)))
+        keep = scores >= self.min_score
+        if not keep.any():
+            return []
+        raw, anchors, scores = raw[keep], self.anchors[keep], scores[keep]
+        centre = anchors + raw[:, :2] / size
+        half = raw[:, 2:4] / size / 2
+        boxes = np.concatenate([centre - half, centre + half], 1)
+        keypoints = anchors[:, None, :] + raw[:, 4:16].reshape(-1, 6, 2) / size
+        found = []
+        for box, kps, score in weighted_nms(boxes, keypoints, scores):
+            box = box * side - [pad_x, pad_y, pad_x, pad_y]
+            kps = kps * side - [pad_x, pad_y]
+            found.append((box, kps, score))
+        return found
+
+    # -- mesh -------------------------------------------------------------------------------
+    def _roi_matrix(self, centre, side: float, angle: float) -> np.ndarray:
+        """2x3 matrix taking the image to the mesh's 192 px input: a rotated square around centre."""
+        size = MESH_SIZE
+        scale = size / side
+        cos, sin = np.cos(-angle) * scale, np.sin(-angle) * scale
+        cx, cy = centre
+        return np.array([[cos, -sin, size / 2 - (cos * cx - sin * cy)],
+                         [sin, cos, size / 2 - (sin * cx + cos * cy)]])
+
+    def mesh(self, image: np.ndarray, centre, side: float, angle: float):
+        """Run FaceMesh on a rotated square region; (468x3 points in image pixels, presence)."""
+        matrix = self._roi_matrix(centre, side, angle)
+        crop = cv2.warpAffine(image, matrix, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+        interpreter = _interpreter(MESH_FILE, self.threads)
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
+                               (crop.astype(np.float32) / 255.0)[None])
+        interpreter.invoke()
+        outputs = {int(np.prod(d["shape"])): interpreter.get_tensor(d["index"]).reshape(-1)
+                   for d in interpreter.get_output_details()}
+        points = outputs[1404].reshape(468, 3).astype(np.float64)
+        presence = float(1 / (1 + np.exp(-np.clip(outputs[1][0], -80, 80))))
+        inverse = cv2.invertAffineTransform(matrix)
+        xy = points[:, :2] @ inverse[:, :2].T + inverse[:, 2]
+        z = points[:, 2:] / (MESH_SIZE / side)
+        return np.concatenate([xy, z], 1), presence
+
+    def _face_from_roi(self, image, centre, side, angle, score) -> Face | None:
+        points, presence = self.mesh(image, centre, side, angle)
+        if presence < self.min_presence:
+            return None
+        xy = points[:, :2]
+        box = np.concatenate([xy.min(0), xy.max(0)])
+        return Face(bbox=box, score=score * presence, landmarks=mesh_to_68(xy), mesh=points)
+
+    @staticmethod
+    def _roi_from_points(xy: np.ndarray):
+        """Square region around landmarks, rotated so the eye corners (mesh 33, 263) are level."""
+        left, right = xy[33], xy[263]
+        angle = float(np.arctan2(right[1] - left[1], right[0] - left[0]))
+        cos, sin = np.cos(-angle), np.sin(-angle)
+        rotated = xy @ np.array([[cos, sin], [-sin, cos]])
+        lo, hi = rotated.min(0), rotated.max(0)
+        centre_rot = (lo + hi) / 2
+        centre = centre_rot @ np.array([[cos, -sin], [sin, cos]])
+        return centre, float(max(hi - lo)) * ROI_SCALE, angle
+
+    def _detect(self, image: np.ndarray) -> list[Face]:
+        faces = []
+        for box, kps, score in self.detect_boxes(image):
+            centre = (box[:2] + box[2:]) / 2
+            side = float(max(box[2:] - box[:2])) * ROI_SCALE
+            angle = float(np.arctan2(kps[1, 1] - kps[0, 1], kps[1, 0] - kps[0, 0]))
+            face = self._face_from_roi(image, centre, side, angle, score)
+            if face is not None:
+                # second pass on the landmark-derived region: tighter and rotation-exact; a real face
+                # passes both, while a detector false alarm rarely survives the second look
+                refined = self._face_from_roi(image, *self._roi_from_points(face.mesh[:, :2]), score)
+                if refined is not None:
+                    faces.append(refined)
+        return _dedupe(faces)
+
+    def __call__(self, image: np.ndarray, video: bool = True) -> list[Face]:
+        """Faces in one RGB frame. With video=True, track from the previous frame where possible."""
+        if not video or not self.previous or self.since_detect >= self.redetect_every:
+            faces = self._detect(image)
+            self.since_detect = 0
+        else:
+            faces = []
+            for prev in self.previous:
+                face = self._face_from_roi(image, *self._roi_from_points(prev.mesh[:, :2]), prev.score)
+                if face is not None:
+                    faces.append(face)
+            if len(faces) < len(self.previous):  # lost one: look again
+                faces = self._detect(image)
+                self.since_detect = 0
+            else:
+                self.since_detect += 1
+        self.previous = faces if video else []
+        return faces
+
+    def reset(self) -> None:
+        self.previous, self.since_detect = [], 0
+
+
+def _dedupe(faces: list[Face], iou: float = 0.5) -> list[Face]:
+    faces = sorted(faces, key=lambda f: -f.score)
+    kept = []
+    for face in faces:
+        if all(_iou(np.asarray(face.bbox), np.asarray([k.bbox]))[0] < iou for k in kept):
+            kept.append(face)
+    return kept

@@ -1,0 +1,199 @@
+"""The on-disk face set: aligned PNG crops (each carrying its own metadata) and one alignments file.
+
+Layout of a face set folder:
+    alignments.jsonl   line 1: header {"schema": "faceswap.alignments", "version": 1, ...};
+                       then one JSON record per processed frame (frames with no face too)
+    faces/             <source>_<frame>_<n>.png, each with an iTXt chunk "faceswap" holding its face record
+    faceset.json       written last, when extraction completed: counts and settings
+
+JSON only (no pickle). Lines are appended and flushed as frames finish, so an interrupted extract
+resumes after the last whole line; a torn last line is dropped on reopen.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from faceswap.errors import FaceswapError
+
+SCHEMA = "faceswap.alignments"
+VERSION = 1
+ALIGNMENTS = "alignments.jsonl"
+SUMMARY = "faceset.json"
+FACES = "faces"
+PNG_KEY = "faceswap"
+FACE_KEYS = {"bbox": list, "score": (int, float), "landmarks": list, "matrix": list, "track": int,
+             "blur": (int, float), "file": (str, type(None))}
+FRAME_KEYS = {"source": str, "frame": int, "pts": (int, float), "faces": list}
+
+
+# -- PNG with metadata ---------------------------------------------------------------------------------
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def encode_png(rgb: np.ndarray, metadata: dict, compression: int = 3) -> bytes:
+    """PNG bytes of an RGB image with `metadata` as JSON in an iTXt chunk right after IHDR."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise FaceswapError("could not encode a face crop as PNG")
+    data = data.tobytes()
+    text = PNG_KEY.encode() + b"\0\0\0\0\0" + json.dumps(metadata, separators=(",", ":")).encode("utf-8")
+    ihdr_end = 8 + 25  # signature + IHDR chunk
+    return data[:ihdr_end] + _chunk(b"iTXt", text) + data[ihdr_end:]
+
+
+def read_png_metadata(path: Path) -> dict | None:
+    """The faceswap metadata of a crop, or None when it has none."""
+    data = Path(path).read_bytes()
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"iTXt" and body.startswith(PNG_KEY.encode() + b"\0"):
+            return json.loads(body[len(PNG_KEY) + 5:].decode("utf-8"))
+        if kind == b"IDAT":
+            return None
+        pos += 12 + length
+    return None
+
+
+def read_crop(path: Path) -> np.ndarray:
+    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FaceswapError(f"{path}: not a readable face crop")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# -- alignments file ----------------------------------------------------------------------------------
+def validate_record(record: dict) -> None:
+    """Raise ValueError when a frame record does not follow the schema."""
+    for key, kind in FRAME_KEYS.items():
+        if not isinstance(record.get(key), kind):
+            raise ValueError(f"frame record: {key!r} missing or not {kind}")
+    for face in record["faces"]:
+        for key, kind in FACE_KEYS.items():
+            if not isinstance(face.get(key), kind):
+                raise ValueError(f"face record: {key!r} missing or not {kind}")
+        if np.asarray(face["landmarks"]).shape != (68, 2) or np.asarray(face["matrix"]).shape != (2, 3):
+            raise ValueError("face record: landmarks must be 68x2 and matrix 2x3")
+        if len(face["bbox"]) != 4:
+            raise ValueError("face record: bbox must have 4 numbers")
+
+
+def validate_header(header: dict) -> None:
+    if header.get("schema") != SCHEMA:
+        raise ValueError("not a faceswap alignments file")
+    if header.get("version") != VERSION:
+        raise ValueError(f"alignments version {header.get('version')} is not supported (need {VERSION})")
+    for key in ("size", "padding"):
+        if not isinstance(header.get(key), (int, float)):
+            raise ValueError(f"header: {key!r} missing")
+
+
+def read_alignments(path: Path) -> tuple[dict, list[dict]]:
+    """Header and frame records of an alignments file (a torn last line is ignored)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / ALIGNMENTS
+    if not path.is_file():
+        raise FaceswapError(f"{path}: no alignments file (make one with faceswap extract)")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        header = json.loads(lines[0])
+        validate_header(header)
+    except (IndexError, ValueError) as exc:
+        raise FaceswapError(f"{path}: invalid alignments file ({exc})") from None
+    records = []
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break  # torn last line of an interrupted run
+            raise FaceswapError(f"{path}:{number}: corrupt record") from None
+        try:
+            validate_record(record)
+        except ValueError as exc:
+            raise FaceswapError(f"{path}:{number}: {exc}") from None
+        records.append(record)
+    return header, records
+
+
+class AlignmentsWriter:
+    """Appends frame records; reopening an existing file keeps its whole lines and resumes after them."""
+
+    def __init__(self, folder: Path, header: dict, sync_every: int = 50):
+        self.path = Path(folder) / ALIGNMENTS
+        self.done: dict[str, int] = {}  # source name -> last frame index written
+        self.records = 0
+        if self.path.exists():
+            old_header, records = read_alignments(self.path)
+            for key in ("size", "padding"):
+                if old_header.get(key) != header.get(key):
+                    raise FaceswapError(f"{folder}: holds a face set made with {key}={old_header.get(key)}; "
+                                        f"use another output folder or the same settings")
+            for record in records:
+                self.done[record["source"]] = max(self.done.get(record["source"], -1), record["frame"])
+            self.records = len(records)
+            self._rewrite([old_header] + records)
+        else:
+            self._rewrite([header])
+        self.handle = open(self.path, "a", encoding="utf-8")
+        self.sync_every = sync_every
+        self.pending = 0
+
+    def _rewrite(self, items: list[dict]) -> None:
+        tmp = self.path.with_name("." + self.path.name + ".partial")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for item in items:
+                handle.write(json.dumps(item, separators=(",", ":")) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+    def append(self, record: dict) -> None:
+        self.handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.records += 1
+        self.pending += 1
+        if self.pending >= self.sync_every:
+            self.sync()
+
+    def sync(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.pending = 0
+
+    def close(self) -> None:
+        self.sync()
+        self.handle.close()
+
+
+# -- reading a face set for training -----------------------------------------------------------------
+def face_entries(folder: Path) -> Iterator[tuple[Path, dict]]:
+    """(crop path, face record) for every face in a face set folder; also works on a bare folder of crops."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise FaceswapError(f"{folder}: face set not found")
+    if (folder / ALIGNMENTS).is_file():
+        header, records = read_alignments(folder)
+        for record in records:
+            for face in record["faces"]:
+                if face.get("file"):
+                    path = folder / FACES / face["file"]
+                    if path.is_file():
+                        yield path, dict(face, source=record["source"], frame=record["frame"],
+                                         size=header["size"], padding=header["padding"])
+        return
+    crops = sorted((folder / FACES if (folder / FACES).is_dir() else folder).glob("*.png"))
+    for path in crops:
+        meta = read_png_metadata(path)
+        if meta is not None:
+            yield path, meta
