@@ -144,6 +144,116 @@ def extract(ctx, inputs, output, **options):
         click.echo(f"note: no face found in {', '.join(str(p) for p in inputs)}", err=True)
 
 
+@cli.command()
+@click.argument("faceset_a", type=click.Path(path_type=Path))
+@click.argument("faceset_b", type=click.Path(path_type=Path))
+@click.option("-m", "--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder (resumed if it exists).")
+@click.option("--model", "model", type=click.Choice(["lite", "original", "hd"]), default=None,
+              help="Architecture for a new model (default lite); must match an existing one.")
+@click.option("--size", type=int, default=None, help="Model size in px (hd: 128 or 256).")
+@click.option("--latent", type=click.Choice(["dense", "vae"]), default=None, help="Bottleneck type.")
+@click.option("--iterations", type=int, default=None, help="Total steps to reach (a resumed model counts its steps).")
+@click.option("--minutes", type=float, default=None, help="Train for this many minutes.")
+@click.option("--batch-size", type=int, default=None, help="Faces per identity per step.")
+@click.option("--lr", type=float, default=None, help="Adam learning rate (architecture default if unset).")
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default=None, help="Learning-rate schedule.")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
+              help="Mixed precision (auto: bf16/fp16 on GPU, bf16 on CPUs with AMX/AVX512-BF16).")
+@click.option("--compile", "compile_", is_flag=True, help="Use torch.compile (slow start, faster steps).")
+@click.option("--save-every", default=500, show_default=True, help="Checkpoint every N steps.")
+@click.option("--preview-every", default=250, show_default=True, help="Write preview.png every N steps.")
+@click.option("--timelapse", is_flag=True, help="Keep every preview and render timelapse.mp4 at the end.")
+@click.option("--workers", type=int, default=None, help="Data worker processes (default: half the cores).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--holdout", default=0.1, show_default=True, help="Share of each face set kept out for evaluation.")
+@click.option("--coverage", type=float, default=None, help="Share of the aligned crop the model sees (new model).")
+@click.option("--kl-weight", type=float, default=None, help="KL weight for --latent vae.")
+@click.pass_context
+def train(ctx, faceset_a, faceset_b, model_dir, compile_, kl_weight, **options):
+    """Train a shared encoder and two decoders on face sets A and B."""
+    from faceswap.training.loop import TrainSettings, train as run_train
+
+    settings = TrainSettings(**options, compile=compile_)
+    if kl_weight is not None:
+        settings.loss.kl = kl_weight
+    summary = run_train(faceset_a, faceset_b, model_dir, settings, progress=not ctx.obj["quiet"])
+    click.echo(summary.line())
+    if summary.stopped in ("interrupted", "terminated"):
+        click.echo(f"checkpoint saved at step {summary.step}; run the same command to resume", err=True)
+
+
+def convert_options(function):
+    """Options shared by convert and the pipeline's convert stage."""
+    decorators = [
+        click.option("-m", "--model-dir", required=True, type=click.Path(path_type=Path), help="Trained model folder."),
+        click.option("--alignments", type=click.Path(path_type=Path), default=None,
+                     help="Face set folder or alignments.jsonl made by extract for this input."),
+        click.option("--direction", type=click.Choice(["a2b", "b2a"]), default="a2b", show_default=True),
+        click.option("--color", type=click.Choice(["avg", "rct", "hist", "none"]), default="rct", show_default=True),
+        click.option("--mask", type=click.Choice(["landmarks", "predicted", "combined"]), default=None,
+                     help="Default: combined when the model learned a mask, else landmarks."),
+        click.option("--erode", default=0, show_default=True, help="Shrink (or, negative, grow) the mask by PX."),
+        click.option("--blur", type=float, default=None, help="Feather the mask edge by PX (default 8% of the face)."),
+        click.option("--blend", type=click.Choice(["alpha", "seamless"]), default="alpha", show_default=True),
+        click.option("--sharpen", default=0.0, show_default=True, help="Unsharp-mask amount for the new face."),
+        click.option("--track", default=None, help="Swap one person only: largest, center or a track id."),
+        click.option("--bridge", default=5, show_default=True, help="Bridge a face lost for up to N frames."),
+        click.option("--watermark", default=None, help="Draw this visible label on every frame."),
+        click.option("--codec", default="libx264", show_default=True),
+        click.option("--crf", default=18, show_default=True),
+        click.option("--batch-size", default=16, show_default=True, help="Faces per model call."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output video (or image folder); a folder when there are several inputs.")
+@convert_options
+@click.pass_context
+def convert(ctx, inputs, output, model_dir, alignments, **options):
+    """Swap faces in videos or image folders; timing and audio kept, output marked as synthetic."""
+    from faceswap.swap.batch import convert_many
+
+    convert_many(list(inputs), output, model_dir, options, alignments, progress=not ctx.obj["quiet"],
+                 echo=click.echo)
+
+
+@cli.command()
+@click.argument("pipeline_file", type=click.Path(path_type=Path))
+@click.option("--work-dir", type=click.Path(path_type=Path), default=None, help="Override the file's work_dir.")
+@click.option("--jobs", type=int, default=None, help="Clips converted at once.")
+@click.pass_context
+def run(ctx, pipeline_file, work_dir, jobs):
+    """Run a pipeline file: extract A and B, train, convert clips (unchanged stages are skipped)."""
+    from faceswap.pipeline import Pipeline
+
+    Pipeline(pipeline_file, work_dir, jobs).run(progress=not ctx.obj["quiet"], echo=click.echo)
+
+
+@cli.command()
+@click.option("-m", "--model-dir", type=click.Path(path_type=Path), default=None, help="Model to measure.")
+@click.option("--video", nargs=2, type=click.Path(path_type=Path), default=None, metavar="SRC OUT",
+              help="An input clip and its converted output.")
+@click.option("--compare", type=click.Path(path_type=Path), default=None,
+              help="A second model folder, or a second converted output of SRC.")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="Write the report as JSON here (and a PNG strip beside it).")
+@click.option("--every", default=1, show_default=True, help="Measure every Nth frame of the videos.")
+def evaluate(model_dir, video, compare, report, every):
+    """Measure a model (held-out SSIM/PSNR) and a converted video (parity, pose, jitter, flicker, seams)."""
+    from faceswap.evaluate import evaluate as run_evaluate, format_report
+
+    src, out = video if video else (None, None)
+    result = run_evaluate(model_dir, src, out, compare, report, every)
+    click.echo(format_report(result))
+    if report:
+        click.echo(f"report: {report}")
+
+
 def main():
     cli(prog_name="faceswap")
 

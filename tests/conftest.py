@@ -46,3 +46,24 @@ def ffmpeg(*args: str) -> None:
 @pytest.fixture(scope="session")
 def make_clip():
     return ffmpeg
+
+
+@pytest.fixture(scope="session")
+def facesets(sample_a, sample_b, face_models, tmp_path_factory):
+    """(A, B) face set folders from the real samples: A every 2nd frame (236 faces), B every frame (72)."""
+    from faceswap.extract import ExtractSettings, extract
+
+    root = tmp_path_factory.mktemp("facesets")
+    extract([sample_a], root / "a", ExtractSettings(every=2), progress=False)
+    extract([sample_b], root / "b", progress=False)
+    return root / "a", root / "b"
+
+
+@pytest.fixture(scope="session")
+def small_model(facesets, tmp_path_factory):
+    """A lite model trained for a few steps: enough for timing, masks and plumbing tests."""
+    from faceswap.training.loop import TrainSettings, train
+
+    model_dir = tmp_path_factory.mktemp("models") / "lite"
+    train(*facesets, model_dir, TrainSettings(iterations=20, preview_every=10, save_every=10, workers=0), progress=False)
+    return model_dir

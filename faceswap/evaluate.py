@@ -1,0 +1,216 @@
+"""`faceswap evaluate`: numbers for a model and a converted video, before and after a long render.
+
+Reconstruction: SSIM and PSNR of A->A and B->B on the held-out faces, inside the face mask.
+Video (SRC, OUT): frame/timestamp/audio parity; pose and expression kept (landmarks on OUT against SRC,
+over the inter-ocular distance); temporal stability (landmark jitter, flicker inside the face mask,
+relative to SRC); seam strength along the mask border (gradient there, OUT minus SRC).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from faceswap import atomic, masks, media, metrics
+from faceswap.errors import FaceswapError
+from faceswap.faces import make_finder
+
+log = logging.getLogger(__name__)
+
+
+# -- metric functions (pure, tested on synthetic cases) -------------------------------------------------
+def inter_ocular(landmarks: np.ndarray) -> float:
+    points = np.asarray(landmarks)
+    return float(np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)))
+
+
+def landmark_error(src: np.ndarray, out: np.ndarray) -> tuple[float, float]:
+    """Mean point distance between two 68-point sets: (pixels, over the inter-ocular distance)."""
+    px = float(np.linalg.norm(np.asarray(src) - np.asarray(out), axis=1).mean())
+    return px, px / max(inter_ocular(src), 1e-6)
+
+
+def jitter(track: np.ndarray) -> float:
+    """Mean second difference of landmarks along frames, over the inter-ocular distance."""
+    track = np.asarray(track, dtype=np.float64)
+    if len(track) < 3:
+        return 0.0
+    second = track[2:] - 2 * track[1:-1] + track[:-2]
+    iod = np.mean([inter_ocular(t) for t in track])
+    return float(np.linalg.norm(second, axis=2).mean() / max(iod, 1e-6))
+
+
+def masked_change(previous: np.ndarray, current: np.ndarray, mask: np.ndarray) -> float:
+    """Mean absolute change (0-255 scale) between two frames inside a mask."""
+    weights = mask[..., None]
+    total = weights.sum() * previous.shape[-1]
+    return float((np.abs(current.astype(np.float32) - previous.astype(np.float32)) * weights).sum() / max(total, 1))
+
+
+def seam_strength(frame: np.ndarray, mask: np.ndarray, width: int | None = None) -> float:
+    """Mean gradient magnitude in a band along the mask's border (a visible seam raises it)."""
+    binary = (mask > 0.5).astype(np.uint8)
+    if not binary.any():
+        return 0.0
+    if width is None:
+        ys, xs = np.nonzero(binary)
+        width = max(2, int(0.03 * max(np.ptp(xs), np.ptp(ys))))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1,) * 2)
+    band = cv2.dilate(binary, kernel) - cv2.erode(binary, kernel)
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gradient = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    return float(gradient[band > 0].mean())
+
+
+# -- model reconstruction --------------------------------------------------------------------------------
+def reconstruction(model_dir: Path) -> dict:
+    """SSIM / PSNR of A->A and B->B on the faces held out at training time, inside the face mask."""
+    from faceswap.models import load_model
+    from faceswap.training.data import FaceData
+
+    model, config = load_model(model_dir)
+    cfg = model.cfg
+    result = {}
+    for side in ("a", "b"):
+        info = config.get("facesets", {}).get(side, {})
+        path = Path(info.get("path", ""))
+        if not path.exists():
+            result[side] = {"error": f"face set {path} not found"}
+            continue
+        data = FaceData(path, cfg.size, cfg.coverage, holdout=len(info.get("holdout", [])) /
+                        max(1, len(info.get("holdout", [])) + info.get("train", 0)), label=side.upper())
+        images, points = data.holdout_images, data.holdout_landmarks
+        if not len(images):
+            result[side] = {"error": "no held-out faces"}
+            continue
+        faces, face_masks = data.plain(images, points)
+        x = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255)
+        with torch.no_grad():
+            rgb = torch.cat([model(x[i:i + 32], side)[0] for i in range(0, len(x), 32)])
+        mask = torch.from_numpy(face_masks)[:, None]
+        result[side] = {"faces": len(images), "ssim": round(metrics.ssim(rgb, x, mask), 4),
+                        "psnr": round(metrics.psnr(rgb, x, mask), 2)}
+    return result
+
+
+# -- video ------------------------------------------------------------------------------------------------
+def _largest(faces):
+    return max(faces, key=lambda f: f.size) if faces else None
+
+
+def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[dict, np.ndarray | None]:
+    """Parity, pose/expression error, jitter, flicker and seam of OUT against SRC; and a comparison strip."""
+    a, b = media.probe(src), media.probe(out)
+    pts_src = [f.pts for f in media.read_frames(src)] if a.frames == b.frames else []
+    pts_out = [f.pts for f in media.read_frames(out)] if a.frames == b.frames else []
+    tick = max(float(a.time_base), float(b.time_base))
+    parity = {
+        "frames_src": a.frames, "frames_out": b.frames, "frames_equal": a.frames == b.frames,
+        "max_timestamp_error_s": round(float(np.max(np.abs(np.subtract(pts_src, pts_out)))), 6) if pts_src else None,
+        "timestamps_equal": bool(pts_src) and float(np.max(np.abs(np.subtract(pts_src, pts_out)))) <= tick + 1e-9,
+        "audio_src": [x.codec for x in a.audio], "audio_out": [x.codec for x in b.audio],
+        "audio_duration_diff_s": (round(abs((a.audio[0].duration or 0) - (b.audio[0].duration or 0)), 4)
+                                  if a.audio and b.audio else None),
+    }
+    finder_src, finder_out = make_finder("litert"), make_finder("litert")
+    errors_px, errors_iod, track_src, track_out = [], [], [], []
+    flicker_src, flicker_out, seam_src, seam_out = [], [], [], []
+    previous = None
+    wanted = set(np.linspace(0, max(0, min(a.frames, b.frames) - 1), strip_frames).astype(int).tolist())
+    strip = []
+    for fa, fb in zip(media.read_frames(src, step=every), media.read_frames(out, step=every)):
+        face_a, face_b = _largest(finder_src(fa.image)), _largest(finder_out(fb.image))
+        if face_a is not None and face_b is not None:
+            px, iod = landmark_error(face_a.landmarks, face_b.landmarks)
+            errors_px.append(px)
+            errors_iod.append(iod)
+            track_src.append(face_a.landmarks)
+            track_out.append(face_b.landmarks)
+        mask = masks.hull_mask(face_a.landmarks, fa.image.shape[:2]) if face_a is not None else None
+        if mask is not None:
+            seam_src.append(seam_strength(fa.image, mask))
+            seam_out.append(seam_strength(fb.image, mask))
+            if previous is not None:
+                flicker_src.append(masked_change(previous[0], fa.image, mask))
+                flicker_out.append(masked_change(previous[1], fb.image, mask))
+        previous = (fa.image, fb.image) if mask is not None else None
+        if fa.index in wanted:
+            strip.append(np.hstack([fa.image, fb.image]))
+    mean = (lambda v: round(float(np.mean(v)), 4) if v else None)
+    report = dict(parity, **{
+        "frames_compared": len(errors_px),
+        "landmark_error_px": mean(errors_px), "landmark_error_iod": mean(errors_iod),
+        "jitter_src": round(jitter(track_src), 5), "jitter_out": round(jitter(track_out), 5),
+        "flicker_src": mean(flicker_src), "flicker_out": mean(flicker_out),
+        "flicker_ratio": round(np.mean(flicker_out) / max(np.mean(flicker_src), 1e-6), 3) if flicker_src else None,
+        "seam_src": mean(seam_src), "seam_out": mean(seam_out),
+        "seam_excess": round(float(np.mean(seam_out) - np.mean(seam_src)), 3) if seam_src else None,
+    })
+    image = None
+    if strip:
+        width = max(s.shape[1] for s in strip)
+        image = np.vstack([cv2.resize(s, (width, int(s.shape[0] * width / s.shape[1]))) for s in strip])
+        if image.shape[1] > 1280:
+            image = cv2.resize(image, (1280, int(image.shape[0] * 1280 / image.shape[1])), interpolation=cv2.INTER_AREA)
+    return report, image
+
+
+def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None = None, compare: Path | None = None,
+             report_path: Path | None = None, every: int = 1) -> dict:
+    """Build the report; with `compare`, the same for a second model (or a second output of SRC)."""
+    if model_dir is None and out is None:
+        raise FaceswapError("give a model (-m) and/or a video pair (--video SRC OUT)")
+    report: dict = {}
+    strips = []
+    if model_dir is not None:
+        report["model"] = {"path": str(model_dir), "reconstruction": reconstruction(model_dir)}
+    if out is not None:
+        report["video"], strip = video(src, out, every)
+        strips.append(strip)
+    if compare is not None:
+        compare = Path(compare)
+        if compare.is_dir():
+            report["compare_model"] = {"path": str(compare), "reconstruction": reconstruction(compare)}
+        else:
+            if src is None:
+                raise FaceswapError("--compare with a video needs --video SRC OUT")
+            report["compare_video"], strip = video(src, compare, every)
+            strips.append(strip)
+    if report_path is not None:
+        report_path = Path(report_path)
+        atomic.write_json(report_path, report)
+        images = [s for s in strips if s is not None]
+        if images:
+            width = min(s.shape[1] for s in images)
+            stacked = np.vstack([cv2.resize(s, (width, int(s.shape[0] * width / s.shape[1]))) for s in images])
+            ok, data = cv2.imencode(".png", cv2.cvtColor(stacked, cv2.COLOR_RGB2BGR))
+            atomic.write_bytes(report_path.with_suffix(".png"), data.tobytes())
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = []
+    for key in ("model", "compare_model"):
+        if key in report:
+            lines.append(f"{key.replace('_', ' ')}: {report[key]['path']}")
+            for side, values in report[key]["reconstruction"].items():
+                if "error" in values:
+                    lines.append(f"  {side.upper()}->{side.upper()}: {values['error']}")
+                else:
+                    lines.append(f"  {side.upper()}->{side.upper()} held-out: SSIM {values['ssim']:.4f}  "
+                                 f"PSNR {values['psnr']:.2f} dB  ({values['faces']} faces)")
+    videos = [k for k in ("video", "compare_video") if k in report]
+    if videos:
+        rows = [("frames equal", "frames_equal"), ("timestamps equal", "timestamps_equal"),
+                ("audio duration diff (s)", "audio_duration_diff_s"), ("landmark error (px)", "landmark_error_px"),
+                ("landmark error (/IOD)", "landmark_error_iod"), ("jitter src", "jitter_src"),
+                ("jitter out", "jitter_out"), ("flicker src", "flicker_src"), ("flicker out", "flicker_out"),
+                ("flicker ratio", "flicker_ratio"), ("seam src", "seam_src"), ("seam out", "seam_out"),
+                ("seam excess", "seam_excess")]
+        lines.append(f"{'metric':<26}" + "".join(f"{v:>16}" for v in videos))
+        for label, key in rows:
+            lines.append(f"{label:<26}" + "".join(f"{str(report[v].get(key)):>16}" for v in videos))
+    return "\n".join(lines)

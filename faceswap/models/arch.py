@@ -1,0 +1,160 @@
+"""The architectures: one shared encoder, one decoder per identity, and a registry of named settings.
+
+Every architecture is the same shape of network with different sizes: strided convolutions down to a
+small grid, a dense bottleneck (optionally variational), a reshape and upscale, then per identity a
+decoder of upscale blocks (with optional residual blocks) ending in RGB and, optionally, a mask.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from faceswap.models.blocks import ConvBlock, ResBlock, UpscaleBlock
+
+
+@dataclass
+class ArchConfig:
+    name: str
+    size: int                      # input and output side in pixels
+    encoder: list[int]             # conv widths, each halves the size
+    latent: int                    # dense bottleneck width
+    grid_channels: int             # channels of the reshaped grid after the bottleneck
+    bottleneck_upscale: int        # channels after the encoder's final upscale
+    decoder: list[int]             # upscale widths in each decoder
+    res_blocks: int = 0            # residual blocks after each decoder upscale
+    mask: bool = False             # learned mask output
+    latent_type: str = "dense"     # "dense" or "vae" (variational: sampled, with a KL term)
+    bottleneck: str = "dense"      # "dense": flatten + linear; "conv": a 1x1-conv spatial code (keeps detail)
+    coverage: float = 0.75         # share of the aligned crop the model sees
+    defaults: dict = field(default_factory=dict)  # training defaults for this architecture
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+ARCHITECTURES = {
+    # The classic deepfakes/faceswap "Original": 64 px, ~82 M parameters.
+    "original": ArchConfig("original", 64, [128, 256, 512, 1024], 1024, 1024, 512, [256, 128, 64],
+                           coverage=0.625, defaults={"lr": 5e-5, "batch_size": 16}),
+    # Small and quick: learns visibly on 2 CPU cores in minutes (the demo's model).
+    "lite": ArchConfig("lite", 64, [32, 64, 128, 256], 256, 256, 256, [128, 64, 32], res_blocks=1, mask=True,
+                       coverage=0.75, defaults={"lr": 4e-4, "batch_size": 16, "schedule": "cosine"}),
+    # The quality model for GPUs: 128 px (size 256 adds a level), residual decoder, learned mask.
+    "hd": ArchConfig("hd", 128, [128, 256, 512, 1024], 512, 512, 512, [512, 256, 128], res_blocks=2,
+                     mask=True, coverage=0.75, defaults={"lr": 5e-5, "batch_size": 16}),
+}
+
+
+def config_for(name: str, size: int | None = None, latent_type: str = "dense") -> ArchConfig:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(ARCHITECTURES)}")
+    base = ARCHITECTURES[name].as_dict()
+    cfg = ArchConfig(**base)
+    cfg.latent_type = latent_type
+    if size and size != cfg.size:
+        if name != "hd" or size not in (128, 256):
+            raise ValueError(f"model {name} has a fixed size of {cfg.size} px" if name != "hd"
+                             else "hd supports size 128 or 256")
+        cfg.size = size
+        if size == 256:  # one more level on each side of the bottleneck
+            cfg.encoder = [64] + cfg.encoder
+            cfg.decoder = cfg.decoder + [64]
+    return cfg
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        layers, channels = [], 3
+        for width in cfg.encoder:
+            layers.append(ConvBlock(channels, width))
+            channels = width
+        self.convs = nn.Sequential(*layers)
+        self.grid = cfg.size // 2 ** len(cfg.encoder)
+        flat = channels * self.grid * self.grid
+        self.variational = cfg.latent_type == "vae"
+        self.spatial = cfg.bottleneck == "conv"
+        width = cfg.latent * (2 if self.variational else 1)
+        if self.spatial:
+            self.to_latent = nn.Conv2d(channels, width, 1)
+            self.from_latent = nn.Conv2d(cfg.latent, cfg.grid_channels, 3, padding=1)
+        else:
+            self.to_latent = nn.Linear(flat, width)
+            self.from_latent = nn.Linear(cfg.latent, cfg.grid_channels * self.grid * self.grid)
+        self.grid_channels = cfg.grid_channels
+        self.upscale = UpscaleBlock(cfg.grid_channels, cfg.bottleneck_upscale)
+        self.kl = torch.zeros(())
+
+    def forward(self, x):
+        features = self.convs(x)
+        z = self.to_latent(features if self.spatial else torch.flatten(features, 1))
+        if self.variational:
+            mu, logvar = z.float().chunk(2, dim=1)
+            logvar = logvar.clamp(-10, 10)
+            self.kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+            z = z.to(x.dtype) if x.dtype != torch.float32 else z
+        grid = self.from_latent(z)
+        if not self.spatial:
+            grid = grid.view(-1, self.grid_channels, self.grid, self.grid)
+        return self.upscale(grid)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        layers, channels = [], cfg.bottleneck_upscale
+        for width in cfg.decoder:
+            layers.append(UpscaleBlock(channels, width))
+            layers.extend(ResBlock(width) for _ in range(cfg.res_blocks))
+            channels = width
+        self.body = nn.Sequential(*layers)
+        self.rgb = nn.Conv2d(channels, 3, 5, padding=2)
+        self.mask = nn.Conv2d(channels, 1, 5, padding=2) if cfg.mask else None
+
+    def forward(self, x):
+        features = self.body(x)
+        rgb = torch.sigmoid(self.rgb(features))
+        mask = torch.sigmoid(self.mask(features)) if self.mask is not None else None
+        return rgb, mask
+
+
+class FaceSwapModel(nn.Module):
+    """Shared encoder + decoders "a" and "b". forward(x, side) -> (rgb, mask or None), in [0, 1]."""
+
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoders = nn.ModuleDict({"a": Decoder(cfg), "b": Decoder(cfg)})
+        expected = cfg.size // 2 ** len(cfg.encoder) * 2 * 2 ** len(cfg.decoder)
+        if expected != cfg.size:
+            raise ValueError(f"{cfg.name}: encoder/decoder depths give {expected} px, not {cfg.size}")
+
+    def forward(self, x, side: str):
+        return self.decoders[side](self.encoder(x))
+
+    def both(self, x_a, x_b):
+        """One forward for both identities (one call, so DDP sees every parameter used)."""
+        return self.forward(x_a, "a"), self.forward(x_b, "b")
+
+
+def build(cfg: ArchConfig) -> FaceSwapModel:
+    model = FaceSwapModel(cfg)
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_uniform_(module.weight, a=0.1, nonlinearity="leaky_relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def log2(value: int) -> int:
+    return int(math.log2(value))

@@ -1,0 +1,183 @@
+"""A model on disk: `config.json` + safetensors files, saved atomically with a rolling backup.
+
+    model_dir/config.json          architecture, sizes, face sets, "step", and the sha256 of every file
+    model_dir/model.safetensors    weights (encoder.*, decoders.a.*, decoders.b.*)
+    model_dir/<other>.safetensors  e.g. the optimizer state, written by training
+    model_dir/backup/              the previous good checkpoint, same layout
+
+A save writes every file under a temporary name and fsyncs it, moves the current checkpoint to
+backup/, then renames the new files into place, config.json last. A file whose sha256 differs from
+the one config.json records is damaged (or from a save cut short) and is refused with a clear error.
+Loading never runs code from the files: JSON and safetensors only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from faceswap.errors import FaceswapError
+from faceswap.models.arch import ArchConfig, FaceSwapModel, build
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+BACKUP = "backup"
+SCHEMA = "faceswap.model"
+VERSION = 1
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def check_writable(model_dir: Path) -> None:
+    model_dir = Path(model_dir)
+    if model_dir.exists() and not model_dir.is_dir():
+        raise FaceswapError(f"{model_dir}: exists and is not a folder")
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        probe = model_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FaceswapError(f"{model_dir}: cannot write the model here ({exc.strerror})") from None
+
+
+def save(model_dir: Path, config: dict, tensor_files: dict[str, dict[str, torch.Tensor]],
+         extra_files: dict[str, bytes] | None = None) -> None:
+    """Write a checkpoint: safetensors files (name -> tensors), extra small files, then config.json."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staged: dict[str, Path] = {}
+    hashes = {}
+    for name, tensors in tensor_files.items():
+        tmp = model_dir / f".{name}.partial"
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+                  metadata={"format": "pt", "schema": SCHEMA})
+        staged[name] = tmp
+    for name, data in (extra_files or {}).items():
+        tmp = model_dir / f".{name}.partial"
+        tmp.write_bytes(data)
+        staged[name] = tmp
+    for name, tmp in staged.items():
+        _fsync(tmp)
+        hashes[name] = _sha256(tmp)
+    config = dict(config, schema=SCHEMA, version=VERSION, files=hashes)
+    config_tmp = model_dir / f".{CONFIG}.partial"
+    config_tmp.write_text(json.dumps(config, indent=2) + "\n")
+    _fsync(config_tmp)
+    # rotate: the current (good) checkpoint becomes the backup
+    if (model_dir / CONFIG).is_file() and _consistent(model_dir):
+        backup = model_dir / BACKUP
+        old = model_dir / f".{BACKUP}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if backup.exists():
+            os.replace(backup, old)
+        backup.mkdir()
+        for name in list(json.loads((model_dir / CONFIG).read_text()).get("files", {})) + [CONFIG]:
+            if (model_dir / name).is_file():
+                shutil.copy2(model_dir / name, backup / name)
+        shutil.rmtree(old, ignore_errors=True)
+    for name, tmp in staged.items():
+        os.replace(tmp, model_dir / name)
+    os.replace(config_tmp, model_dir / CONFIG)
+    fd = os.open(model_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _consistent(model_dir: Path) -> bool:
+    try:
+        config = json.loads((model_dir / CONFIG).read_text())
+        return all((model_dir / n).is_file() and _sha256(model_dir / n) == h for n, h in config["files"].items())
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def read_config(model_dir: Path) -> dict:
+    model_dir = Path(model_dir)
+    path = model_dir / CONFIG
+    if not model_dir.is_dir():
+        raise FaceswapError(f"{model_dir}: model folder not found")
+    if not path.is_file():
+        raise FaceswapError(f"{model_dir}: not a model folder (no {CONFIG}); train one with faceswap train")
+    try:
+        config = json.loads(path.read_text())
+    except ValueError:
+        raise FaceswapError(f"{path}: damaged (not valid JSON)") from None
+    if config.get("schema") != SCHEMA or config.get("version") != VERSION:
+        raise FaceswapError(f"{path}: not a faceswap model config of version {VERSION}")
+    return config
+
+
+def load_tensors(model_dir: Path, name: str, config: dict | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of one file, after checking it against the sha256 that config.json records."""
+    model_dir = Path(model_dir)
+    config = config or read_config(model_dir)
+    path = model_dir / name
+    expected = config.get("files", {}).get(name)
+    hint = f"; the previous good state is in {model_dir / BACKUP}" if (model_dir / BACKUP / CONFIG).is_file() else ""
+    if not path.is_file():
+        raise FaceswapError(f"{path}: missing{hint}")
+    if expected and _sha256(path) != expected:
+        raise FaceswapError(f"{path}: damaged or truncated (sha256 does not match config.json){hint}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise FaceswapError(f"{path}: unreadable weights ({exc}){hint}") from None
+
+
+def arch_from_config(config: dict) -> ArchConfig:
+    try:
+        return ArchConfig(**config["architecture"])
+    except (KeyError, TypeError) as exc:
+        raise FaceswapError(f"model config has no valid architecture ({exc})") from None
+
+
+def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[FaceSwapModel, dict]:
+    """The trained model (eval mode) and its config, for convert and evaluate."""
+    config = read_config(model_dir)
+    try:
+        model = build(arch_from_config(config))
+    except ValueError as exc:
+        raise FaceswapError(f"{model_dir}: {exc}") from None
+    state = load_tensors(model_dir, WEIGHTS, config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[1:2] or [str(exc)]
+        raise FaceswapError(f"{model_dir}: weights do not fit the architecture in config.json "
+                            f"({first[0].strip()})") from None
+    return model.to(device).eval(), config
+
+
+def restore_backup(model_dir: Path) -> int:
+    """Put backup/ back in place of a damaged checkpoint; returns the restored step."""
+    model_dir = Path(model_dir)
+    backup = model_dir / BACKUP
+    if not (backup / CONFIG).is_file() or not _consistent(backup):
+        raise FaceswapError(f"{backup}: no usable backup")
+    for item in backup.iterdir():
+        shutil.copy2(item, model_dir / f".{item.name}.restore")
+    for item in backup.iterdir():
+        if item.name != CONFIG:
+            os.replace(model_dir / f".{item.name}.restore", model_dir / item.name)
+    os.replace(model_dir / f".{CONFIG}.restore", model_dir / CONFIG)
+    return int(read_config(model_dir).get("step", 0))

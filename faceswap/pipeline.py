@@ -1,0 +1,259 @@
+"""`faceswap run PIPELINE.yaml`: extract A, extract B, train, convert clips; cached, resumable stages.
+
+Each stage's key is a sha256 of its settings and of the content of its inputs. A stage whose key
+matches its last success (recorded in <work_dir>/pipeline-state.json) and whose outputs exist is
+skipped; a changed key reruns it and, through the keys, everything downstream. Relative paths in a
+pipeline file are relative to the file's own folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from faceswap import assets, atomic, faceset
+from faceswap.errors import FaceswapError
+from faceswap.extract import ExtractSettings, extract
+from faceswap.swap.batch import VIDEO_SUFFIXES, run_batch, table
+from faceswap.swap.convert import ConvertSettings, manifest_path
+from faceswap.training.loop import TrainSettings, train
+
+log = logging.getLogger(__name__)
+STATE = "pipeline-state.json"
+TOP_KEYS = {"work_dir", "identities", "train", "convert", "jobs"}
+IDENTITY_KEYS = {"sources", "extract"}
+CLIP_KEYS = {"input", "output", "direction", "settings"}
+
+
+def _fields(cls) -> dict:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _check_mapping(value, where: str, allowed: set | dict) -> dict:
+    if not isinstance(value, dict):
+        raise FaceswapError(f"pipeline: {where} must be a mapping, not {type(value).__name__}")
+    for key in value:
+        if key not in allowed:
+            raise FaceswapError(f"pipeline: {where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
+    return value
+
+
+def _check_settings(values: dict, cls, where: str, skip: set = frozenset()) -> dict:
+    fields = {k: v for k, v in _fields(cls).items() if k not in skip}
+    _check_mapping(values, where, fields)
+    for key, value in values.items():
+        default = fields[key].default
+        kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+        expected = kinds.get(type(default)) if default not in (None, dataclasses.MISSING) else None
+        if expected and (not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))):
+            raise FaceswapError(f"pipeline: {where}.{key}: expected {expected[0].__name__}, got {value!r}")
+    return values
+
+
+class Pipeline:
+    def __init__(self, path: Path, work_dir: Path | None = None, jobs: int | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FaceswapError(f"{self.path}: pipeline file not found")
+        try:
+            spec = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise FaceswapError(f"{self.path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        self.base = self.path.resolve().parent
+        self.spec = self._validate(spec)
+        self.work = Path(work_dir) if work_dir else self._path(self.spec.get("work_dir", "work"))
+        self.jobs = jobs or int(self.spec.get("jobs", 1))
+
+    def _path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def _validate(self, spec) -> dict:
+        spec = _check_mapping(spec if spec is not None else {}, "(top)", TOP_KEYS)
+        identities = _check_mapping(spec.get("identities"), "identities", {"a", "b"})
+        for side in ("a", "b"):
+            if side not in identities:
+                raise FaceswapError(f"pipeline: identities.{side}: missing")
+            identity = _check_mapping(identities[side], f"identities.{side}", IDENTITY_KEYS)
+            sources = identity.get("sources")
+            if isinstance(sources, str):
+                identity["sources"] = sources = [sources]
+            if not isinstance(sources, list) or not sources:
+                raise FaceswapError(f"pipeline: identities.{side}.sources: give one or more videos, folders or face sets")
+            for source in sources:
+                if not isinstance(source, str) or not self._path(source).exists():
+                    raise FaceswapError(f"pipeline: identities.{side}.sources: {source!r} not found")
+            _check_settings(identity.get("extract", {}), ExtractSettings, f"identities.{side}.extract", {"preview"})
+        train_spec = spec.get("train", {})
+        _check_settings(train_spec, TrainSettings, "train", {"loss", "augment"})
+        if "iterations" not in train_spec and "minutes" not in train_spec:
+            raise FaceswapError("pipeline: train: give iterations or minutes")
+        clips = spec.get("convert", [])
+        if not isinstance(clips, list):
+            raise FaceswapError("pipeline: convert: must be a list of clips")
+        for i, clip in enumerate(clips):
+            clip = _check_mapping(clip, f"convert[{i}]", CLIP_KEYS)
+            if not isinstance(clip.get("input"), str):
+                raise FaceswapError(f"pipeline: convert[{i}].input: missing")
+            if clip.get("direction", "a2b") not in ("a2b", "b2a"):
+                raise FaceswapError(f"pipeline: convert[{i}].direction: must be a2b or b2a")
+            _check_settings(clip.get("settings", {}), ConvertSettings, f"convert[{i}].settings", {"direction"})
+        if not isinstance(spec.get("jobs", 1), int):
+            raise FaceswapError("pipeline: jobs: expected int")
+        return spec
+
+    # -- state ------------------------------------------------------------------------------------
+    def _load_state(self) -> dict:
+        path = self.work / STATE
+        try:
+            return json.loads(path.read_text()) if path.is_file() else {}
+        except ValueError:
+            log.warning("%s is damaged; every stage will run again", path)
+            return {}
+
+    def _save_state(self) -> None:
+        atomic.write_json(self.work / STATE, self.state)
+
+    @staticmethod
+    def _key(*parts) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+    @staticmethod
+    def _fingerprint(path: Path) -> str:
+        """Content hash of an input: a file's bytes, a face set's alignments, a folder's files."""
+        path = Path(path)
+        if path.is_file():
+            return assets.sha256_of(path)
+        if (path / faceset.ALIGNMENTS).is_file():
+            return assets.sha256_of(path / faceset.ALIGNMENTS)
+        if (path / "config.json").is_file():
+            return assets.sha256_of(path / "config.json")
+        digest = hashlib.sha256()
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(item.relative_to(path)).encode())
+            digest.update(assets.sha256_of(item).encode())
+        return digest.hexdigest()
+
+    def _done(self, stage: str, key: str, output: Path) -> bool:
+        record = self.state.get(stage)
+        return bool(record and record.get("key") == key and Path(output).exists())
+
+    def _finish(self, stage: str, key: str, **info) -> None:
+        self.state[stage] = {"key": key, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info}
+        self._save_state()
+
+    # -- stages -------------------------------------------------------------------------------------
+    def _extract(self, side: str, progress: bool, echo) -> Path:
+        identity = self.spec["identities"][side]
+        sources = [self._path(s) for s in identity["sources"]]
+        if len(sources) == 1 and (sources[0] / faceset.ALIGNMENTS).is_file():
+            echo(f"[extract {side}] using the face set {sources[0]}")
+            return sources[0]
+        settings = identity.get("extract", {})
+        out = self.work / "facesets" / side
+        key = self._key("extract", settings, [self._fingerprint(s) for s in sources])
+        if self._done(f"extract_{side}", key, out / faceset.SUMMARY):
+            echo(f"[extract {side}] unchanged, skipped")
+            return out
+        if self.state.get(f"extract_{side}", {}).get("key") not in (None, key) and out.exists():
+            shutil.rmtree(out)  # settings or sources changed: start the face set again
+        summary = extract(sources, out, ExtractSettings(**settings), progress=progress)
+        echo(f"[extract {side}] {summary.line()}")
+        if summary.faces == 0:
+            raise FaceswapError(f"identity {side}: no face found in {', '.join(map(str, sources))}")
+        self._finish(f"extract_{side}", key, faces=summary.faces)
+        return out
+
+    def _train(self, set_a: Path, set_b: Path, progress: bool, echo) -> Path:
+        settings = dict(self.spec.get("train", {}))
+        out = self.work / "model"
+        key = self._key("train", settings, self._fingerprint(set_a), self._fingerprint(set_b))
+        if self._done("train", key, out / "config.json"):
+            echo("[train] unchanged, skipped")
+            return out
+        previous = self.state.get("train", {})
+        if previous.get("key") not in (None, key) and out.exists():
+            shutil.rmtree(out)  # changed data or settings: a fresh model
+        summary = train(set_a, set_b, out, TrainSettings(**settings), progress=progress)
+        echo(f"[train] {summary.line()}")
+        if summary.stopped in ("interrupted", "terminated"):
+            raise FaceswapError(f"training {summary.stopped} at step {summary.step}; run again to resume")
+        self._finish("train", key, step=summary.step)
+        return out
+
+    def _clips(self) -> list[tuple[Path, Path, str, dict, str]]:
+        clips, names = [], {}
+        for i, clip in enumerate(self.spec.get("convert", [])):
+            pattern = str(self._path(clip["input"]))
+            matches = sorted(Path(p) for p in glob.glob(pattern)) if glob.has_magic(pattern) else [Path(pattern)]
+            if not matches:
+                raise FaceswapError(f"pipeline: convert[{i}].input: {clip['input']!r} matches nothing")
+            for source in matches:
+                if source.is_dir() and source.suffix.lower() not in VIDEO_SUFFIXES and not any(source.iterdir()):
+                    raise FaceswapError(f"pipeline: convert[{i}].input: {source} is an empty folder")
+                template = clip.get("output") or "{stem}_" + clip.get("direction", "a2b") + ".mp4"
+                name = template.format(stem=source.stem, name=source.name)
+                if name in names:
+                    raise FaceswapError(f"pipeline: convert[{i}]: output name {name!r} is also made by "
+                                        f"convert[{names[name]}]; give each clip its own output")
+                names[name] = i
+                settings = dict(clip.get("settings", {}), direction=clip.get("direction", "a2b"))
+                clips.append((source, self.work / "output" / name, name, settings, f"convert[{i}]"))
+        return clips
+
+    def run(self, progress: bool = True, echo=print) -> dict:
+        try:
+            self.work.mkdir(parents=True, exist_ok=True)
+            (self.work / ".write-test").write_bytes(b"")
+            (self.work / ".write-test").unlink()
+        except OSError as exc:
+            raise FaceswapError(f"{self.work}: cannot write the work folder ({exc.strerror})") from None
+        self.state = self._load_state()
+        clips = self._clips()  # validate names before any long work
+        set_a = self._extract("a", progress, echo)
+        set_b = self._extract("b", progress, echo)
+        model = self._train(set_a, set_b, progress, echo)
+        model_key = self._fingerprint(model)
+        (self.work / "output").mkdir(exist_ok=True)
+        rows, todo = [], []
+        for source, output, name, settings, where in clips:
+            stage = f"convert:{name}"
+            try:
+                key = self._key("convert", settings, self._fingerprint(source), model_key)
+            except OSError as exc:
+                rows.append({"clip": str(source), "output": str(output), "status": f"failed: {exc}"})
+                continue
+            if self._done(stage, key, output) and manifest_path(output).exists():
+                record = self.state[stage]
+                rows.append({"clip": str(source), "output": str(output), "frames": record.get("frames", 0),
+                             "faces": record.get("faces", 0), "fps": 0.0, "status": "skipped (unchanged)"})
+                continue
+            todo.append((source, output, {"stage": stage, "key": key, "settings": settings}))
+        for settings_json in {json.dumps(t[2]["settings"], sort_keys=True) for t in todo}:
+            group = [t for t in todo if json.dumps(t[2]["settings"], sort_keys=True) == settings_json]
+            results = run_batch(group, model, ConvertSettings(**json.loads(settings_json)), self.jobs,
+                                progress=progress)
+            for result in results:
+                if result["status"] == "ok":
+                    self._finish(result["stage"], result["key"], frames=result["frames"], faces=result["faces"])
+                rows.append({k: v for k, v in result.items() if k not in ("stage", "key", "settings")})
+        report = {"pipeline": str(self.path), "work_dir": str(self.work), "model": str(model),
+                  "preview": str(model / "preview.png"), "clips": rows}
+        atomic.write_json(self.work / "report.json", report)
+        if rows:
+            echo(table(rows))
+        echo(f"model: {model}  training preview: {model / 'preview.png'}")
+        for row in rows:
+            if not row["status"].startswith("failed"):
+                echo(f"output: {row['output']}")
+        failed = [r for r in rows if r["status"].startswith("failed")]
+        if failed:
+            raise FaceswapError(f"{len(failed)} of {len(rows)} clips failed (see {self.work / 'report.json'})")
+        return report

@@ -1,0 +1,84 @@
+"""Converting many clips: a folder of clips or several inputs, a bounded pool, a table and a JSON report."""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from faceswap import atomic, media
+from faceswap.errors import FaceswapError
+from faceswap.swap.convert import ConvertSettings, convert
+
+log = logging.getLogger(__name__)
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
+
+
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Videos and image folders as given; a folder holding videos (and no images) stands for those videos."""
+    clips = []
+    for path in map(Path, inputs):
+        if path.is_dir() and not media.image_files(path):
+            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            if not videos:
+                raise FaceswapError(f"{path}: holds neither images nor video clips")
+            clips.extend(videos)
+        else:
+            clips.append(path)
+    return clips
+
+
+def table(rows: list[dict]) -> str:
+    header = f"{'clip':<32} {'frames':>7} {'faces':>7} {'fps':>7}  status"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{Path(r['clip']).name[:32]:<32} {r.get('frames', 0):>7} {r.get('faces', 0):>7} "
+                     f"{r.get('fps', 0):>7.1f}  {r['status']}")
+    return "\n".join(lines)
+
+
+def run_batch(jobs: list[tuple[Path, Path, dict]], model_dir: Path, settings: ConvertSettings, workers: int = 1,
+              alignments: dict | None = None, progress: bool = False) -> list[dict]:
+    """Convert (clip, output, extra) jobs with a bounded pool; a failure is recorded, the others go on."""
+    def one(job):
+        clip, output, extra = job
+        started = time.perf_counter()
+        try:
+            summary = convert(clip, model_dir, output, settings, (alignments or {}).get(str(clip)),
+                              progress=progress and workers == 1)
+            return dict(extra, clip=str(clip), output=str(output), frames=summary.frames, faces=summary.faces,
+                        fps=round(summary.fps, 2), status="ok")
+        except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the batch
+            log.debug("convert %s failed", clip, exc_info=True)
+            return dict(extra, clip=str(clip), output=str(output), status=f"failed: {exc}",
+                        seconds=round(time.perf_counter() - started, 2))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(one, jobs))
+
+
+def convert_many(inputs: list[Path], output: Path, model_dir: Path, options: dict, alignments: Path | None = None,
+                 progress: bool = True, echo=print, workers: int = 1) -> list[dict]:
+    settings = ConvertSettings(**options)
+    clips = expand_inputs(inputs)
+    output = Path(output)
+    if len(clips) == 1 and not (len(inputs) == 1 and Path(inputs[0]).is_dir() and clips[0] != Path(inputs[0])):
+        summary = convert(clips[0], model_dir, output, settings, alignments, progress)
+        echo(summary.line())
+        return [{"clip": str(clips[0]), "status": "ok", "frames": summary.frames}]
+    if alignments:
+        raise FaceswapError("--alignments works with one input; convert several clips without it")
+    if output.exists() and not output.is_dir():
+        raise FaceswapError(f"{output}: several inputs need an output folder, and this is a file")
+    output.mkdir(parents=True, exist_ok=True)
+    names = [c.stem + ".mp4" for c in clips]
+    if len(set(names)) != len(names):
+        raise FaceswapError("two input clips share a name; their outputs would collide")
+    rows = run_batch([(c, output / n, {}) for c, n in zip(clips, names)], model_dir, settings, workers,
+                     progress=progress)
+    echo(table(rows))
+    atomic.write_json(output / "report.json", {"clips": rows})
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        raise FaceswapError(f"{len(failed)} of {len(rows)} clips failed (see {output / 'report.json'})")
+    return rows

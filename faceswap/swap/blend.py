@@ -1,0 +1,90 @@
+"""Masks for the swapped face and compositing it back into the frame (alpha or Poisson)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from faceswap import masks
+
+MASKS = ("landmarks", "predicted", "combined")
+BLENDS = ("alpha", "seamless")
+
+
+def face_mask(kind: str, landmarks_model: np.ndarray | None, predicted: np.ndarray | None, size: int,
+              erode: int = 0, blur: int = 0) -> np.ndarray:
+    """float32 mask (size x size) in model space; landmarks hull, the model's mask, or their intersection."""
+    hull = masks.hull_mask(landmarks_model, (size, size)) if landmarks_model is not None else None
+    if kind == "landmarks" or (predicted is None and kind != "landmarks"):
+        mask = hull if hull is not None else np.ones((size, size), np.float32)
+    elif kind == "predicted":
+        mask = predicted.astype(np.float32)
+    elif kind == "combined":
+        mask = np.minimum(hull, predicted) if hull is not None else predicted.astype(np.float32)
+    else:
+        raise ValueError(f"mask must be one of {MASKS}")
+    return refine(mask, erode, blur)
+
+
+def refine(mask: np.ndarray, erode: int = 0, blur: int = 0) -> np.ndarray:
+    """Erode (positive) or dilate (negative) by |erode| px, then feather with a Gaussian of `blur` px."""
+    if erode:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(erode) + 1,) * 2)
+        mask = cv2.erode(mask, kernel) if erode > 0 else cv2.dilate(mask, kernel)
+    if blur:
+        mask = cv2.GaussianBlur(mask, (0, 0), blur / 2)
+    return np.clip(mask, 0, 1).astype(np.float32)
+
+
+def sharpen(image: np.ndarray, amount: float) -> np.ndarray:
+    if amount <= 0:
+        return image
+    blurred = cv2.GaussianBlur(image, (0, 0), 1.0)
+    return np.clip(image + amount * (image - blurred), 0, 1)
+
+
+def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndarray, blend: str = "alpha",
+          ) -> np.ndarray:
+    """Warp `face` (float RGB, model space) and `mask` back through `matrix` (image -> model) into `frame`."""
+    h, w = frame.shape[:2]
+    size = face.shape[0]
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0 = np.floor(corners.min(0)).astype(int) - 2
+    x1, y1 = np.ceil(corners.max(0)).astype(int) + 2
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0:
+        return frame
+    shifted = inverse.copy()
+    shifted[:, 2] -= [x0, y0]
+    roi = (x1 - x0, y1 - y0)
+    face_img = cv2.warpAffine(face, shifted, roi, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(mask, shifted, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+    out = frame.copy()
+    region = out[y0:y1, x0:x1].astype(np.float32) / 255
+    if blend == "seamless":
+        binary = (alpha[..., 0] > 0.5).astype(np.uint8) * 255
+        if binary.any():
+            ys, xs = np.nonzero(binary)
+            centre = (int((xs.min() + xs.max()) / 2) + x0, int((ys.min() + ys.max()) / 2) + y0)
+            full_face = np.zeros_like(frame)
+            full_mask = np.zeros(frame.shape[:2], np.uint8)
+            full_face[y0:y1, x0:x1] = np.clip(face_img * 255, 0, 255).astype(np.uint8)
+            full_mask[y0:y1, x0:x1] = binary
+            try:
+                return cv2.seamlessClone(full_face, frame, full_mask, centre, cv2.NORMAL_CLONE)
+            except cv2.error:
+                pass  # mask touching the border: fall back to alpha
+    composite = region * (1 - alpha) + np.clip(face_img, 0, 1) * alpha
+    out[y0:y1, x0:x1] = np.clip(composite * 255 + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def watermark(frame: np.ndarray, text: str) -> np.ndarray:
+    """A visible label in the lower-left corner, with a dark outline so it reads on any background."""
+    out = frame.copy()
+    scale = max(0.4, frame.shape[1] / 1280)
+    thickness = max(1, int(round(scale * 2)))
+    origin = (int(10 * scale) + 4, frame.shape[0] - int(12 * scale) - 4)
+    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return out

@@ -1,0 +1,327 @@
+"""`faceswap convert`: swap faces in a video or image folder, keeping every frame's timing and the audio.
+
+Two passes over the input. The first finds faces (or reads them from an extract alignments file),
+tracks and smooths them, and bridges short gaps inside a track. The second decodes again (decoding
+is cheap next to everything else), runs the faces through the model in batches and composites them;
+a reader thread decodes ahead and a writer thread encodes behind, so the three overlap. Memory holds
+a batch of frames plus a few hundred bytes of landmarks per face per frame.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from faceswap import __version__, align, assets, atomic, faceset, media
+from faceswap.errors import FaceswapError
+from faceswap.extract import TrackChooser, _prefetch
+from faceswap.faces import Smoother, Tracker, make_finder
+from faceswap.models import store
+from faceswap.swap import blend, color
+
+log = logging.getLogger(__name__)
+SYNTHETIC_NOTE = "Synthetic media: one or more faces in this video were replaced by faceswap {version} (AI face swap)."
+
+
+@dataclass
+class ConvertSettings:
+    direction: str = "a2b"
+    color: str = "rct"
+    mask: str | None = None        # None: "combined" when the model predicts a mask, else "landmarks"
+    erode: int = 0                 # px in the output frame; negative dilates
+    blur: float | None = None      # feather in px; None: 8 % of the face size
+    blend: str = "alpha"
+    sharpen: float = 0.0
+    batch_size: int = 16
+    track: str | None = None       # None: every face; "largest", "center" or a track id
+    bridge: int = 5                # frames a face may be lost inside a track and still be swapped
+    watermark: str | None = None
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "fast"
+    aligner: str = "litert"
+    detector: str = "full"
+    min_score: float = 0.5
+    min_size: int = 32
+    smooth: bool = True
+    device: str | None = None
+
+
+@dataclass
+class ConvertSummary:
+    frames: int = 0
+    faces: int = 0
+    frames_without_face: int = 0
+    seconds: float = 0.0
+    output: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (f"convert: {self.frames} frames, {self.faces} faces swapped, {self.frames_without_face} frames "
+                f"without a face, {self.fps:.1f} fps -> {self.output}")
+
+
+# -- pass 1: where the faces are -----------------------------------------------------------------------
+def faces_from_alignments(path: Path, source: Path) -> tuple[dict[int, list[dict]], float]:
+    header, records = faceset.read_alignments(path)
+    sources = {r["source"] for r in records}
+    name = source.name
+    if name not in sources:
+        if len(sources) != 1:
+            raise FaceswapError(f"{path}: has no records for {name} (it holds {', '.join(sorted(sources))})")
+        log.warning("%s: records are for %s; using them for %s", path, next(iter(sources)), name)
+        name = next(iter(sources))
+    timeline = {}
+    for record in records:
+        if record["source"] == name:
+            timeline[record["frame"]] = [{"landmarks": np.asarray(f["landmarks"], np.float64), "track": f["track"]}
+                                         for f in record["faces"]]
+    return timeline, float(header["padding"])
+
+
+def detect_faces(source: Path, settings: ConvertSettings, total: int, progress: bool) -> dict[int, list[dict]]:
+    finder = make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score)
+    tracker, smoother = Tracker(), Smoother(enabled=settings.smooth)
+    timeline = {}
+    bar = tqdm(total=total, desc="find faces", unit="frame", disable=not progress, leave=False)
+    for frame in _prefetch(media.read_frames(source)):
+        faces = [f for f in finder(frame.image) if f.size >= settings.min_size]
+        faces = smoother(tracker.update(faces, frame.index), frame.pts)
+        timeline[frame.index] = [{"landmarks": f.landmarks.copy(), "track": f.track} for f in faces]
+        bar.update(1)
+    bar.close()
+    return timeline
+
+
+def bridge_gaps(timeline: dict[int, list[dict]], max_gap: int) -> int:
+    """Fill frames where a track vanished for <= max_gap frames by interpolating its landmarks."""
+    by_track: dict[int, list[int]] = {}
+    for index, faces in timeline.items():
+        for face in faces:
+            by_track.setdefault(face["track"], []).append(index)
+    added = 0
+    for track, frames in by_track.items():
+        frames.sort()
+        for before, after in zip(frames, frames[1:]):
+            gap = after - before - 1
+            if not 0 < gap <= max_gap:
+                continue
+            first = next(f for f in timeline[before] if f["track"] == track)["landmarks"]
+            last = next(f for f in timeline[after] if f["track"] == track)["landmarks"]
+            for step in range(1, gap + 1):
+                t = step / (gap + 1)
+                timeline.setdefault(before + step, []).append(
+                    {"landmarks": first * (1 - t) + last * t, "track": track, "bridged": True})
+                added += 1
+    return added
+
+
+def choose_tracks(timeline: dict[int, list[dict]], rule: str | None, shape) -> None:
+    if not rule:
+        return
+    from faceswap.faces import Face
+
+    chooser = TrackChooser(rule)
+    for index in sorted(timeline):
+        faces = [Face(bbox=np.concatenate([f["landmarks"].min(0), f["landmarks"].max(0)]), score=1.0,
+                      landmarks=f["landmarks"], track=f["track"]) for f in timeline[index]]
+        keep = {f.track for f in chooser(faces, shape)}
+        timeline[index] = [f for f in timeline[index] if f["track"] in keep]
+
+
+# -- pass 2: swap ---------------------------------------------------------------------------------------
+class Swapper:
+    """Runs aligned faces through the encoder and one decoder, in batches, and composites them."""
+
+    def __init__(self, model_dir: Path, settings: ConvertSettings, padding: float = align.DEFAULT_PADDING):
+        self.settings = settings
+        device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
+        self.model, self.config = store.load_model(model_dir, self.device)
+        self.cfg = self.model.cfg
+        self.size = self.cfg.size
+        if settings.direction not in ("a2b", "b2a"):
+            raise FaceswapError("--direction must be a2b or b2a")
+        self.side = "b" if settings.direction == "a2b" else "a"
+        self.mask_kind = settings.mask or ("combined" if self.cfg.mask else "landmarks")
+        if self.mask_kind not in blend.MASKS:
+            raise FaceswapError(f"--mask must be one of {', '.join(blend.MASKS)}")
+        if self.mask_kind != "landmarks" and not self.cfg.mask:
+            raise FaceswapError(f"this {self.cfg.name} model has no learned mask; use --mask landmarks")
+        if settings.color not in color.METHODS:
+            raise FaceswapError(f"--color must be one of {', '.join(color.METHODS)}")
+        if settings.blend not in blend.BLENDS:
+            raise FaceswapError(f"--blend must be one of {', '.join(blend.BLENDS)}")
+        self.padding = padding
+        self.amp = torch.bfloat16 if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+
+    def model_matrix(self, landmarks: np.ndarray) -> np.ndarray:
+        return align.model_matrix(align.alignment_matrix(landmarks), 256, self.cfg.coverage, self.size, self.padding)
+
+    @torch.no_grad()
+    def infer(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 N x S x S x 3 aligned faces -> float32 swapped faces and predicted masks (or None)."""
+        x = torch.from_numpy(faces).to(self.device).permute(0, 3, 1, 2).float().div_(255)
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            rgb, mask = self.model(x, self.side)
+        rgb = rgb.float().permute(0, 2, 3, 1).cpu().numpy()
+        mask = mask.float()[:, 0].cpu().numpy() if mask is not None else None
+        return rgb, mask
+
+    def composite(self, frame: np.ndarray, jobs: list[tuple]) -> np.ndarray:
+        """jobs: (model matrix, landmarks in model space, original aligned uint8, swapped float, predicted mask)."""
+        s = self.settings
+        for matrix, landmarks, original, swapped, predicted in jobs:
+            face_mask = blend.face_mask(self.mask_kind, landmarks, predicted, self.size)
+            swapped = color.match(s.color, swapped, original.astype(np.float32) / 255, face_mask)
+            swapped = blend.sharpen(swapped, s.sharpen)
+            face_px = self.size / np.sqrt(abs(np.linalg.det(matrix[:, :2])))
+            feather = s.blur if s.blur is not None else 0.08 * face_px
+            scale = self.size / face_px  # frame px -> model px
+            refined = blend.refine(face_mask, int(round(s.erode * scale)), feather * scale)
+            frame = blend.paste(frame, swapped, refined, matrix, s.blend)
+        return frame
+
+
+def _writer_thread(writer, items: queue.Queue, errors: list) -> threading.Thread:
+    def work():
+        try:
+            while (item := items.get()) is not None:
+                frame, image = item
+                writer.write_frame(frame, image)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+            while items.get() is not None:
+                pass
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def manifest_path(output: Path) -> Path:
+    output = Path(output)
+    return output / "faceswap-manifest.json" if output.suffix == "" else output.with_name(output.name + ".json")
+
+
+def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettings | None = None,
+            alignments: Path | None = None, progress: bool = True) -> ConvertSummary:
+    settings = settings or ConvertSettings()
+    source, output, model_dir = Path(source), Path(output), Path(model_dir)
+    if output.exists() and source.exists() and output.resolve() == source.resolve():
+        raise FaceswapError(f"{output}: the output would overwrite the input; choose another name")
+    info = media.probe(source)
+    swapper = Swapper(model_dir, settings)
+    started = time.perf_counter()
+    if alignments:
+        timeline, swapper.padding = faces_from_alignments(Path(alignments), source)
+    else:
+        timeline = detect_faces(source, settings, info.frames, progress)
+    bridged = bridge_gaps(timeline, settings.bridge)
+    choose_tracks(timeline, settings.track, (info.height, info.width))
+    if bridged:
+        log.info("bridged %d lost faces inside tracks", bridged)
+    metadata = {"comment": SYNTHETIC_NOTE.format(version=__version__),
+                "description": SYNTHETIC_NOTE.format(version=__version__),
+                "encoder": f"faceswap {__version__}"}
+    writer = media.open_writer(output, like=info, audio_from=source, codec=settings.codec, crf=settings.crf,
+                               preset=settings.preset, metadata=metadata) \
+        if output.suffix else media.open_writer(output, like=info)
+    summary = ConvertSummary(output=str(output))
+    items: queue.Queue = queue.Queue(maxsize=32)
+    errors: list = []
+    thread = _writer_thread(writer, items, errors)
+    bar = tqdm(total=info.frames, desc=f"convert {source.name}", unit="frame", disable=not progress, leave=False)
+    try:
+        pending: list = []  # (frame, [(matrix, aligned)]) waiting for a model batch
+        queued_faces = 0
+        for frame in _prefetch(media.read_frames(source)):
+            if errors:
+                raise errors[0]
+            jobs = []
+            for face in timeline.get(frame.index, []):
+                matrix = swapper.model_matrix(face["landmarks"])
+                aligned = cv2.warpAffine(frame.image, matrix, (swapper.size,) * 2, flags=cv2.INTER_AREA,
+                                         borderMode=cv2.BORDER_REPLICATE)
+                jobs.append((matrix, align.transform_points(face["landmarks"], matrix), aligned))
+            pending.append((frame, jobs))
+            queued_faces += len(jobs)
+            if queued_faces >= settings.batch_size or len(pending) >= 2 * settings.batch_size:
+                _flush(pending, swapper, settings, items, summary, bar)
+                pending, queued_faces = [], 0
+        _flush(pending, swapper, settings, items, summary, bar)
+        items.put(None)
+        thread.join()
+        if errors:
+            raise errors[0]
+        writer.close()
+    except BaseException:
+        items.put(None)
+        thread.join(timeout=30)
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - started
+    write_manifest(source, model_dir, output, settings, swapper.config, summary, alignments)
+    return summary
+
+
+def _flush(pending, swapper: Swapper, settings: ConvertSettings, items: queue.Queue, summary, bar) -> None:
+    aligned = [job[2] for _, jobs in pending for job in jobs]
+    if aligned:
+        swapped, masks = swapper.infer(np.stack(aligned))
+    cursor = 0
+    for frame, jobs in pending:
+        image = frame.image
+        if jobs:
+            batch_jobs = []
+            for matrix, landmarks, original in jobs:
+                batch_jobs.append((matrix, landmarks, original, swapped[cursor],
+                                   None if masks is None else masks[cursor]))
+                cursor += 1
+            image = swapper.composite(image, batch_jobs)
+        if settings.watermark:
+            image = blend.watermark(image, settings.watermark)
+        items.put((frame, image))
+        summary.frames += 1
+        summary.faces += len(jobs)
+        summary.frames_without_face += not jobs
+        bar.update(1)
+
+
+def write_manifest(source: Path, model_dir: Path, output: Path, settings: ConvertSettings, model_config: dict,
+                   summary: ConvertSummary, alignments: Path | None) -> Path:
+    """The JSON record beside every output: what made it, from what, and that it is synthetic."""
+    output_hash = (assets.sha256_of(output) if output.is_file()
+                   else {p.name: assets.sha256_of(p) for p in sorted(output.glob("*.png"))})
+    manifest = {
+        "schema": "faceswap.manifest", "version": 1, "synthetic": True,
+        "statement": SYNTHETIC_NOTE.format(version=__version__),
+        "tool": {"name": "faceswap", "version": __version__},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "input": {"path": str(source), "sha256": assets.sha256_of(source) if source.is_file() else None},
+        "output": {"path": str(output), "sha256": output_hash},
+        "model": {"path": str(model_dir), "architecture": model_config.get("architecture", {}).get("name"),
+                  "step": model_config.get("step"), "files_sha256": model_config.get("files", {}),
+                  "facesets": {k: v.get("path") for k, v in model_config.get("facesets", {}).items()}},
+        "alignments": str(alignments) if alignments else None,
+        "settings": asdict(settings),
+        "result": {"frames": summary.frames, "faces_swapped": summary.faces,
+                   "frames_without_face": summary.frames_without_face},
+    }
+    path = manifest_path(output)
+    atomic.write_json(path, manifest)
+    return path

@@ -1,0 +1,198 @@
+"""Training data: face sets in memory as uint8, a held-out share, and augmentation run in worker processes.
+
+Each example: the target is the face after a random affine (rotation, zoom, shift, flip) and colour
+changes; the input is the same image after a 5x5-grid random warp as well (the denoising idea), so the
+decoder must restore the face, not copy it. Mask targets and eye/mouth loss weights come from the
+landmarks, moved by the same affine.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from faceswap import align, faceset, masks
+from faceswap.errors import FaceswapError
+
+log = logging.getLogger(__name__)
+MIN_FACES = 32
+
+
+@dataclass
+class Augment:
+    rotation: float = 10.0      # degrees
+    zoom: float = 0.05
+    shift: float = 0.05
+    flip: float = 0.5
+    brightness: float = 0.3     # L*a*b* lightness, fraction
+    colour: float = 0.08        # a*, b* shift, fraction
+    clahe: float = 0.5          # probability
+    warp: float = 5 / 256       # random-warp sigma, fraction of the size
+    eyes: float = 3.0
+    mouth: float = 2.0
+
+
+class FaceData:
+    """One identity's crops, resized to the work size (model size / coverage), with crop-space landmarks."""
+
+    def __init__(self, folder, model_size: int, coverage: float, holdout: float = 0.1, label: str = "A"):
+        entries = list(faceset.face_entries(folder))
+        if not entries:
+            raise FaceswapError(f"{folder}: face set {label} holds no faces (make one with faceswap extract)")
+        if len(entries) < MIN_FACES:
+            raise FaceswapError(f"{folder}: face set {label} has {len(entries)} faces; training needs at least "
+                                f"{MIN_FACES}")
+        crop_size = int(entries[0][1].get("size", 256))
+        if crop_size * coverage < model_size:
+            raise FaceswapError(f"{folder}: crops are {crop_size} px, too small for a {model_size} px model at "
+                                f"coverage {coverage} (need {math.ceil(model_size / coverage)} px); "
+                                "extract again with a larger --size")
+        self.work = int(math.ceil(model_size / coverage))
+        self.model_size, self.coverage = model_size, coverage
+        # hold out a contiguous block (the last frames): neighbouring frames are near-copies
+        entries.sort(key=lambda e: (e[1].get("source", ""), e[1].get("frame", 0), e[0].name))
+        count = max(1, int(round(len(entries) * holdout))) if holdout > 0 else 0
+        train_entries = entries[:len(entries) - count]
+        held_entries = entries[len(entries) - count:]
+        self.files = [p.name for p, _ in train_entries]
+        self.holdout_files = [p.name for p, _ in held_entries]
+        self.images, self.landmarks = self._load(train_entries)
+        self.holdout_images, self.holdout_landmarks = self._load(held_entries)
+
+    def _load(self, entries):
+        images = np.zeros((len(entries), self.work, self.work, 3), np.uint8)
+        points = np.zeros((len(entries), 68, 2), np.float32)
+        for i, (path, meta) in enumerate(entries):
+            crop = faceset.read_crop(path)
+            size = crop.shape[0]
+            images[i] = cv2.resize(crop, (self.work, self.work), interpolation=cv2.INTER_AREA)
+            matrix = align.crop_matrix(meta["matrix"], size, meta.get("padding", align.DEFAULT_PADDING))
+            points[i] = align.transform_points(meta["landmarks"], matrix) * self.work / size
+        return images, points
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def centre_matrix(self) -> np.ndarray:
+        """Work-size crop -> model input, no augmentation: the coverage centre, resized."""
+        scale = self.model_size / (self.work * self.coverage)
+        offset = self.model_size / 2 - scale * self.work / 2
+        return np.array([[scale, 0, offset], [0, scale, offset]])
+
+    def plain(self, images: np.ndarray, landmarks: np.ndarray):
+        """Un-augmented model inputs (and masks) for previews and evaluation."""
+        matrix = self.centre_matrix()
+        out = np.stack([cv2.warpAffine(im, matrix, (self.model_size,) * 2, flags=cv2.INTER_AREA,
+                                       borderMode=cv2.BORDER_REPLICATE) for im in images])
+        mask = np.stack([masks.hull_mask(align.transform_points(p, matrix), (self.model_size,) * 2)
+                         for p in landmarks])
+        return out, mask
+
+
+def random_warp(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Displace a 5x5 grid of control points by N(0, sigma * size) and remap smoothly."""
+    size = image.shape[0]
+    grid = np.linspace(0, size - 1, 5, dtype=np.float32)
+    map_x, map_y = np.meshgrid(grid, grid)
+    map_x = map_x + rng.normal(0, sigma * size, (5, 5)).astype(np.float32)
+    map_y = map_y + rng.normal(0, sigma * size, (5, 5)).astype(np.float32)
+    inner = size  # interpolate the coarse grid up to full size
+    map_x = cv2.resize(map_x, (inner, inner), interpolation=cv2.INTER_CUBIC)
+    map_y = cv2.resize(map_y, (inner, inner), interpolation=cv2.INTER_CUBIC)
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+class Augmenter:
+    def __init__(self, data: FaceData, settings: Augment):
+        import albumentations as A
+
+        self.data, self.s = data, settings
+        self.colour = A.Compose([
+            A.CLAHE(clip_limit=2.0, tile_grid_size=(4, 4), p=settings.clahe),
+        ])
+
+    def affine(self, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+        s, data = self.s, self.data
+        angle = rng.uniform(-s.rotation, s.rotation)
+        scale = (1 + rng.uniform(-s.zoom, s.zoom)) * data.model_size / (data.work * data.coverage)
+        shift = rng.uniform(-s.shift, s.shift, 2) * data.model_size
+        matrix = cv2.getRotationMatrix2D((data.work / 2, data.work / 2), angle, scale)
+        matrix[:, 2] += data.model_size / 2 - data.work / 2 + shift
+        flip = rng.random() < s.flip
+        if flip:
+            matrix[0] = -matrix[0]
+            matrix[0, 2] += data.model_size
+        return matrix, flip
+
+    def lab_shift(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+        lab[..., 0] *= 1 + rng.uniform(-self.s.brightness, self.s.brightness) * 0.5
+        lab[..., 0] += rng.uniform(-self.s.brightness, self.s.brightness) * 0.5 * 100
+        lab[..., 1:] += rng.uniform(-self.s.colour, self.s.colour, 2) * 255
+        return cv2.cvtColor(np.clip(lab, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+    def __call__(self, index: int, rng: np.random.Generator):
+        data, size = self.data, self.data.model_size
+        matrix, _ = self.affine(rng)
+        target = cv2.warpAffine(data.images[index], matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+        target = self.lab_shift(target, rng)
+        self.colour.set_random_seed(int(rng.integers(2 ** 31)))  # albumentations' own RNG, driven by ours
+        target = self.colour(image=target)["image"]
+        warped = random_warp(target, rng, self.s.warp)
+        points = align.transform_points(data.landmarks[index], matrix)
+        mask = masks.hull_mask(points, (size, size))
+        weights = masks.region_weights(points, (size, size), self.s.eyes, self.s.mouth)
+        return warped, target, mask, weights
+
+
+class PairStream(IterableDataset):
+    """Endless batches of (A, B) examples, each seeded by (seed, rank, step): resume is exact."""
+
+    def __init__(self, data_a: FaceData, data_b: FaceData, batch_size: int, settings: Augment,
+                 seed: int = 0, rank: int = 0, world: int = 1, start_step: int = 0):
+        self.data = (data_a, data_b)
+        self.batch_size, self.settings = batch_size, settings
+        self.seed, self.rank, self.world, self.start_step = seed, rank, world, start_step
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        if info:
+            cv2.setNumThreads(1)
+        augmenters = [Augmenter(d, self.settings) for d in self.data]
+        # each rank draws from its own shard of each face set
+        shards = [np.arange(self.rank, len(d), self.world) for d in self.data]
+        # The DataLoader takes batches from its workers in turn, so worker w makes the batches of steps
+        # start + w, start + w + workers, ...; each batch's randomness depends only on its step.
+        step = self.start_step + worker
+        while True:
+            rng = np.random.default_rng([self.seed, self.rank, step])
+            batch = []
+            for augment, shard in zip(augmenters, shards):
+                picks = rng.choice(shard, self.batch_size, replace=len(shard) < self.batch_size)
+                parts = list(zip(*(augment(int(i), rng) for i in picks)))
+                batch.append(to_tensors(*parts))
+            yield batch
+            step += workers
+
+
+def to_tensors(warped, target, mask, weights):
+    def images(arrays):
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)
+
+    return {"input": images(warped), "target": images(target),
+            "mask": torch.from_numpy(np.stack(mask))[:, None], "weights": torch.from_numpy(np.stack(weights))[:, None]}
+
+
+def loader(stream: PairStream, workers: int | None = None) -> DataLoader:
+    if workers is None:
+        workers = min(4, max(1, (os.cpu_count() or 2) // 2))
+    return DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
+                      persistent_workers=bool(workers), pin_memory=torch.cuda.is_available())

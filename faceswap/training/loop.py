@@ -1,0 +1,420 @@
+"""`faceswap train`: the loop. AMP, channels_last, optional torch.compile, NaN guard, atomic checkpoints
+with a rolling backup, exact resume (step, optimizer, RNG, data stream), previews, and DDP under torchrun.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from faceswap import __version__
+from faceswap.errors import FaceswapError
+from faceswap.models import arch as arch_mod
+from faceswap.models import store
+from faceswap.training import report
+from faceswap.training.data import Augment, FaceData, PairStream, loader
+from faceswap.training.loss import LossWeights, side_loss
+
+log = logging.getLogger(__name__)
+OPTIMIZER = "optimizer.safetensors"
+PREVIEW_FACES = 6
+
+
+@dataclass
+class TrainSettings:
+    model: str | None = None            # None: "lite" for a new model, the existing one on resume
+    size: int | None = None
+    latent: str | None = None           # "dense" or "vae"; None: dense, or the existing one
+    iterations: int | None = None       # total steps to reach (resume counts)
+    minutes: float | None = None        # or a wall-clock budget for this run
+    batch_size: int | None = None       # per side (per process under DDP)
+    lr: float | None = None
+    beta1: float = 0.5
+    schedule: str | None = None         # "constant" or "cosine" (to --iterations / --minutes)
+    warmup: int = 100
+    coverage: float | None = None
+    holdout: float = 0.1
+    seed: int = 0
+    amp: str = "auto"                   # auto | bf16 | fp16 | off
+    compile: bool = False
+    save_every: int = 500
+    save_minutes: float = 5.0
+    preview_every: int = 250
+    timelapse: bool = False
+    workers: int | None = None
+    loss: LossWeights = field(default_factory=LossWeights)
+    augment: Augment = field(default_factory=Augment)
+
+
+@dataclass
+class TrainSummary:
+    start_step: int = 0
+    step: int = 0
+    seconds: float = 0.0
+    examples: int = 0
+    loss_a: float = float("nan")
+    loss_b: float = float("nan")
+    stopped: str = "done"
+
+    def line(self) -> str:
+        rate = self.examples / self.seconds if self.seconds else 0.0
+        return (f"train: steps {self.start_step} -> {self.step} ({self.stopped}), loss A {self.loss_a:.4f}, "
+                f"loss B {self.loss_b:.4f}, {rate:.1f} EGs/sec, {self.seconds:.0f} s")
+
+
+# -- distributed -------------------------------------------------------------------------------------
+def distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); starts the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class Pair(torch.nn.Module):
+    """Both identities in one forward, so DDP sees every parameter used in each step."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x_a, x_b):
+        return self.model.both(x_a, x_b)
+
+
+# -- optimizer and RNG state as safetensors + JSON -----------------------------------------------------
+def optimizer_tensors(optimizer, scaler) -> tuple[dict, dict]:
+    state = optimizer.state_dict()
+    tensors, meta = {}, {"param_groups": state["param_groups"], "scalars": {}}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{index}.{key}"] = value
+            else:
+                meta["scalars"][f"{index}.{key}"] = value
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    meta["rng_numpy"] = np.random.get_state()[1].tolist(), int(np.random.get_state()[2])
+    meta["rng_python"] = [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]]
+    if scaler is not None:
+        meta["scaler"] = {k: (float(v) if torch.is_tensor(v) else v) for k, v in scaler.state_dict().items()}
+    return tensors, meta
+
+
+def restore_optimizer(optimizer, scaler, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for name, value in tensors.items():
+        if name.startswith("state."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in meta.get("scalars", {}).items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+    if "rng_numpy" in meta:
+        keys, pos = meta["rng_numpy"]
+        np.random.set_state(("MT19937", np.array(keys, dtype=np.uint32), pos, 0, 0.0))
+    if "rng_python" in meta:
+        version, internal, gauss = meta["rng_python"]
+        random.setstate((version, tuple(internal), gauss))
+    if scaler is not None and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+
+
+# -- the trainer ---------------------------------------------------------------------------------------
+def _amp_dtype(choice: str, device: torch.device):
+    if choice == "off":
+        return None
+    if choice == "fp16":
+        return torch.float16
+    if choice == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if _cpu_has_fast_bf16() else None
+
+
+def _cpu_has_fast_bf16() -> bool:
+    """bf16 autocast pays on CPUs with AMX or AVX512-BF16; elsewhere it is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+class Trainer:
+    def __init__(self, faceset_a, faceset_b, model_dir, settings: TrainSettings, progress: bool = True):
+        self.settings = settings
+        self.faceset_paths = (Path(faceset_a).resolve(), Path(faceset_b).resolve())
+        self.model_dir = Path(model_dir)
+        self.progress = progress
+        self.rank, self.world, local_rank = distributed()
+        self.main = self.rank == 0
+        if torch.cuda.is_available():
+            self.device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        existing = store.read_config(self.model_dir) if (self.model_dir / store.CONFIG).is_file() else None
+        if self.main:
+            store.check_writable(self.model_dir)
+        self.cfg = self._arch(existing)
+        self.config = existing or {}
+        defaults = self.cfg.defaults
+        s = settings
+        self.batch_size = s.batch_size or self.config.get("batch_size") or defaults.get("batch_size", 16)
+        self.lr = s.lr or self.config.get("lr") or defaults.get("lr", 5e-5)
+        self.schedule = s.schedule or self.config.get("schedule") or defaults.get("schedule", "constant")
+        self.data_a = FaceData(faceset_a, self.cfg.size, self.cfg.coverage, s.holdout, "A")
+        self.data_b = FaceData(faceset_b, self.cfg.size, self.cfg.coverage, s.holdout, "B")
+        torch.manual_seed(s.seed + self.rank)
+        self.model = arch_mod.build(self.cfg).to(self.device)
+        self.amp_dtype = _amp_dtype(s.amp, self.device)
+        self.channels_last = True
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(s.beta1, 0.999))
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.step = 0
+        if existing:
+            self._resume(existing)
+        self.pair = Pair(self.model)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.pair = DistributedDataParallel(self.pair, device_ids=[self.device.index] if self.device.type == "cuda"
+                                                else None)
+        self.forward = torch.compile(self.pair) if s.compile else self.pair
+        self.stop_reason: str | None = None
+
+    # -- set-up helpers ---------------------------------------------------------------------------
+    def _arch(self, existing):
+        s = self.settings
+        if existing is None:
+            cfg = arch_mod.config_for(s.model or "lite", s.size, s.latent or "dense")
+            if s.coverage:
+                cfg.coverage = s.coverage
+            return cfg
+        old = store.arch_from_config(existing)
+        wanted = (s.model or old.name, s.size or old.size, s.latent or old.latent_type)
+        if wanted != (old.name, old.size, old.latent_type):
+            raise FaceswapError(f"{self.model_dir}: holds a {old.name} model ({old.size} px, {old.latent_type} "
+                                f"latent), not {wanted[0]} ({wanted[1]} px, {wanted[2]}); use another model folder")
+        return old
+
+    def _resume(self, config: dict) -> None:
+        weights = store.load_tensors(self.model_dir, store.WEIGHTS, config)
+        self.model.load_state_dict(weights)
+        if OPTIMIZER in config.get("files", {}):
+            tensors = store.load_tensors(self.model_dir, OPTIMIZER, config)
+            meta = json.loads((self.model_dir / "trainer.json").read_text())
+            restore_optimizer(self.optimizer, self.scaler, tensors, meta)
+        self.step = int(config.get("step", 0))
+        if self.main:
+            log.info("resuming %s at step %d", self.model_dir, self.step)
+
+    def _config(self) -> dict:
+        s = self.settings
+        return {
+            "faceswap_version": __version__,
+            "architecture": self.cfg.as_dict(),
+            "step": self.step,
+            "batch_size": self.batch_size, "lr": self.lr, "beta1": s.beta1, "schedule": self.schedule,
+            "seed": s.seed, "world_size": self.world,
+            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+            "loss": asdict(s.loss), "augment": asdict(s.augment),
+            "facesets": {
+                "a": {"path": str(self.faceset_paths[0]), "train": len(self.data_a), "holdout": self.data_a.holdout_files},
+                "b": {"path": str(self.faceset_paths[1]), "train": len(self.data_b), "holdout": self.data_b.holdout_files},
+            },
+            "created": self.config.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+    def save(self) -> None:
+        if not self.main:
+            return
+        tensors, meta = optimizer_tensors(self.optimizer, self.scaler)
+        state = {k: v for k, v in self.model.state_dict().items()}
+        store.save(self.model_dir, self._config(),
+                   {store.WEIGHTS: state, OPTIMIZER: tensors},
+                   {"trainer.json": (json.dumps(meta) + "\n").encode()})
+        self.config = store.read_config(self.model_dir)
+
+    def lr_at(self, step: int, progress: float) -> float:
+        warm = min(1.0, (step + 1) / max(1, self.settings.warmup))
+        if self.schedule == "cosine":
+            return self.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+        return self.lr * warm
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def _preview_batches(self):
+        def pick(data):
+            images = data.holdout_images if len(data.holdout_images) >= PREVIEW_FACES else data.images
+            points = data.holdout_landmarks if len(data.holdout_images) >= PREVIEW_FACES else data.landmarks
+            index = np.linspace(0, len(images) - 1, PREVIEW_FACES).astype(int)
+            faces, _ = data.plain(images[index], points[index])
+            return torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255).to(self.device)
+
+        return pick(self.data_a), pick(self.data_b)
+
+    def write_preview(self, faces) -> None:
+        if not self.main:
+            return
+        grid = report.preview_grid(self.model, *faces)
+        report.write_png(self.model_dir / "preview.png", grid)
+        if self.settings.timelapse:
+            folder = self.model_dir / "timelapse"
+            folder.mkdir(exist_ok=True)
+            report.write_png(folder / f"{self.step:08d}.png", grid)
+
+    def _move(self, batch):
+        out = {}
+        for key, value in batch.items():
+            value = value.to(self.device, non_blocking=True)
+            if value.shape[1] == 3:
+                value = value.contiguous(memory_format=torch.channels_last)
+            out[key] = value
+        return out
+
+    def train_step(self, batch_a, batch_b, lr: float):
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        weights = self.settings.loss
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            (rgb_a, mask_a), (rgb_b, mask_b) = self.forward(batch_a["input"], batch_b["input"])
+            kl = self.model.encoder.kl if self.cfg.latent_type == "vae" else None
+            loss_a = side_loss(rgb_a, mask_a, batch_a, weights, kl)
+            loss_b = side_loss(rgb_b, mask_b, batch_b, weights, kl)
+        total = loss_a + loss_b
+        if not torch.isfinite(total):
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            total.backward()
+            self.optimizer.step()
+        return float(loss_a.detach()), float(loss_b.detach())
+
+    def _handle_signals(self):
+        def request_stop(signum, _frame):
+            self.stop_reason = "interrupted" if signum == signal.SIGINT else "terminated"
+
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, request_stop)
+            except ValueError:  # not the main thread
+                pass
+        return previous
+
+    def run(self) -> TrainSummary:
+        s = self.settings
+        if s.iterations is None and s.minutes is None:
+            raise FaceswapError("give --iterations (total steps to reach) or --minutes")
+        summary = TrainSummary(start_step=self.step, step=self.step)
+        if s.iterations is not None and self.step >= s.iterations:
+            summary.stopped = f"already at step {self.step}"
+            return summary
+        stream = PairStream(self.data_a, self.data_b, self.batch_size, s.augment, s.seed, self.rank, self.world,
+                            self.step)
+        rng_state = torch.get_rng_state()  # the DataLoader draws a seed from it: keep resume exact
+        batches = iter(loader(stream, s.workers))
+        torch.set_rng_state(rng_state)
+        preview_faces = self._preview_batches()
+        lossl = report.LossLog(self.model_dir, enabled=self.main)
+        previous_handlers = self._handle_signals()
+        started = last_save = time.perf_counter()
+        total = s.iterations - self.step if s.iterations else None
+        bar = tqdm(total=total, desc="train", unit="it", disable=not (self.progress and self.main), leave=False)
+        recent = []
+        self.model.train()
+        try:
+            while True:
+                elapsed = time.perf_counter() - started
+                if s.iterations is not None and self.step >= s.iterations:
+                    break
+                if s.minutes is not None and elapsed >= s.minutes * 60:
+                    summary.stopped = "time budget reached"
+                    break
+                if self.stop_reason:
+                    summary.stopped = self.stop_reason
+                    break
+                progress = self.step / s.iterations if s.iterations else elapsed / (s.minutes * 60)
+                batch_a, batch_b = (self._move(b) for b in next(batches))
+                losses = self.train_step(batch_a, batch_b, self.lr_at(self.step, progress))
+                if losses is None:
+                    summary.stopped = "stopped: loss became NaN/inf"
+                    raise FaceswapError(f"loss became NaN/inf at step {self.step}; training stopped and the last "
+                                        f"good checkpoint (step {self.config.get('step', 0)}) was kept; try a "
+                                        "lower --lr or --amp off")
+                self.step += 1
+                summary.examples += 2 * self.batch_size * self.world
+                recent.append(losses)
+                summary.loss_a, summary.loss_b = losses
+                bar.update(1)
+                if self.step % 10 == 0 or self.step == 1:
+                    rate = summary.examples / max(1e-9, time.perf_counter() - started)
+                    mean_a, mean_b = np.mean(recent, axis=0)
+                    recent = []
+                    bar.set_postfix(loss_a=f"{mean_a:.4f}", loss_b=f"{mean_b:.4f}", egs=f"{rate:.1f}", refresh=False)
+                    lossl.add(step=self.step, loss_a=mean_a, loss_b=mean_b, lr=self.optimizer.param_groups[0]["lr"],
+                              examples_per_s=rate, elapsed_s=time.perf_counter() - started)
+                if self.step % s.preview_every == 0:
+                    self.write_preview(preview_faces)
+                    lossl.flush(self.model_dir)
+                if self.step % s.save_every == 0 or time.perf_counter() - last_save > s.save_minutes * 60:
+                    self.save()
+                    last_save = time.perf_counter()
+        finally:
+            bar.close()
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+            summary.step = self.step
+            summary.seconds = time.perf_counter() - started
+            if not summary.stopped.startswith("stopped") and self.step > summary.start_step:
+                self.save()
+                self.write_preview(preview_faces)
+                lossl.flush(self.model_dir)
+                if s.timelapse and self.main:
+                    report.timelapse(self.model_dir / "timelapse", self.model_dir / "timelapse.mp4")
+        return summary
+
+
+def train(faceset_a, faceset_b, model_dir, settings: TrainSettings | None = None, progress: bool = True) -> TrainSummary:
+    settings = settings or TrainSettings()
+    if settings.model is not None and settings.model not in arch_mod.ARCHITECTURES:
+        raise FaceswapError(f"unknown model {settings.model!r}; choose from {', '.join(arch_mod.ARCHITECTURES)}")
+    trainer = Trainer(faceset_a, faceset_b, model_dir, settings, progress)
+    try:
+        return trainer.run()
+    finally:
+        if trainer.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()

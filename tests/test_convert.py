@@ -1,0 +1,233 @@
+"""Convert: timing and audio kept, faceless frames untouched, marking, masks and colour, batching, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from faceswap import align, media
+from faceswap.swap import blend, color
+from faceswap.swap.convert import ConvertSettings, Swapper, convert, manifest_path
+from test_media import assert_same_timing
+
+
+def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "faceswap", *map(str, args)], capture_output=True, text=True,
+                          timeout=900, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def converted_a(sample_a, small_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("convert") / "a_as_b.mp4"
+    summary = convert(sample_a, small_model, out, ConvertSettings(watermark="SYNTHETIC"), progress=False)
+    return out, summary
+
+
+def test_sample_a_keeps_frames_timestamps_and_audio(converted_a, sample_a):
+    out, summary = converted_a
+    assert summary.frames == 472 and summary.faces >= 463
+    assert_same_timing(sample_a, out)
+    src, dst = media.probe(sample_a), media.probe(out)
+    assert (dst.width, dst.height) == (src.width, src.height) and dst.audio[0].codec == src.audio[0].codec
+
+
+def test_output_is_marked_synthetic(converted_a, sample_a, small_model):
+    out, _ = converted_a
+    with av.open(str(out)) as container:
+        tags = " ".join(container.metadata.values()).lower()
+    assert "synthetic" in tags and "faceswap" in tags
+    manifest = json.loads(manifest_path(out).read_text())
+    assert manifest["synthetic"] is True and manifest["tool"]["name"] == "faceswap"
+    from faceswap.assets import sha256_of
+
+    assert manifest["output"]["sha256"] == sha256_of(out)
+    assert manifest["input"]["sha256"] == sha256_of(sample_a)
+    assert manifest["model"]["files_sha256"]["model.safetensors"] == sha256_of(small_model / "model.safetensors")
+    assert manifest["result"]["frames"] == 472
+
+
+def test_face_region_changes_and_watermark_is_visible(converted_a, sample_a):
+    out, _ = converted_a
+    source = next(media.read_frames(sample_a, start=100, end=101)).image.astype(float)
+    swapped = next(media.read_frames(out, start=100, end=101)).image.astype(float)
+    face = (slice(120, 300), slice(360, 520))
+    corner = (slice(0, 80), slice(0, 200))
+    assert np.abs(source[face] - swapped[face]).mean() > 3  # a new face
+    assert np.abs(source[corner] - swapped[corner]).mean() < 3  # the background is kept
+    label = (slice(320, 360), slice(0, 150))
+    assert np.abs(source[label] - swapped[label]).mean() > 3  # the visible watermark
+
+
+def test_no_face_clip_is_passed_through(sample_no_face, small_model, tmp_path):
+    out = tmp_path / "no_face_out.mp4"
+    result = run_cli("-q", "convert", sample_no_face, "-m", small_model, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "0 faces swapped" in result.stdout
+    assert_same_timing(sample_no_face, out)
+    for a, b in zip(media.read_frames(sample_no_face, step=20), media.read_frames(out, step=20)):
+        assert np.abs(a.image.astype(float) - b.image).mean() < 2.5  # codec tolerance only
+
+
+def test_hevc_mov_variable_frame_rate_input(sample_b, small_model, tmp_path, make_clip):
+    mov = tmp_path / "input clip.mov"
+    make_clip("-i", sample_b, "-vf", r"select='lt(n\,20)+not(mod(n\,2))'", "-fps_mode", "vfr", "-c:v", "libx265",
+              "-x265-params", "log-level=error", "-preset", "ultrafast", "-c:a", "aac", mov)
+    assert media.probe(mov).variable_fps
+    out = tmp_path / "out.mov"
+    summary = convert(mov, small_model, out, progress=False)
+    assert summary.faces == summary.frames == media.probe(mov).frames
+    assert_same_timing(mov, out)
+
+
+def test_alignments_from_extract_are_used(sample_b, small_model, tmp_path):
+    from faceswap.extract import extract
+
+    extract([sample_b], tmp_path / "fs", progress=False)
+    out = tmp_path / "aligned.mp4"
+    summary = convert(sample_b, small_model, out, alignments=tmp_path / "fs", progress=False)
+    assert summary.faces == 72
+    assert json.loads(manifest_path(out).read_text())["alignments"] == str(tmp_path / "fs")
+
+
+def test_image_folder_in_and_out(sample_b, small_model, tmp_path):
+    frames = tmp_path / "frames"
+    with media.ImageFolderWriter(frames) as writer:
+        for frame in media.read_frames(sample_b, end=8):
+            writer.write_frame(frame)
+    summary = convert(frames, small_model, tmp_path / "out_frames", progress=False)
+    assert summary.frames == 8 and len(media.image_files(tmp_path / "out_frames")) == 8
+    assert (tmp_path / "out_frames" / "faceswap-manifest.json").is_file()
+
+
+def test_batched_inference_equals_one_by_one(small_model, facesets):
+    from faceswap.training.data import FaceData
+
+    data = FaceData(facesets[0], 64, 0.75)
+    faces, _ = data.plain(data.images[:8], data.landmarks[:8])
+    swapper = Swapper(small_model, ConvertSettings())
+    batched, batched_masks = swapper.infer(faces)
+    single = np.concatenate([swapper.infer(faces[i:i + 1])[0] for i in range(8)])
+    assert np.abs(batched - single).max() < 1e-4
+    assert batched_masks.shape == (8, 64, 64)
+
+
+def test_interrupted_convert_leaves_no_output(sample_a, small_model, tmp_path):
+    out = tmp_path / "interrupted.mp4"
+    process = subprocess.Popen([sys.executable, "-m", "faceswap", "-q", "convert", str(sample_a), "-m",
+                                str(small_model), "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".interrupted.partial*")):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    assert not out.exists() and not manifest_path(out).exists()
+    assert not list(tmp_path.glob(".interrupted.partial*"))
+    process = subprocess.Popen([sys.executable, "-m", "faceswap", "-q", "convert", str(sample_a), "-m",
+                                str(small_model), "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while time.time() < deadline and not list(tmp_path.glob(".interrupted.partial*")):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+
+
+# -- masks, colour and compositing on synthetic images with known answers -------------------------------
+def test_colour_avg_and_rct_match_statistics():
+    rng = np.random.default_rng(0)
+    source = rng.uniform(0.2, 0.5, (32, 32, 3)).astype(np.float32)
+    target = rng.uniform(0.4, 0.9, (32, 32, 3)).astype(np.float32)
+    mask = np.ones((32, 32), np.float32)
+    shifted = color.avg(source, target, mask)
+    assert np.allclose(shifted.reshape(-1, 3).mean(0), target.reshape(-1, 3).mean(0), atol=1e-4)
+    transferred = color.rct(source, target, mask)
+    lab_out = cv2.cvtColor(transferred, cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    lab_t = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    assert np.allclose(lab_out.mean(0), lab_t.mean(0), atol=1.0)
+    assert np.allclose(lab_out.std(0), lab_t.std(0), rtol=0.1, atol=0.5)
+    assert color.match("none", source, target, mask) is source
+
+
+def test_colour_hist_matches_distribution_inside_mask_only():
+    rng = np.random.default_rng(1)
+    source = rng.uniform(0, 0.5, (40, 40, 3)).astype(np.float32)
+    target = (rng.uniform(0, 1, (40, 40, 3)) ** 2).astype(np.float32)
+    mask = np.zeros((40, 40), np.float32)
+    mask[10:30, 10:30] = 1
+    out = color.hist(source, target, mask)
+    inside_out, inside_t = out[10:30, 10:30].reshape(-1, 3), target[10:30, 10:30].reshape(-1, 3)
+    for c in range(3):
+        assert np.allclose(np.percentile(inside_out[:, c], [10, 50, 90]), np.percentile(inside_t[:, c], [10, 50, 90]),
+                           atol=0.02)
+
+
+def test_mask_kinds_erode_and_blur():
+    size = 64
+    landmarks = np.zeros((68, 2))
+    landmarks[17:] = align.MEAN_FACE * 40 + 12
+    landmarks[:17] = np.stack([np.linspace(10, 54, 17), 30 + 20 * np.sin(np.linspace(0, np.pi, 17))], 1)
+    predicted = np.zeros((size, size), np.float32)
+    predicted[:, :32] = 1
+    hull = blend.face_mask("landmarks", landmarks, None, size)
+    combined = blend.face_mask("combined", landmarks, predicted, size)
+    assert np.allclose(combined, np.minimum(hull, predicted))
+    assert np.array_equal(blend.face_mask("predicted", landmarks, predicted, size), predicted)
+    eroded = blend.refine(hull, erode=3)
+    assert 0 < eroded.sum() < hull.sum()
+    feathered = blend.refine(hull, blur=6)
+    assert ((feathered > 0.05) & (feathered < 0.95)).sum() > ((hull > 0.05) & (hull < 0.95)).sum()
+
+
+def test_paste_puts_the_face_where_the_matrix_says():
+    frame = np.zeros((100, 120, 3), np.uint8)
+    face = np.ones((20, 20, 3), np.float32)
+    mask = np.ones((20, 20), np.float32)
+    matrix = np.array([[0.5, 0, -10], [0, 0.5, -20]])  # image (20..60, 40..80) -> model 0..20
+    out = blend.paste(frame, face, mask, matrix)
+    assert out[45:75, 25:55].min() == 255 and out[:35].max() == 0 and out[:, :15].max() == 0
+    seamless = blend.paste(np.full((100, 120, 3), 80, np.uint8), face * 0.5, blend.refine(mask, erode=2), matrix,
+                           "seamless")
+    assert seamless.shape == frame.shape
+
+
+@pytest.mark.parametrize("case", ["missing_model", "other_size", "corrupt_input", "same_path", "no_face_ok"])
+def test_bad_input(case, sample_b, sample_no_face, small_model, tmp_path):
+    source, model_dir, out = sample_b, small_model, tmp_path / "out.mp4"
+    if case == "missing_model":
+        model_dir = tmp_path / "no_model"
+    elif case == "other_size":
+        model_dir = tmp_path / "resized"
+        shutil.copytree(small_model, model_dir)
+        config = json.loads((model_dir / "config.json").read_text())
+        config["architecture"]["decoder"] = [64, 32, 16]
+        (model_dir / "config.json").write_text(json.dumps(config))
+    elif case == "corrupt_input":
+        source = tmp_path / "corrupt.mp4"
+        source.write_bytes(os.urandom(50000))
+    elif case == "same_path":
+        source = tmp_path / "same.mp4"
+        shutil.copy(sample_b, source)
+        out = source
+    elif case == "no_face_ok":
+        source = sample_no_face
+    result = run_cli("convert", source, "-m", model_dir, "-o", out)
+    if case == "no_face_ok":
+        assert result.returncode == 0
+        return
+    assert result.returncode != 0
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("faceswap: error:") and "Traceback" not in result.stderr
+    if case != "same_path":
+        assert not out.exists()
+    else:
+        assert "overwrite the input" in line

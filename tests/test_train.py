@@ -1,0 +1,199 @@
+"""Training on the real sample face sets: models, a real step, loss falling, checkpoints, resume, DDP, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from faceswap import faceset
+from faceswap.errors import FaceswapError
+from faceswap.models import build, config_for, load_model, parameter_count, read_config
+from faceswap.training.data import Augment, FaceData, PairStream
+from faceswap.training.loop import TrainSettings, Trainer, train
+
+
+def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "faceswap", *map(str, args)], capture_output=True, text=True,
+                          timeout=900, **kwargs)
+
+
+@pytest.mark.parametrize("name,size,params", [("original", 64, (81e6, 83e6)), ("lite", 64, (2e6, 20e6)),
+                                              ("hd", 128, (50e6, 200e6))])
+def test_model_shapes_and_parameter_counts(name, size, params):
+    model = build(config_for(name))
+    assert params[0] <= parameter_count(model) <= params[1]
+    x = torch.rand(2, 3, size, size)
+    (rgb_a, mask_a), (rgb_b, _) = model.both(x, x)
+    assert rgb_a.shape == rgb_b.shape == (2, 3, size, size)
+    assert (mask_a is not None) == (name != "original")
+    if mask_a is not None:
+        assert mask_a.shape == (2, 1, size, size)
+    # the decoders are separate, the encoder shared
+    assert not torch.equal(rgb_a, rgb_b)
+
+
+def test_hd_256_and_vae_latent():
+    model = build(config_for("hd", 256))
+    assert model(torch.rand(1, 3, 256, 256), "a")[0].shape == (1, 3, 256, 256)
+    vae = build(config_for("lite", latent_type="vae")).train()
+    vae(torch.rand(4, 3, 64, 64), "a")
+    assert float(vae.encoder.kl) > 0
+
+
+def test_augmentation_shapes_and_pairing(facesets):
+    data = FaceData(facesets[0], 64, 0.75)
+    assert len(data) + len(data.holdout_files) == 236 and len(data.holdout_files) == 24
+    batch_a, batch_b = next(iter(PairStream(data, data, 4, Augment())))
+    assert batch_a["input"].shape == (4, 3, 64, 64) and batch_a["mask"].shape == (4, 1, 64, 64)
+    # the warp changes the input, not the target: they differ, but only a little
+    diff = (batch_a["input"] - batch_a["target"]).abs().mean()
+    assert 0.005 < float(diff) < 0.2
+    assert float(batch_a["weights"].max()) == 3.0  # eyes weighted x3
+
+
+def test_one_step_changes_weights_and_loss_falls(facesets, tmp_path):
+    trainer = Trainer(*facesets, tmp_path / "m", TrainSettings(iterations=150, amp="off", workers=0), progress=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    stream = iter(PairStream(trainer.data_a, trainer.data_b, 16, Augment(), seed=1))
+    losses = []
+    for step in range(150):
+        batch_a, batch_b = (trainer._move(b) for b in next(stream))
+        losses.append(sum(trainer.train_step(batch_a, batch_b, trainer.lr_at(step, step / 150))))
+        if step == 0:
+            after = trainer.model.state_dict()
+            changed = [k for k in before if not torch.equal(before[k], after[k])]
+            assert any(k.startswith("encoder.") for k in changed)
+            assert any(k.startswith("decoders.a.") for k in changed) and any(k.startswith("decoders.b.") for k in changed)
+    first, last = np.mean(losses[:50]), np.mean(losses[-20:])
+    assert last < 0.6 * first, (first, last)
+
+
+def test_checkpoint_files_config_and_preview(small_model):
+    config = read_config(small_model)
+    assert config["step"] == 20 and config["architecture"]["name"] == "lite"
+    assert set(config["files"]) == {"model.safetensors", "optimizer.safetensors", "trainer.json"}
+    assert config["facesets"]["a"]["holdout"] and config["facesets"]["b"]["holdout"]
+    for name in ("preview.png", "loss.csv", "loss.png"):
+        assert (small_model / name).is_file()
+    model, _ = load_model(small_model)
+    assert model.cfg.size == 64
+    assert not list(small_model.glob("*.pt")) and not list(small_model.glob("*.pkl"))
+
+
+def test_kill_9_then_resume(facesets, tmp_path):
+    model_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "faceswap", "-q", "train", str(facesets[0]), str(facesets[1]), "-m", str(model_dir),
+           "--iterations", "100000", "--save-every", "5", "--preview-every", "1000", "--workers", "0"]
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        config = model_dir / "config.json"
+        if config.is_file() and json.loads(config.read_text()).get("step", 0) >= 15:
+            break
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = read_config(model_dir)["step"]
+    assert saved >= 15 and saved % 5 == 0
+    load_model(model_dir)  # nothing corrupt
+    result = run_cli("-q", "train", facesets[0], facesets[1], "-m", model_dir, "--iterations", saved + 3,
+                     "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    assert f"steps {saved} -> {saved + 3}" in result.stdout
+    assert read_config(model_dir)["step"] == saved + 3
+    assert (model_dir / "backup" / "config.json").is_file()
+
+
+def test_resume_is_exact(facesets, tmp_path):
+    """Training 6 steps at once equals 3 steps, a restart, then 3 more (same data, optimizer and RNG)."""
+    settings = dict(amp="off", workers=0, preview_every=1000, latent="vae", schedule="constant")
+    train(*facesets, tmp_path / "straight", TrainSettings(iterations=6, **settings), progress=False)
+    train(*facesets, tmp_path / "split", TrainSettings(iterations=3, **settings), progress=False)
+    train(*facesets, tmp_path / "split", TrainSettings(iterations=6, **settings), progress=False)
+    a, _ = load_model(tmp_path / "straight")
+    b, _ = load_model(tmp_path / "split")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-6), name
+
+
+def test_truncated_weights_detected(small_model, facesets, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(small_model, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(FaceswapError, match="damaged or truncated"):
+        load_model(broken)
+    result = run_cli("train", facesets[0], facesets[1], "-m", broken, "--iterations", "30")
+    assert result.returncode != 0
+    assert "damaged or truncated" in result.stderr and "backup" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_mismatched_model_dir_refused(small_model, facesets):
+    result = run_cli("train", facesets[0], facesets[1], "-m", small_model, "--model", "original", "--iterations", "30")
+    assert result.returncode != 0
+    assert "holds a lite model" in result.stderr
+
+
+def test_nan_stops_and_keeps_last_good_state(facesets, tmp_path):
+    model_dir = tmp_path / "nan"
+    train(*facesets, model_dir, TrainSettings(iterations=2, workers=0, amp="off"), progress=False)
+    good = (model_dir / "model.safetensors").read_bytes()
+    with pytest.raises(FaceswapError, match="NaN"):
+        train(*facesets, model_dir, TrainSettings(iterations=400, lr=1e6, warmup=1, workers=0, amp="off",
+                                                 schedule="constant"), progress=False)
+    assert read_config(model_dir)["step"] == 2
+    assert (model_dir / "model.safetensors").read_bytes() == good
+
+
+def test_ddp_two_gloo_processes(facesets, tmp_path):
+    worker = Path(__file__).parent / "ddp_worker.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(worker), str(facesets[0]), str(facesets[1]), str(tmp_path / "ddp")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    digests = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert digests[0]["step"] == digests[1]["step"] == 2
+    assert digests[0]["weights"] == digests[1]["weights"]
+    assert digests[0]["world"] == 2
+    assert read_config(tmp_path / "ddp")["step"] == 2
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "too_few", "too_small", "unwritable"])
+def test_bad_input(case, facesets, tmp_path):
+    a, b = facesets
+    model_dir = tmp_path / "model"
+    args = []
+    if case == "missing":
+        a = tmp_path / "nowhere"
+    elif case == "empty":
+        a = tmp_path / "empty"
+        a.mkdir()
+    elif case == "too_few":
+        a = tmp_path / "few"
+        shutil.copytree(facesets[1], a)
+        header, records = faceset.read_alignments(a)
+        lines = [json.dumps(header)] + [json.dumps(r) for r in records[:20]]
+        (a / "alignments.jsonl").write_text("\n".join(lines) + "\n")
+    elif case == "too_small":
+        args = ["--model", "hd", "--size", "256"]
+    elif case == "unwritable":
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        model_dir = blocker / "model"
+    result = run_cli("train", a, b, "-m", model_dir, "--iterations", "5", *args)
+    assert result.returncode != 0
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("faceswap: error:") and "Traceback" not in result.stderr
+    expected = {"missing": "not found", "empty": "no faces", "too_few": "at least 32", "too_small": "too small",
+                "unwritable": "cannot write"}[case]
+    assert expected in line
