@@ -45,15 +45,24 @@ def _check_mapping(value, where: str, allowed: set | dict) -> dict:
     return value
 
 
+def _expected_types(annotation) -> tuple | None:
+    """Python types a pipeline value may have, read from a settings dataclass field's annotation."""
+    text = str(annotation)
+    for name, kinds in (("bool", (bool,)), ("float", (int, float)), ("int", (int,)), ("str", (str,))):
+        if text.split("|")[0].strip() == name:
+            return kinds
+    return None
+
+
 def _check_settings(values: dict, cls, where: str, skip: set = frozenset()) -> dict:
     fields = {k: v for k, v in _fields(cls).items() if k not in skip}
     _check_mapping(values, where, fields)
     for key, value in values.items():
-        default = fields[key].default
-        kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
-        expected = kinds.get(type(default)) if default not in (None, dataclasses.MISSING) else None
+        expected = _expected_types(fields[key].type)
+        if value is None and "None" in str(fields[key].type):
+            continue
         if expected and (not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))):
-            raise FaceswapError(f"pipeline: {where}.{key}: expected {expected[0].__name__}, got {value!r}")
+            raise FaceswapError(f"pipeline: {where}.{key}: expected {expected[-1].__name__}, got {value!r}")
     return values
 
 

@@ -178,10 +178,12 @@ def test_mask_kinds_erode_and_blur():
     landmarks[:17] = np.stack([np.linspace(10, 54, 17), 30 + 20 * np.sin(np.linspace(0, np.pi, 17))], 1)
     predicted = np.zeros((size, size), np.float32)
     predicted[:, :32] = 1
+    taper = blend.border_taper(size)
     hull = blend.face_mask("landmarks", landmarks, None, size)
     combined = blend.face_mask("combined", landmarks, predicted, size)
-    assert np.allclose(combined, np.minimum(hull, predicted))
-    assert np.array_equal(blend.face_mask("predicted", landmarks, predicted, size), predicted)
+    assert np.allclose(combined, np.minimum(hull, predicted * taper))
+    assert np.allclose(blend.face_mask("predicted", landmarks, predicted, size), predicted * taper)
+    assert taper[0].max() < 0.2 and taper[size // 2, size // 2] == 1  # no hard edge where the crop ends
     eroded = blend.refine(hull, erode=3)
     assert 0 < eroded.sum() < hull.sum()
     feathered = blend.refine(hull, blur=6)

@@ -22,7 +22,15 @@ def face_mask(kind: str, landmarks_model: np.ndarray | None, predicted: np.ndarr
         mask = np.minimum(hull, predicted) if hull is not None else predicted.astype(np.float32)
     else:
         raise ValueError(f"mask must be one of {MASKS}")
-    return refine(mask, erode, blur)
+    return refine(mask * border_taper(size), erode, blur)
+
+
+def border_taper(size: int, share: float = 0.08) -> np.ndarray:
+    """1 inside, falling to 0 at the crop's edge: a face cut by the crop never shows a square seam."""
+    width = max(2.0, size * share)
+    ramp = np.clip((np.arange(size, dtype=np.float32) + 0.5) / width, 0, 1)
+    ramp = np.minimum(ramp, ramp[::-1])
+    return np.minimum(ramp[:, None], ramp[None, :])
 
 
 def refine(mask: np.ndarray, erode: int = 0, blur: int = 0) -> np.ndarray:

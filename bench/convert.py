@@ -1,0 +1,74 @@
+"""Convert fps (lite model, sample A) against pass-through fps (decode + encode + audio copy with our media
+module, no face work), in one run; and peak RSS of convert on sample A and on a 4x longer clip.
+
+Last line: `ratio: X.XX` = convert fps / pass-through fps (goals on CPU: >= 0.5; RSS growth 1x -> 4x <= 10 %).
+Usage: python bench/convert.py [MODEL_DIR]   (without one, a lite model is trained for a few steps)
+"""
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import imageio_ffmpeg
+from common import sample
+
+from faceswap import assets
+
+CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from faceswap import media
+from faceswap.swap.convert import convert
+src, model, out, mode = sys.argv[1:5]
+start = time.perf_counter()
+if mode == "convert":
+    frames = convert(src, model, out, progress=False).frames
+else:
+    info = media.probe(src)
+    with media.open_writer(out, like=info, audio_from=src) as writer:
+        for frame in media.read_frames(src):
+            writer.write_frame(frame)
+    frames = info.frames
+seconds = time.perf_counter() - start
+print(json.dumps({{"fps": frames / seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def child(src, model, out, mode) -> dict:
+    code = CHILD.format(root=str(Path(__file__).resolve().parent.parent))
+    result = subprocess.run([sys.executable, "-c", code, str(src), str(model), str(out), mode], capture_output=True,
+                            text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    assets.fetch_models()
+    src = sample("WolfgangLanger_Pexels.mp4")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+        if model is None:
+            from faceswap.extract import extract
+            from faceswap.training.loop import TrainSettings, train
+
+            extract([src], tmp / "a", progress=False)
+            extract([sample("single_face.mp4")], tmp / "b", progress=False)
+            model = tmp / "model"
+            train(tmp / "a", tmp / "b", model, TrainSettings(iterations=10, workers=0), progress=False)
+        long = tmp / "long.mp4"
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-stream_loop", "3", "-i",
+                        str(src), "-c", "copy", str(long)], check=True)
+        passthrough = max(child(src, model, tmp / "p.mp4", "pass")["fps"] for _ in range(2))
+        runs = [child(src, model, tmp / "c.mp4", "convert") for _ in range(2)]
+        converted = max(r["fps"] for r in runs)
+        rss_1x = min(r["rss_mb"] for r in runs)
+        rss_4x = child(long, model, tmp / "c4.mp4", "convert")["rss_mb"]
+    print(f"pass-through (decode+encode+audio): {passthrough:7.1f} fps")
+    print(f"convert (find faces, swap, encode):  {converted:7.1f} fps")
+    print(f"peak RSS: 1x {rss_1x:.0f} MB, 4x {rss_4x:.0f} MB, growth {100 * (rss_4x / rss_1x - 1):+.1f} %")
+    print(f"ratio: {converted / passthrough:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Training throughput, same run: (a) the model step alone on ready tensors, (b) our end-to-end training
+(augmentation in worker processes, AMP where it pays, channels-last), (c) a naive loop (fp32, per-sample
+numpy/scipy augmentation in the main process). For `lite` and `original`.
+
+Prints (b)/(c) per model; last line `ratio: X.XX` = (b)/(a) for lite (goals on CPU: >= 0.9, and (b)/(c) >= 2).
+Usage: python bench/train.py [--amp auto|off|bf16|fp16] [--steps N]
+"""
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import sample
+from scipy import ndimage
+
+from faceswap import assets
+from faceswap.extract import ExtractSettings, extract
+from faceswap.training.data import Augment, PairStream, loader, to_tensors
+from faceswap.training.loop import TrainSettings, Trainer
+
+
+def naive_example(image: np.ndarray, landmarks_mask: np.ndarray, size: int, rng) -> tuple:
+    """What a first script does: scipy per-sample affine + numpy warp + numpy colour, float64."""
+    img = image.astype(np.float64) / 255
+    angle = np.deg2rad(rng.uniform(-10, 10))
+    zoom = 1 + rng.uniform(-0.05, 0.05)
+    work = img.shape[0]
+    c, s = np.cos(angle) / zoom, np.sin(angle) / zoom
+    matrix = np.array([[c, -s], [s, c]]) * (work * 0.75 / size)
+    centre = np.array([work / 2, work / 2])
+    offset = centre - matrix @ np.array([size / 2, size / 2]) + rng.uniform(-0.05, 0.05, 2) * work
+    target = np.stack([ndimage.affine_transform(img[..., ch], matrix, offset, output_shape=(size, size), order=1,
+                                                mode="nearest") for ch in range(3)], -1)
+    if rng.random() < 0.5:
+        target = target[:, ::-1]
+    target = np.clip(target * (1 + rng.uniform(-0.15, 0.15)) + rng.uniform(-0.03, 0.03, 3), 0, 1)
+    grid = np.linspace(0, size - 1, 5)
+    dx = ndimage.zoom(rng.normal(0, size * 5 / 256, (5, 5)), size / 5, order=3)
+    dy = ndimage.zoom(rng.normal(0, size * 5 / 256, (5, 5)), size / 5, order=3)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    warped = np.stack([ndimage.map_coordinates(target[..., ch], [yy + dy, xx + dx], order=1, mode="nearest")
+                       for ch in range(3)], -1)
+    del grid
+    return (warped * 255).astype(np.uint8), (target * 255).astype(np.uint8), landmarks_mask, np.ones_like(landmarks_mask)
+
+
+def measure(trainer: Trainer, batches, steps: int) -> float:
+    for _ in range(3):  # warm-up
+        a, b = (trainer._move(x) for x in next(batches))
+        trainer.train_step(a, b, 1e-5)
+    start = time.perf_counter()
+    for _ in range(steps):
+        a, b = (trainer._move(x) for x in next(batches))
+        trainer.train_step(a, b, 1e-5)
+    return steps * 2 * trainer.batch_size / (time.perf_counter() - start)
+
+
+def run_model(name: str, facesets, steps: int, amp: str, tmp: Path) -> dict:
+    trainer = Trainer(*facesets, tmp / name, TrainSettings(model=name, iterations=10 ** 6, amp=amp), progress=False)
+    stream = PairStream(trainer.data_a, trainer.data_b, trainer.batch_size, Augment())
+    ready = next(iter(stream))
+    model_only = measure(trainer, iter(lambda: ready, None), steps)
+    end_to_end = measure(trainer, iter(loader(stream, None)), steps)
+
+    naive = Trainer(*facesets, tmp / (name + "_naive"), TrainSettings(model=name, iterations=10 ** 6, amp="off"),
+                    progress=False)
+    naive.model = naive.model.to(memory_format=torch.contiguous_format)
+    rng = np.random.default_rng(0)
+
+    def naive_batches():
+        while True:
+            out = []
+            for data in (naive.data_a, naive.data_b):
+                _, masks = data.plain(data.images[:1], data.landmarks[:1])
+                picks = rng.integers(0, len(data), naive.batch_size)
+                out.append(to_tensors(*zip(*(naive_example(data.images[i], masks[0], data.model_size, rng)
+                                             for i in picks))))
+            yield out
+
+    naive_rate = measure(naive, naive_batches(), steps)
+    return {"a": model_only, "b": end_to_end, "c": naive_rate}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--amp", default="auto")
+    parser.add_argument("--steps", type=int, default=0, help="steps per measurement (default: 30 lite, 4 original)")
+    args = parser.parse_args()
+    assets.fetch_models()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        facesets = (tmp / "a", tmp / "b")
+        extract([sample("WolfgangLanger_Pexels.mp4")], facesets[0], ExtractSettings(every=2), progress=False)
+        extract([sample("single_face.mp4")], facesets[1], progress=False)
+        results = {}
+        for name, steps in (("original", args.steps or 4), ("lite", args.steps or 30)):
+            r = results[name] = run_model(name, facesets, steps, args.amp, tmp)
+            print(f"{name:9s} (a) model step {r['a']:7.1f} EGs/s | (b) end-to-end {r['b']:7.1f} | "
+                  f"(c) naive {r['c']:7.1f} | (b)/(a) {r['b'] / r['a']:.2f} | (b)/(c) {r['b'] / r['c']:.2f}")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device {device}, amp {args.amp}, torch threads {torch.get_num_threads()}")
+    lite = results["lite"]
+    print(f"(b)/(c) lite: {lite['b'] / lite['c']:.2f}")
+    print(f"ratio: {lite['b'] / lite['a']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
