@@ -315,7 +315,21 @@ class _AudioCopier:
         self.container.close()
 
 
-class VideoWriter:
+class _Committing:
+    """`with writer:` commits the output on success and removes the temporary one on error."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
+class VideoWriter(_Committing):
     """Encode RGB frames to a video at their own timestamps, copying audio from `audio_from`.
 
     Written to a hidden temporary name and renamed by close(); abort() (or an exception inside a
@@ -432,18 +446,8 @@ class VideoWriter:
             self.audio = None
         atomic.discard(self.partial)
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-        return False
-
-
-class ImageFolderWriter:
+class ImageFolderWriter(_Committing):
     """Write frames as numbered PNGs plus timestamps.json, into a temporary folder renamed on close()."""
 
     def __init__(self, path: Path, fps: Fraction = Fraction(25), **_ignored):
@@ -478,16 +482,6 @@ class ImageFolderWriter:
 
     def abort(self) -> None:
         atomic.discard(self.partial)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-        return False
 
 
 def open_writer(path: Path, like: MediaInfo | None = None, audio_from: Path | None = None, **options):

@@ -17,12 +17,8 @@ import pytest
 from faceswap import align, media
 from faceswap.swap import blend, color
 from faceswap.swap.convert import ConvertSettings, Swapper, convert, manifest_path
+from helpers import run_cli
 from test_media import assert_same_timing
-
-
-def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "faceswap", *map(str, args)], capture_output=True, text=True,
-                          timeout=900, **kwargs)
 
 
 @pytest.fixture(scope="module")

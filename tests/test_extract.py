@@ -14,11 +14,7 @@ import pytest
 from faceswap import align, faceset, media
 from faceswap.extract import ExtractSettings, extract
 from faceswap.faces import fan
-
-
-def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "faceswap", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, **kwargs)
+from helpers import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """Reader and writer round trips on the real sample clips and on clips made here with ffmpeg."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import pytest
 
 from faceswap import media
 from faceswap.errors import FaceswapError
+from helpers import run_cli
 
 
 def round_trip(src: Path, out: Path) -> tuple[media.MediaInfo, media.MediaInfo]:
@@ -171,11 +170,6 @@ def test_truncated_file_reads_up_to_the_damage(sample_a, tmp_path):
         assert "cut.mp4" in str(exc)
     else:
         assert 0 < count < 472
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "faceswap", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
 
 
 def test_info_command(sample_a):

@@ -41,7 +41,8 @@ ARCHITECTURES = {
                            coverage=0.625, defaults={"lr": 5e-5, "batch_size": 16}),
     # Small and quick: learns visibly on 2 CPU cores in minutes (the demo's model).
     "lite": ArchConfig("lite", 64, [32, 64, 128, 256], 256, 256, 256, [128, 64, 32], res_blocks=1, mask=True,
-                       coverage=0.75, defaults={"lr": 4e-4, "batch_size": 16, "schedule": "cosine"}),
+                       coverage=0.75, defaults={"lr": 5e-4, "batch_size": 8, "schedule": "cosine",
+                                                "augment": {"brightness": 0.1, "colour": 0.02, "clahe": 0.2}}),
     # The quality model for GPUs: 128 px (size 256 adds a level), residual decoder, learned mask.
     "hd": ArchConfig("hd", 128, [128, 256, 512, 1024], 512, 512, 512, [512, 256, 128], res_blocks=2,
                      mask=True, coverage=0.75, defaults={"lr": 5e-5, "batch_size": 16}),

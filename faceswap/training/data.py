@@ -166,6 +166,7 @@ class PairStream(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         if info:
             cv2.setNumThreads(1)
+            torch.set_num_threads(1)
         augmenters = [Augmenter(d, self.settings) for d in self.data]
         # each rank draws from its own shard of each face set
         shards = [np.arange(self.rank, len(d), self.world) for d in self.data]
@@ -194,5 +195,7 @@ def to_tensors(warped, target, mask, weights):
 def loader(stream: PairStream, workers: int | None = None) -> DataLoader:
     if workers is None:
         workers = min(4, max(1, (os.cpu_count() or 2) // 2))
+    # spawn, not fork: a forked child of a process whose OpenMP/BLAS threads have run can deadlock
     return DataLoader(stream, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None,
-                      persistent_workers=bool(workers), pin_memory=torch.cuda.is_available())
+                      persistent_workers=bool(workers), pin_memory=torch.cuda.is_available(),
+                      multiprocessing_context="spawn" if workers else None)

@@ -187,6 +187,8 @@ class Trainer:
         self.batch_size = s.batch_size or self.config.get("batch_size") or defaults.get("batch_size", 16)
         self.lr = s.lr or self.config.get("lr") or defaults.get("lr", 5e-5)
         self.schedule = s.schedule or self.config.get("schedule") or defaults.get("schedule", "constant")
+        if s.augment == Augment() and defaults.get("augment"):  # the architecture's own augmentation defaults
+            s.augment = Augment(**{**asdict(s.augment), **defaults["augment"]})
         self.data_a = FaceData(faceset_a, self.cfg.size, self.cfg.coverage, s.holdout, "A")
         self.data_b = FaceData(faceset_b, self.cfg.size, self.cfg.coverage, s.holdout, "B")
         torch.manual_seed(s.seed + self.rank)

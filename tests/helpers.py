@@ -1,0 +1,11 @@
+"""Helpers shared by the test modules."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run_cli(*args, timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m faceswap ARGS` as a user would; returns the finished process (output captured)."""
+    return subprocess.run([sys.executable, "-m", "faceswap", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
