@@ -82,7 +82,7 @@ class Pipeline:
 
     def _path(self, value: str) -> Path:
         path = Path(value).expanduser()
-        return path if path.is_absolute() else self.base / path
+        return path if path.is_absolute() else (self.base / path).resolve()
 
     def _validate(self, spec) -> dict:
         spec = _check_mapping(spec if spec is not None else {}, "(top)", TOP_KEYS)

@@ -13,7 +13,8 @@ BLENDS = ("alpha", "seamless")
 def face_mask(kind: str, landmarks_model: np.ndarray | None, predicted: np.ndarray | None, size: int,
               erode: int = 0, blur: int = 0) -> np.ndarray:
     """float32 mask (size x size) in model space; landmarks hull, the model's mask, or their intersection."""
-    hull = masks.hull_mask(landmarks_model, (size, size)) if landmarks_model is not None else None
+    # a low forehead margin: the model's output is weakest at the crop's top edge
+    hull = masks.hull_mask(landmarks_model, (size, size), forehead=0.15) if landmarks_model is not None else None
     if kind == "landmarks" or (predicted is None and kind != "landmarks"):
         mask = hull if hull is not None else np.ones((size, size), np.float32)
     elif kind == "predicted":
