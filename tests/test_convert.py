@@ -109,11 +109,12 @@ def test_batched_inference_equals_one_by_one(small_model, facesets):
 
     data = FaceData(facesets[0], 64, 0.75)
     faces, _ = data.plain(data.images[:8], data.landmarks[:8])
-    swapper = Swapper(small_model, ConvertSettings())
-    batched, batched_masks = swapper.infer(faces)
-    single = np.concatenate([swapper.infer(faces[i:i + 1])[0] for i in range(8)])
-    assert np.abs(batched - single).max() < 1e-4
-    assert batched_masks.shape == (8, 64, 64)
+    for precision, tolerance in (("fp32", 1e-4), ("auto", 2 / 255)):
+        swapper = Swapper(small_model, ConvertSettings(precision=precision))
+        batched, batched_masks = swapper.infer(faces)
+        single = np.concatenate([swapper.infer(faces[i:i + 1])[0] for i in range(8)])
+        assert np.abs(batched - single).max() < tolerance, precision
+        assert batched_masks.shape == (8, 64, 64)
 
 
 def test_interrupted_convert_leaves_no_output(sample_a, small_model, tmp_path):

@@ -22,9 +22,10 @@ import torch
 from tqdm import tqdm
 
 from faceswap import __version__, align, assets, atomic, faceset, media
+from faceswap.device import autocast_dtype
 from faceswap.errors import FaceswapError
 from faceswap.extract import TrackChooser, _prefetch
-from faceswap.faces import Smoother, Tracker, make_finder
+from faceswap.faces import Face, Smoother, Tracker, make_finder
 from faceswap.models import store
 from faceswap.swap import blend, color
 
@@ -54,6 +55,7 @@ class ConvertSettings:
     min_size: int = 32
     smooth: bool = True
     device: str | None = None
+    precision: str = "auto"        # auto (bf16 where it pays) | fp32 | bf16 | fp16
 
 
 @dataclass
@@ -91,22 +93,71 @@ def faces_from_alignments(path: Path, source: Path) -> tuple[dict[int, list[dict
     return timeline, float(header["padding"])
 
 
-def detect_faces(source: Path, settings: ConvertSettings, total: int, progress: bool) -> dict[int, list[dict]]:
-    finder = make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score)
-    tracker, smoother = Tracker(), Smoother(enabled=settings.smooth)
-    timeline = {}
-    bar = tqdm(total=total, desc="find faces", unit="frame", disable=not progress, leave=False)
-    for frame in _prefetch(media.read_frames(source)):
-        faces = [f for f in finder(frame.image) if f.size >= settings.min_size]
-        faces = smoother(tracker.update(faces, frame.index), frame.pts)
-        timeline[frame.index] = [{"landmarks": f.landmarks.copy(), "track": f.track} for f in faces]
-        bar.update(1)
-    bar.close()
-    return timeline
+class FaceStream:
+    """Where the faces are, found by a thread running ahead of the swap.
+
+    Frame i's faces are final once faces are known up to i + bridge + 1 (a track lost for up to
+    `bridge` frames is then bridged by interpolation); older entries are dropped, so memory stays flat.
+    With an alignments file everything is known from the start.
+    """
+
+    def __init__(self, source: Path, settings: ConvertSettings, known: dict[int, list[dict]] | None = None):
+        self.bridge = settings.bridge
+        self.timeline: dict[int, list[dict]] = known if known is not None else {}
+        self.known_upto = -1
+        self.pruned_below = 0
+        self.finished = known is not None
+        self.error: BaseException | None = None
+        self.condition = threading.Condition()
+        self.chooser = TrackChooser(settings.track)
+        self.bridged = 0
+        if known is None:
+            self.thread = threading.Thread(target=self._find, args=(source, settings), daemon=True)
+            self.thread.start()
+
+    def _find(self, source: Path, settings: ConvertSettings) -> None:
+        try:
+            finder = make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score)
+            tracker, smoother = Tracker(), Smoother(enabled=settings.smooth)
+            for frame in media.read_frames(source):
+                faces = [f for f in finder(frame.image) if f.size >= settings.min_size]
+                faces = smoother(tracker.update(faces, frame.index), frame.pts)
+                with self.condition:
+                    self.timeline[frame.index] = [{"landmarks": f.landmarks.copy(), "track": f.track} for f in faces]
+                    self.known_upto = frame.index
+                    self.condition.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the swapping thread
+            self.error = exc
+        with self.condition:
+            self.finished = True
+            self.condition.notify_all()
+
+    def faces(self, index: int, shape) -> list[dict]:
+        """The faces to swap in frame `index` (frames must be asked for in order)."""
+        with self.condition:
+            self.condition.wait_for(lambda: self.finished or self.known_upto >= index + self.bridge + 1)
+            if self.error is not None:
+                raise self.error
+            window = {k: list(self.timeline[k]) for k in range(index - self.bridge - 1, index + self.bridge + 2)
+                      if k in self.timeline}
+            for old in range(self.pruned_below, index - self.bridge - 1):
+                self.timeline.pop(old, None)
+            self.pruned_below = max(self.pruned_below, index - self.bridge - 1)
+        self.bridged += bridge_gaps(window, self.bridge, only=index)
+        return self._choose(window.get(index, []), shape)
+
+    def _choose(self, faces: list[dict], shape) -> list[dict]:
+        if not self.chooser.rule or not faces:
+            return faces
+        candidates = [Face(bbox=np.concatenate([f["landmarks"].min(0), f["landmarks"].max(0)]), score=1.0,
+                           landmarks=f["landmarks"], track=f["track"]) for f in faces]
+        keep = {f.track for f in self.chooser(candidates, shape)}
+        return [f for f in faces if f["track"] in keep]
 
 
-def bridge_gaps(timeline: dict[int, list[dict]], max_gap: int) -> int:
-    """Fill frames where a track vanished for <= max_gap frames by interpolating its landmarks."""
+def bridge_gaps(timeline: dict[int, list[dict]], max_gap: int, only: int | None = None) -> int:
+    """Fill frames where a track vanished for <= max_gap frames by interpolating its landmarks
+    (all such frames, or just frame `only`)."""
     by_track: dict[int, list[int]] = {}
     for index, faces in timeline.items():
         for face in faces:
@@ -121,24 +172,13 @@ def bridge_gaps(timeline: dict[int, list[dict]], max_gap: int) -> int:
             first = next(f for f in timeline[before] if f["track"] == track)["landmarks"]
             last = next(f for f in timeline[after] if f["track"] == track)["landmarks"]
             for step in range(1, gap + 1):
+                if only is not None and before + step != only:
+                    continue
                 t = step / (gap + 1)
                 timeline.setdefault(before + step, []).append(
                     {"landmarks": first * (1 - t) + last * t, "track": track, "bridged": True})
                 added += 1
     return added
-
-
-def choose_tracks(timeline: dict[int, list[dict]], rule: str | None, shape) -> None:
-    if not rule:
-        return
-    from faceswap.faces import Face
-
-    chooser = TrackChooser(rule)
-    for index in sorted(timeline):
-        faces = [Face(bbox=np.concatenate([f["landmarks"].min(0), f["landmarks"].max(0)]), score=1.0,
-                      landmarks=f["landmarks"], track=f["track"]) for f in timeline[index]]
-        keep = {f.track for f in chooser(faces, shape)}
-        timeline[index] = [f for f in timeline[index] if f["track"] in keep]
 
 
 # -- pass 2: swap ---------------------------------------------------------------------------------------
@@ -165,15 +205,17 @@ class Swapper:
         if settings.blend not in blend.BLENDS:
             raise FaceswapError(f"--blend must be one of {', '.join(blend.BLENDS)}")
         self.padding = padding
-        self.amp = torch.bfloat16 if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+        self.amp = autocast_dtype(settings.precision, self.device)
+        self.model = self.model.to(memory_format=torch.channels_last)
 
     def model_matrix(self, landmarks: np.ndarray) -> np.ndarray:
         return align.model_matrix(align.alignment_matrix(landmarks), 256, self.cfg.coverage, self.size, self.padding)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def infer(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """uint8 N x S x S x 3 aligned faces -> float32 swapped faces and predicted masks (or None)."""
         x = torch.from_numpy(faces).to(self.device).permute(0, 3, 1, 2).float().div_(255)
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             rgb, mask = self.model(x, self.side)
         rgb = rgb.float().permute(0, 2, 3, 1).cpu().numpy()
@@ -225,14 +267,10 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
     info = media.probe(source)
     swapper = Swapper(model_dir, settings)
     started = time.perf_counter()
+    known = None
     if alignments:
-        timeline, swapper.padding = faces_from_alignments(Path(alignments), source)
-    else:
-        timeline = detect_faces(source, settings, info.frames, progress)
-    bridged = bridge_gaps(timeline, settings.bridge)
-    choose_tracks(timeline, settings.track, (info.height, info.width))
-    if bridged:
-        log.info("bridged %d lost faces inside tracks", bridged)
+        known, swapper.padding = faces_from_alignments(Path(alignments), source)
+    faces = FaceStream(source, settings, known)
     metadata = {"comment": SYNTHETIC_NOTE.format(version=__version__),
                 "description": SYNTHETIC_NOTE.format(version=__version__),
                 "encoder": f"faceswap {__version__}"}
@@ -251,7 +289,7 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
             if errors:
                 raise errors[0]
             jobs = []
-            for face in timeline.get(frame.index, []):
+            for face in faces.faces(frame.index, frame.image.shape):
                 matrix = swapper.model_matrix(face["landmarks"])
                 aligned = cv2.warpAffine(frame.image, matrix, (swapper.size,) * 2, flags=cv2.INTER_AREA,
                                          borderMode=cv2.BORDER_REPLICATE)
@@ -275,6 +313,8 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - started
+    if faces.bridged:
+        log.info("bridged %d lost faces inside tracks", faces.bridged)
     write_manifest(source, model_dir, output, settings, swapper.config, summary, alignments)
     return summary
 

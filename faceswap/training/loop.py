@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from faceswap import __version__
+from faceswap.device import autocast_dtype
 from faceswap.errors import FaceswapError
 from faceswap.models import arch as arch_mod
 from faceswap.models import store
@@ -143,27 +144,6 @@ def restore_optimizer(optimizer, scaler, tensors: dict, meta: dict) -> None:
 
 
 # -- the trainer ---------------------------------------------------------------------------------------
-def _amp_dtype(choice: str, device: torch.device):
-    if choice == "off":
-        return None
-    if choice == "fp16":
-        return torch.float16
-    if choice == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if _cpu_has_fast_bf16() else None
-
-
-def _cpu_has_fast_bf16() -> bool:
-    """bf16 autocast pays on CPUs with AMX or AVX512-BF16; elsewhere it is slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 class Trainer:
     def __init__(self, faceset_a, faceset_b, model_dir, settings: TrainSettings, progress: bool = True):
         self.settings = settings
@@ -193,7 +173,7 @@ class Trainer:
         self.data_b = FaceData(faceset_b, self.cfg.size, self.cfg.coverage, s.holdout, "B")
         torch.manual_seed(s.seed + self.rank)
         self.model = arch_mod.build(self.cfg).to(self.device)
-        self.amp_dtype = _amp_dtype(s.amp, self.device)
+        self.amp_dtype = autocast_dtype(s.amp, self.device)
         self.channels_last = True
         self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(s.beta1, 0.999))
