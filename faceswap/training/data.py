@@ -167,6 +167,7 @@ class PairStream(IterableDataset):
         if info:
             cv2.setNumThreads(1)
             torch.set_num_threads(1)
+            os.nice(5)  # the model step comes first; the worker fills the queue in the gaps
         augmenters = [Augmenter(d, self.settings) for d in self.data]
         # each rank draws from its own shard of each face set
         shards = [np.arange(self.rank, len(d), self.world) for d in self.data]
