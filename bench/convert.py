@@ -27,7 +27,7 @@ if mode == "convert":
 else:
     info = media.probe(src)
     with media.open_writer(out, like=info, audio_from=src) as writer:
-        for frame in media.read_frames(src):
+        for frame in media.prefetch(media.read_frames(src)):
             writer.write_frame(frame)
     frames = info.frames
 seconds = time.perf_counter() - start

@@ -19,7 +19,7 @@ def decode_only(src):
 def ours(src, out):
     info = media.probe(src)
     with media.open_writer(out, like=info, audio_from=src, preset="fast", crf=18) as writer:
-        for frame in media.read_frames(src):
+        for frame in media.prefetch(media.read_frames(src)):  # decode ahead, in a thread
             writer.write_frame(frame)
     return info.frames
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -69,38 +67,6 @@ def blur_score(crop: np.ndarray) -> float:
     """Variance of the Laplacian on a 128 px grey crop: low means blurred."""
     grey = cv2.cvtColor(cv2.resize(crop, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
-
-
-def _prefetch(iterator, size: int = 16):
-    """Run an iterator in a thread, yielding its items (and re-raising its error) in order."""
-    items: queue.Queue = queue.Queue(maxsize=size)
-    done = object()
-    stop = threading.Event()
-
-    def work():
-        try:
-            for item in iterator:
-                if stop.is_set():
-                    return
-                items.put(item)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            items.put(exc)
-        items.put(done)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while (item := items.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                items.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
 
 
 class TrackChooser:
@@ -253,7 +219,7 @@ def _extract_one(path, info, output, settings, finder, writer, pool, preview, su
     total = len(range(start, end, settings.every))
     bar = tqdm(total=total, desc=f"extract {source}", unit="frame", disable=not progress, leave=False)
     found = 0
-    for frame in _prefetch(media.read_frames(path, start=start, end=end, step=settings.every)):
+    for frame in media.prefetch(media.read_frames(path, start=start, end=end, step=settings.every)):
         faces = [f for f in finder(frame.image, video=settings.every <= 2) if f.size >= settings.min_size]
         faces = smoother(tracker.update(faces, frame.index), frame.pts)
         faces = chooser(faces, frame.image.shape)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from faceswap import __version__, align, assets, atomic, faceset, media
 from faceswap.device import autocast_dtype
 from faceswap.errors import FaceswapError
-from faceswap.extract import TrackChooser, _prefetch
+from faceswap.extract import TrackChooser
 from faceswap.faces import Face, Smoother, Tracker, make_finder
 from faceswap.models import store
 from faceswap.swap import blend, color
@@ -285,7 +285,7 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
     try:
         pending: list = []  # (frame, [(matrix, aligned)]) waiting for a model batch
         queued_faces = 0
-        for frame in _prefetch(media.read_frames(source)):
+        for frame in media.prefetch(media.read_frames(source)):
             if errors:
                 raise errors[0]
             jobs = []
