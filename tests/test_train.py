@@ -88,7 +88,7 @@ def test_checkpoint_files_config_and_preview(small_model):
 def test_kill_9_then_resume(facesets, tmp_path):
     model_dir = tmp_path / "killed"
     cmd = [sys.executable, "-m", "faceswap", "-q", "train", str(facesets[0]), str(facesets[1]), "-m", str(model_dir),
-           "--iterations", "100000", "--save-every", "5", "--preview-every", "1000", "--workers", "0"]
+           "--iterations", "100000", "--save-every", "5", "--preview-every", "1000"]  # with a spawned worker
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline:

@@ -66,7 +66,7 @@ def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndar
     shifted = inverse.copy()
     shifted[:, 2] -= [x0, y0]
     roi = (x1 - x0, y1 - y0)
-    face_img = cv2.warpAffine(face, shifted, roi, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    face_img = cv2.warpAffine(face, shifted, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(mask, shifted, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
     out = frame.copy()
     region = out[y0:y1, x0:x1].astype(np.float32) / 255

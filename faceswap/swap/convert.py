@@ -291,7 +291,7 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
             jobs = []
             for face in faces.faces(frame.index, frame.image.shape):
                 matrix = swapper.model_matrix(face["landmarks"])
-                aligned = cv2.warpAffine(frame.image, matrix, (swapper.size,) * 2, flags=cv2.INTER_AREA,
+                aligned = cv2.warpAffine(frame.image, matrix, (swapper.size,) * 2, flags=cv2.INTER_LINEAR,
                                          borderMode=cv2.BORDER_REPLICATE)
                 jobs.append((matrix, align.transform_points(face["landmarks"], matrix), aligned))
             pending.append((frame, jobs))
