@@ -6,7 +6,6 @@ decoder of upscale blocks (with optional residual blocks) ending in RGB and, opt
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -155,7 +154,3 @@ def build(cfg: ArchConfig) -> FaceSwapModel:
 
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def log2(value: int) -> int:
-    return int(math.log2(value))

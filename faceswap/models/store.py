@@ -167,17 +167,3 @@ def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Fac
                             f"({first[0].strip()})") from None
     return model.to(device).eval(), config
 
-
-def restore_backup(model_dir: Path) -> int:
-    """Put backup/ back in place of a damaged checkpoint; returns the restored step."""
-    model_dir = Path(model_dir)
-    backup = model_dir / BACKUP
-    if not (backup / CONFIG).is_file() or not _consistent(backup):
-        raise FaceswapError(f"{backup}: no usable backup")
-    for item in backup.iterdir():
-        shutil.copy2(item, model_dir / f".{item.name}.restore")
-    for item in backup.iterdir():
-        if item.name != CONFIG:
-            os.replace(model_dir / f".{item.name}.restore", model_dir / item.name)
-    os.replace(model_dir / f".{CONFIG}.restore", model_dir / CONFIG)
-    return int(read_config(model_dir).get("step", 0))
