@@ -283,7 +283,7 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
     thread = _writer_thread(writer, items, errors)
     bar = tqdm(total=info.frames, desc=f"convert {source.name}", unit="frame", disable=not progress, leave=False)
     try:
-        pending: list = []  # (frame, [(matrix, aligned)]) waiting for a model batch
+        pending: list = []  # (frame, [(matrix, landmarks in model space, aligned face)]) awaiting the model
         queued_faces = 0
         for frame in media.prefetch(media.read_frames(source)):
             if errors:
