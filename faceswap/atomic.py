@@ -14,7 +14,12 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -27,12 +32,28 @@ def commit(partial: Path, final: Path) -> None:
     """Move a finished file or folder into place (fsynced first, so a crash cannot leave it empty)."""
     partial, final = Path(partial), Path(final)
     if partial.is_file():
-        with open(partial, "rb+") as handle:
-            os.fsync(handle.fileno())
+        fsync_file(partial)
     if final.is_dir() and partial.is_dir():
         shutil.rmtree(final)
     os.replace(partial, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
+
+
+def ensure_writable_dir(folder: Path, what: str) -> Path:
+    """Create `folder` if needed and prove it takes a file; else one clear error naming `what` it is for."""
+    from faceswap.errors import FaceswapError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FaceswapError(f"{folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FaceswapError(f"{folder}: cannot write {what} here ({exc.strerror})") from None
+    return folder
 
 
 def discard(partial: Path) -> None:

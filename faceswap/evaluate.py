@@ -186,8 +186,7 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
         if images:
             width = min(s.shape[1] for s in images)
             stacked = np.vstack([cv2.resize(s, (width, int(s.shape[0] * width / s.shape[1]))) for s in images])
-            ok, data = cv2.imencode(".png", cv2.cvtColor(stacked, cv2.COLOR_RGB2BGR))
-            atomic.write_bytes(report_path.with_suffix(".png"), data.tobytes())
+            media.write_png(report_path.with_suffix(".png"), stacked)
     return report
 
 

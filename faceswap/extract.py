@@ -139,21 +139,7 @@ class Preview:
             while len(tiles) % columns:
                 tiles.append(np.zeros_like(tiles[0]))
             rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
-            ok, data = cv2.imencode(".png", cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
-            atomic.write_bytes(self.path, data.tobytes())
-
-
-def _check_output(folder: Path) -> None:
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise FaceswapError(f"{folder}: output exists and is a file, not a folder")
-    try:
-        (folder / faceset.FACES).mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise FaceswapError(f"{folder}: cannot write the face set here ({exc.strerror})") from None
+            media.write_png(self.path, np.vstack(rows))
 
 
 def _write_crop(path: Path, crop: np.ndarray, meta: dict) -> None:
@@ -173,7 +159,8 @@ def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None =
     names = [p.name for p in inputs]
     if len(set(names)) != len(names):
         raise FaceswapError("two inputs share a file name; rename one so the face set can tell them apart")
-    _check_output(output)
+    atomic.ensure_writable_dir(output, "the face set")
+    (output / faceset.FACES).mkdir(exist_ok=True)
     header = {"schema": faceset.SCHEMA, "version": faceset.VERSION, "size": settings.size,
               "padding": settings.padding, "aligner": settings.aligner, "detector": settings.detector,
               "landmarks": "ibug68", "matrix": "image pixels -> mean-face units"}

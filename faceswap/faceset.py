@@ -21,6 +21,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from faceswap import atomic
 from faceswap.errors import FaceswapError
 
 SCHEMA = "faceswap.alignments"
@@ -151,13 +152,7 @@ class AlignmentsWriter:
         self.pending = 0
 
     def _rewrite(self, items: list[dict]) -> None:
-        tmp = self.path.with_name("." + self.path.name + ".partial")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for item in items:
-                handle.write(json.dumps(item, separators=(",", ":")) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        atomic.write_bytes(self.path, "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in items).encode())
 
     def append(self, record: dict) -> None:
         self.handle.write(json.dumps(record, separators=(",", ":")) + "\n")

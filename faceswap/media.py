@@ -207,6 +207,14 @@ def _read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """An RGB image as a PNG, written atomically."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise FaceswapError(f"{path}: could not encode the image as PNG")
+    atomic.write_bytes(path, data.tobytes())
+
+
 def read_frames(path: Path, start: int = 0, end: int | None = None, step: int = 1) -> Iterator[Frame]:
     """Stream RGB frames with timestamps from a video or a folder of images; frames [start, end) every `step`."""
     path = Path(path)

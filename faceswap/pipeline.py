@@ -218,12 +218,7 @@ class Pipeline:
         return clips
 
     def run(self, progress: bool = True, echo=print) -> dict:
-        try:
-            self.work.mkdir(parents=True, exist_ok=True)
-            (self.work / ".write-test").write_bytes(b"")
-            (self.work / ".write-test").unlink()
-        except OSError as exc:
-            raise FaceswapError(f"{self.work}: cannot write the work folder ({exc.strerror})") from None
+        atomic.ensure_writable_dir(self.work, "the work folder")
         self.state = self._load_state()
         clips = self._clips()  # validate names before any long work
         set_a = self._extract("a", progress, echo)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from faceswap import align, faceset, media
+from faceswap.evaluate import jitter
 from faceswap.extract import ExtractSettings, extract
 from faceswap.faces import fan
 from helpers import run_cli
@@ -84,13 +85,6 @@ def test_crops_look_like_the_source_face(faceset_a, sample_a):
         # aligned: the eyes sit level and where the mean face puts them
         eyes = crop_points[36:48].reshape(2, 6, 2).mean(1)
         assert abs(eyes[0, 1] - eyes[1, 1]) < 6
-
-
-def jitter(landmarks: np.ndarray) -> float:
-    """Mean second difference of the landmarks, over the inter-ocular distance: jitter, not motion."""
-    second = landmarks[2:] - 2 * landmarks[1:-1] + landmarks[:-2]
-    ocular = np.linalg.norm(landmarks[:, 36:42].mean(1) - landmarks[:, 42:48].mean(1), axis=1).mean()
-    return float(np.linalg.norm(second, axis=2).mean() / ocular)
 
 
 def test_smoothing_bounds_landmark_jitter(sample_b, face_models, tmp_path):

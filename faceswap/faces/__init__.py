@@ -44,12 +44,17 @@ class Face:
         return (np.asarray(self.bbox[:2]) + np.asarray(self.bbox[2:])) / 2
 
 
-def iou(a, b) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def iou(box, boxes) -> np.ndarray:
+    """Intersection over union of one x1,y1,x2,y2 box with each of N boxes (N x 4)."""
+    box, boxes = np.asarray(box, dtype=np.float64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
 
 
 @dataclass
@@ -62,8 +67,10 @@ class Tracker:
 
     def update(self, faces: list[Face], frame: int) -> list[Face]:
         live = {k: v for k, v in self.tracks.items() if frame - v[1] <= self.max_gap}
-        pairs = sorted(((iou(face.bbox, box), i, tid) for i, face in enumerate(faces)
-                        for tid, (box, _) in live.items()), reverse=True)
+        ids = list(live)
+        boxes = [live[tid][0] for tid in ids]
+        pairs = sorted(((overlap, i, tid) for i, face in enumerate(faces) if ids
+                        for tid, overlap in zip(ids, iou(face.bbox, boxes))), reverse=True)
         taken_faces, taken_tracks = set(), set()
         for overlap, i, tid in pairs:
             if overlap < self.min_iou or i in taken_faces or tid in taken_tracks:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from faceswap import assets
-from faceswap.faces import Face, mesh_to_68
+from faceswap.faces import Face, iou, mesh_to_68
 
 DETECTORS = {
     "full": ("face_detection_full_range.tflite", 192, [(4, 1)]),
@@ -47,18 +47,7 @@ def _anchors(size: int, layout: list[tuple[int, int]]) -> np.ndarray:
     return np.concatenate(centres).astype(np.float32)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
-def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou: float = 0.3):
+def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, min_iou: float = 0.3):
     """Cluster overlapping detections and average each cluster weighted by score (MediaPipe's NMS)."""
     order = np.argsort(-scores)
     boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
@@ -67,7 +56,7 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, i
     for i in range(len(scores)):
         if not alive[i]:
             continue
-        members = alive & (_iou(boxes[i], boxes) > iou)
+        members = alive & (iou(boxes[i], boxes) > min_iou)
         members[i] = True
         alive &= ~members
         weight = scores[members][:, None]
@@ -212,10 +201,10 @@ class LiteRTFaces:
         self.previous, self.since_detect = [], 0
 
 
-def _dedupe(faces: list[Face], iou: float = 0.5) -> list[Face]:
+def _dedupe(faces: list[Face], max_iou: float = 0.5) -> list[Face]:
     faces = sorted(faces, key=lambda f: -f.score)
     kept = []
     for face in faces:
-        if all(_iou(np.asarray(face.bbox), np.asarray([k.bbox]))[0] < iou for k in kept):
+        if all(iou(face.bbox, k.bbox)[0] < max_iou for k in kept):
             kept.append(face)
     return kept

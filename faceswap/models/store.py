@@ -12,7 +12,6 @@ Loading never runs code from the files: JSON and safetensors only.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from faceswap import atomic
+from faceswap.assets import sha256_of
 from faceswap.errors import FaceswapError
 from faceswap.models.arch import ArchConfig, FaceSwapModel, build
 
@@ -30,32 +31,6 @@ WEIGHTS = "model.safetensors"
 BACKUP = "backup"
 SCHEMA = "faceswap.model"
 VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def check_writable(model_dir: Path) -> None:
-    model_dir = Path(model_dir)
-    if model_dir.exists() and not model_dir.is_dir():
-        raise FaceswapError(f"{model_dir}: exists and is not a folder")
-    try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        probe = model_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise FaceswapError(f"{model_dir}: cannot write the model here ({exc.strerror})") from None
 
 
 def save(model_dir: Path, config: dict, tensor_files: dict[str, dict[str, torch.Tensor]],
@@ -75,12 +50,12 @@ def save(model_dir: Path, config: dict, tensor_files: dict[str, dict[str, torch.
         tmp.write_bytes(data)
         staged[name] = tmp
     for name, tmp in staged.items():
-        _fsync(tmp)
-        hashes[name] = _sha256(tmp)
+        atomic.fsync_file(tmp)
+        hashes[name] = sha256_of(tmp)
     config = dict(config, schema=SCHEMA, version=VERSION, files=hashes)
     config_tmp = model_dir / f".{CONFIG}.partial"
     config_tmp.write_text(json.dumps(config, indent=2) + "\n")
-    _fsync(config_tmp)
+    atomic.fsync_file(config_tmp)
     # rotate: the current (good) checkpoint becomes the backup
     if (model_dir / CONFIG).is_file() and _consistent(model_dir):
         backup = model_dir / BACKUP
@@ -96,17 +71,13 @@ def save(model_dir: Path, config: dict, tensor_files: dict[str, dict[str, torch.
     for name, tmp in staged.items():
         os.replace(tmp, model_dir / name)
     os.replace(config_tmp, model_dir / CONFIG)
-    fd = os.open(model_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic.fsync_dir(model_dir)
 
 
 def _consistent(model_dir: Path) -> bool:
     try:
         config = json.loads((model_dir / CONFIG).read_text())
-        return all((model_dir / n).is_file() and _sha256(model_dir / n) == h for n, h in config["files"].items())
+        return all((model_dir / n).is_file() and sha256_of(model_dir / n) == h for n, h in config["files"].items())
     except (OSError, ValueError, KeyError):
         return False
 
@@ -136,7 +107,7 @@ def load_tensors(model_dir: Path, name: str, config: dict | None = None) -> dict
     hint = f"; the previous good state is in {model_dir / BACKUP}" if (model_dir / BACKUP / CONFIG).is_file() else ""
     if not path.is_file():
         raise FaceswapError(f"{path}: missing{hint}")
-    if expected and _sha256(path) != expected:
+    if expected and sha256_of(path) != expected:
         raise FaceswapError(f"{path}: damaged or truncated (sha256 does not match config.json){hint}")
     try:
         return load_file(str(path))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceswap import __version__
+from faceswap import __version__, atomic, media
 from faceswap.device import autocast_dtype
 from faceswap.errors import FaceswapError
 from faceswap.models import arch as arch_mod
@@ -159,7 +159,7 @@ class Trainer:
             self.device = torch.device("cpu")
         existing = store.read_config(self.model_dir) if (self.model_dir / store.CONFIG).is_file() else None
         if self.main:
-            store.check_writable(self.model_dir)
+            atomic.ensure_writable_dir(self.model_dir, "the model")
         self.cfg = self._arch(existing)
         self.config = existing or {}
         defaults = self.cfg.defaults
@@ -265,11 +265,11 @@ class Trainer:
         if not self.main:
             return
         grid = report.preview_grid(self.model, *faces)
-        report.write_png(self.model_dir / "preview.png", grid)
+        media.write_png(self.model_dir / "preview.png", grid)
         if self.settings.timelapse:
             folder = self.model_dir / "timelapse"
             folder.mkdir(exist_ok=True)
-            report.write_png(folder / f"{self.step:08d}.png", grid)
+            media.write_png(folder / f"{self.step:08d}.png", grid)
 
     def _move(self, batch):
         out = {}

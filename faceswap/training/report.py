@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from faceswap import atomic
+from faceswap import atomic, media
 
 log = logging.getLogger(__name__)
 ROWS = ["A", "A->A", "A->B", "B", "B->B", "B->A"]
@@ -37,11 +37,6 @@ def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, scale: int
         cv2.putText(tag, label, (6, size // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         lines.append(np.hstack([tag, strip]))
     return np.vstack(lines)
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    atomic.write_bytes(path, data.tobytes())
 
 
 def loss_plot(steps, loss_a, loss_b, width: int = 640, height: int = 320) -> np.ndarray:
@@ -104,7 +99,7 @@ class LossLog:
         lines = [",".join(self.FIELDS)] + [",".join(f"{r.get(k, 0):.6g}" for k in self.FIELDS) for r in self.rows]
         atomic.write_bytes(self.path, ("\n".join(lines) + "\n").encode())
         steps = [int(r["step"]) for r in self.rows]
-        write_png(Path(model_dir) / "loss.png",
+        media.write_png(Path(model_dir) / "loss.png",
                   loss_plot(steps, [r["loss_a"] for r in self.rows], [r["loss_b"] for r in self.rows]))
         if self.writer is not None:
             self.writer.flush()
