@@ -98,21 +98,50 @@ def read_config(model_dir: Path) -> dict:
     return config
 
 
-def load_tensors(model_dir: Path, name: str, config: dict | None = None) -> dict[str, torch.Tensor]:
-    """Tensors of one file, after checking it against the sha256 that config.json records."""
-    model_dir = Path(model_dir)
-    config = config or read_config(model_dir)
+def _backup_hint(model_dir: Path) -> str:
+    return f"; the previous good state is in {model_dir / BACKUP}" if (model_dir / BACKUP / CONFIG).is_file() else ""
+
+
+def _verified(model_dir: Path, name: str, config: dict) -> Path:
+    """Path of one checkpoint file, after checking it against the sha256 that config.json records."""
     path = model_dir / name
     expected = config.get("files", {}).get(name)
-    hint = f"; the previous good state is in {model_dir / BACKUP}" if (model_dir / BACKUP / CONFIG).is_file() else ""
     if not path.is_file():
-        raise FaceswapError(f"{path}: missing{hint}")
+        raise FaceswapError(f"{path}: missing{_backup_hint(model_dir)}")
     if expected and sha256_of(path) != expected:
-        raise FaceswapError(f"{path}: damaged or truncated (sha256 does not match config.json){hint}")
+        raise FaceswapError(f"{path}: damaged or truncated (sha256 does not match config.json){_backup_hint(model_dir)}")
+    return path
+
+
+def load_tensors(model_dir: Path, name: str, config: dict | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of one safetensors file of the checkpoint, hash-checked."""
+    model_dir = Path(model_dir)
+    path = _verified(model_dir, name, config or read_config(model_dir))
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise FaceswapError(f"{path}: unreadable weights ({exc}){hint}") from None
+        raise FaceswapError(f"{path}: unreadable weights ({exc}){_backup_hint(model_dir)}") from None
+
+
+def load_json(model_dir: Path, name: str, config: dict | None = None) -> dict:
+    """A JSON file of the checkpoint, hash-checked."""
+    model_dir = Path(model_dir)
+    path = _verified(model_dir, name, config or read_config(model_dir))
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise FaceswapError(f"{path}: damaged (not valid JSON){_backup_hint(model_dir)}") from None
+
+
+def load_weights(model: FaceSwapModel, model_dir: Path, config: dict) -> None:
+    """Fill `model` from the checkpoint's weights; a clear error when they do not fit its architecture."""
+    state = load_tensors(model_dir, WEIGHTS, config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[1:2] or [str(exc)]
+        raise FaceswapError(f"{model_dir}: weights do not fit the architecture in config.json "
+                            f"({first[0].strip()})") from None
 
 
 def arch_from_config(config: dict) -> ArchConfig:
@@ -129,12 +158,6 @@ def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Fac
         model = build(arch_from_config(config))
     except ValueError as exc:
         raise FaceswapError(f"{model_dir}: {exc}") from None
-    state = load_tensors(model_dir, WEIGHTS, config)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[1:2] or [str(exc)]
-        raise FaceswapError(f"{model_dir}: weights do not fit the architecture in config.json "
-                            f"({first[0].strip()})") from None
+    load_weights(model, model_dir, config)
     return model.to(device).eval(), config
 

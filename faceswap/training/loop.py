@@ -28,6 +28,7 @@ from faceswap.training.loss import LossWeights, side_loss
 
 log = logging.getLogger(__name__)
 OPTIMIZER = "optimizer.safetensors"
+TRAINER_STATE = "trainer.json"
 PREVIEW_FACES = 6
 
 
@@ -174,7 +175,6 @@ class Trainer:
         torch.manual_seed(s.seed + self.rank)
         self.model = arch_mod.build(self.cfg).to(self.device)
         self.amp_dtype = autocast_dtype(s.amp, self.device)
-        self.channels_last = True
         self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(s.beta1, 0.999))
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
@@ -206,11 +206,10 @@ class Trainer:
         return old
 
     def _resume(self, config: dict) -> None:
-        weights = store.load_tensors(self.model_dir, store.WEIGHTS, config)
-        self.model.load_state_dict(weights)
+        store.load_weights(self.model, self.model_dir, config)
         if OPTIMIZER in config.get("files", {}):
             tensors = store.load_tensors(self.model_dir, OPTIMIZER, config)
-            meta = json.loads((self.model_dir / "trainer.json").read_text())
+            meta = store.load_json(self.model_dir, TRAINER_STATE, config)
             restore_optimizer(self.optimizer, self.scaler, tensors, meta)
         self.step = int(config.get("step", 0))
         if self.main:
@@ -238,10 +237,9 @@ class Trainer:
         if not self.main:
             return
         tensors, meta = optimizer_tensors(self.optimizer, self.scaler)
-        state = {k: v for k, v in self.model.state_dict().items()}
         store.save(self.model_dir, self._config(),
-                   {store.WEIGHTS: state, OPTIMIZER: tensors},
-                   {"trainer.json": (json.dumps(meta) + "\n").encode()})
+                   {store.WEIGHTS: self.model.state_dict(), OPTIMIZER: tensors},
+                   {TRAINER_STATE: (json.dumps(meta) + "\n").encode()})
         self.config = store.read_config(self.model_dir)
 
     def lr_at(self, step: int, progress: float) -> float:
@@ -379,8 +377,10 @@ class Trainer:
             summary.step = self.step
             summary.seconds = time.perf_counter() - started
             if not summary.stopped.startswith("stopped") and self.step > summary.start_step:
-                self.save()
-                self.write_preview(preview_faces)
+                if self.config.get("step") != self.step:  # not saved at this step yet (a second save would
+                    self.save()                           # make backup/ a copy of the current state)
+                if self.step % s.preview_every:
+                    self.write_preview(preview_faces)
                 lossl.flush(self.model_dir)
                 if s.timelapse and self.main:
                     report.timelapse(self.model_dir / "timelapse", self.model_dir / "timelapse.mp4")
