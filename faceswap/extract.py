@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from faceswap import align, atomic, faceset, media
 from faceswap.errors import FaceswapError
-from faceswap.faces import Face, Smoother, Tracker, make_finder
+from faceswap.faces import Face, FaceCounts, Smoother, Tracker, make_finder
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +46,8 @@ class ExtractSettings:
 
 
 @dataclass
-class ExtractSummary:
-    frames: int = 0
-    faces: int = 0
-    frames_without_face: int = 0
+class ExtractSummary(FaceCounts):
     skipped_resumed: int = 0
-    seconds: float = 0.0
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
         resumed = f", {self.skipped_resumed} already done" if self.skipped_resumed else ""
@@ -234,9 +226,7 @@ def _extract_one(path, info, output, settings, finder, writer, pool, preview, su
                          futures))
         while pending and all(f.done() for f in pending[0][1]):
             _flush(pending.popleft(), writer)
-        summary.frames += 1
-        summary.faces += len(records)
-        summary.frames_without_face += not records
+        summary.count(len(records))
         found += len(records)
         bar.update(1)
         bar.set_postfix(faces=found, refresh=False)

@@ -44,6 +44,24 @@ class Face:
         return (np.asarray(self.bbox[:2]) + np.asarray(self.bbox[2:])) / 2
 
 
+@dataclass
+class FaceCounts:
+    """What a pass over frames found: frames, faces, frames without a face, and the time it took."""
+    frames: int = 0
+    faces: int = 0
+    frames_without_face: int = 0
+    seconds: float = 0.0
+
+    def count(self, faces: int) -> None:
+        self.frames += 1
+        self.faces += faces
+        self.frames_without_face += not faces
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
 def iou(box, boxes) -> np.ndarray:
     """Intersection over union of one x1,y1,x2,y2 box with each of N boxes (N x 4)."""
     box, boxes = np.asarray(box, dtype=np.float64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

@@ -25,7 +25,7 @@ from faceswap import __version__, align, assets, atomic, faceset, media
 from faceswap.device import autocast_dtype
 from faceswap.errors import FaceswapError
 from faceswap.extract import TrackChooser
-from faceswap.faces import Face, Smoother, Tracker, make_finder
+from faceswap.faces import Face, FaceCounts, Smoother, Tracker, make_finder
 from faceswap.models import store
 from faceswap.swap import blend, color
 
@@ -59,16 +59,8 @@ class ConvertSettings:
 
 
 @dataclass
-class ConvertSummary:
-    frames: int = 0
-    faces: int = 0
-    frames_without_face: int = 0
-    seconds: float = 0.0
+class ConvertSummary(FaceCounts):
     output: str = ""
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
         return (f"convert: {self.frames} frames, {self.faces} faces swapped, {self.frames_without_face} frames "
@@ -336,9 +328,7 @@ def _flush(pending, swapper: Swapper, settings: ConvertSettings, items: queue.Qu
         if settings.watermark:
             image = blend.watermark(image, settings.watermark)
         items.put((frame, image))
-        summary.frames += 1
-        summary.faces += len(jobs)
-        summary.frames_without_face += not jobs
+        summary.count(len(jobs))
         bar.update(1)
 
 
