@@ -104,24 +104,17 @@ def _largest(faces):
 def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[dict, np.ndarray | None]:
     """Parity, pose/expression error, jitter, flicker and seam of OUT against SRC; and a comparison strip."""
     a, b = media.probe(src), media.probe(out)
-    pts_src = [f.pts for f in media.read_frames(src)] if a.frames == b.frames else []
-    pts_out = [f.pts for f in media.read_frames(out)] if a.frames == b.frames else []
-    tick = max(float(a.time_base), float(b.time_base))
-    parity = {
-        "frames_src": a.frames, "frames_out": b.frames, "frames_equal": a.frames == b.frames,
-        "max_timestamp_error_s": round(float(np.max(np.abs(np.subtract(pts_src, pts_out)))), 6) if pts_src else None,
-        "timestamps_equal": bool(pts_src) and float(np.max(np.abs(np.subtract(pts_src, pts_out)))) <= tick + 1e-9,
-        "audio_src": [x.codec for x in a.audio], "audio_out": [x.codec for x in b.audio],
-        "audio_duration_diff_s": (round(abs((a.audio[0].duration or 0) - (b.audio[0].duration or 0)), 4)
-                                  if a.audio and b.audio else None),
-    }
     finder_src, finder_out = make_finder("litert"), make_finder("litert")
     errors_px, errors_iod, track_src, track_out = [], [], [], []
     flicker_src, flicker_out, seam_src, seam_out = [], [], [], []
     previous = None
     wanted = set(np.linspace(0, max(0, min(a.frames, b.frames) - 1), strip_frames).astype(int).tolist())
-    strip = []
-    for fa, fb in zip(media.read_frames(src, step=every), media.read_frames(out, step=every)):
+    strip, pts_src, pts_out = [], [], []
+    for fa, fb in zip(media.read_frames(src), media.read_frames(out)):  # one decode of each, for all metrics
+        pts_src.append(fa.pts)
+        pts_out.append(fb.pts)
+        if fa.index % every:
+            continue
         face_a, face_b = _largest(finder_src(fa.image)), _largest(finder_out(fb.image))
         if face_a is not None and face_b is not None:
             px, iod = landmark_error(face_a.landmarks, face_b.landmarks)
@@ -139,6 +132,16 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[
         previous = (fa.image, fb.image) if mask is not None else None
         if fa.index in wanted:
             strip.append(np.hstack([fa.image, fb.image]))
+    equal = a.frames == b.frames and bool(pts_src)
+    timestamp_error = float(np.max(np.abs(np.subtract(pts_src, pts_out)))) if equal else None
+    parity = {
+        "frames_src": a.frames, "frames_out": b.frames, "frames_equal": a.frames == b.frames,
+        "max_timestamp_error_s": round(timestamp_error, 6) if equal else None,
+        "timestamps_equal": equal and timestamp_error <= max(float(a.time_base), float(b.time_base)) + 1e-9,
+        "audio_src": [x.codec for x in a.audio], "audio_out": [x.codec for x in b.audio],
+        "audio_duration_diff_s": (round(abs((a.audio[0].duration or 0) - (b.audio[0].duration or 0)), 4)
+                                  if a.audio and b.audio else None),
+    }
     mean = (lambda v: round(float(np.mean(v)), 4) if v else None)
     report = dict(parity, **{
         "frames_compared": len(errors_px),

@@ -15,14 +15,14 @@ def face_mask(kind: str, landmarks_model: np.ndarray | None, predicted: np.ndarr
     """float32 mask (size x size) in model space; landmarks hull, the model's mask, or their intersection."""
     # a low forehead margin: the model's output is weakest at the crop's top edge
     hull = masks.hull_mask(landmarks_model, (size, size), forehead=0.15) if landmarks_model is not None else None
-    if kind == "landmarks" or (predicted is None and kind != "landmarks"):
-        mask = hull if hull is not None else np.ones((size, size), np.float32)
-    elif kind == "predicted":
-        mask = predicted.astype(np.float32)
-    elif kind == "combined":
-        mask = np.minimum(hull, predicted) if hull is not None else predicted.astype(np.float32)
-    else:
+    if kind not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}")
+    if kind == "landmarks" or predicted is None:
+        mask = hull if hull is not None else np.ones((size, size), np.float32)
+    elif kind == "predicted" or hull is None:
+        mask = predicted.astype(np.float32)
+    else:
+        mask = np.minimum(hull, predicted)
     return refine(mask * border_taper(size), erode, blur)
 
 
