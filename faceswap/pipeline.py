@@ -197,7 +197,7 @@ class Pipeline:
         self._finish("train", key, step=summary.step)
         return out
 
-    def _clips(self) -> list[tuple[Path, Path, str, dict, str]]:
+    def _clips(self) -> list[tuple[Path, Path, str, dict]]:
         clips, names = [], {}
         for i, clip in enumerate(self.spec.get("convert", [])):
             pattern = str(self._path(clip["input"]))
@@ -214,7 +214,7 @@ class Pipeline:
                                         f"convert[{names[name]}]; give each clip its own output")
                 names[name] = i
                 settings = dict(clip.get("settings", {}), direction=clip.get("direction", "a2b"))
-                clips.append((source, self.work / "output" / name, name, settings, f"convert[{i}]"))
+                clips.append((source, self.work / "output" / name, name, settings))
         return clips
 
     def run(self, progress: bool = True, echo=print) -> dict:
@@ -227,7 +227,7 @@ class Pipeline:
         model_key = self._fingerprint(model)
         (self.work / "output").mkdir(exist_ok=True)
         rows, todo = [], []
-        for source, output, name, settings, where in clips:
+        for source, output, name, settings in clips:
             stage = f"convert:{name}"
             try:
                 key = self._key("convert", settings, self._fingerprint(source), model_key)

@@ -57,19 +57,5 @@ class FANFaces:
                               landmarks=np.asarray(points, dtype=float)[:, :2]))
         return faces
 
-    def batch(self, images: list[np.ndarray]) -> list[list[Face]]:
-        """Several frames at once: S3FD runs batched on the device, then 2DFAN4 per found face."""
-        import torch
-
-        stack = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().to(self.device)
-        detections = self.model.face_detector.detect_from_batch(stack)
-        out = []
-        for image, boxes in zip(images, detections):
-            boxes = [b for b in boxes if b[4] >= self.min_score]
-            points = self.model.get_landmarks_from_image(image, detected_faces=boxes) if boxes else None
-            out.append([Face(bbox=np.asarray(b[:4], dtype=float), score=float(b[4]),
-                             landmarks=np.asarray(p, dtype=float)[:, :2]) for p, b in zip(points or [], boxes)])
-        return out
-
     def reset(self) -> None:
         pass

@@ -62,7 +62,7 @@ def convert_many(inputs: list[Path], output: Path, model_dir: Path, options: dic
     settings = ConvertSettings(**options)
     clips = expand_inputs(inputs)
     output = Path(output)
-    if len(clips) == 1 and not (len(inputs) == 1 and Path(inputs[0]).is_dir() and clips[0] != Path(inputs[0])):
+    if len(inputs) == 1 and clips == [Path(inputs[0])]:  # one video or image folder, not a folder of clips
         summary = convert(clips[0], model_dir, output, settings, alignments, progress)
         echo(summary.line())
         return [{"clip": str(clips[0]), "status": "ok", "frames": summary.frames}]

@@ -177,7 +177,7 @@ def bridge_gaps(timeline: dict[int, list[dict]], max_gap: int, only: int | None 
 class Swapper:
     """Runs aligned faces through the encoder and one decoder, in batches, and composites them."""
 
-    def __init__(self, model_dir: Path, settings: ConvertSettings, padding: float = align.DEFAULT_PADDING):
+    def __init__(self, model_dir: Path, settings: ConvertSettings):
         self.settings = settings
         device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.device = torch.device(device)
@@ -196,7 +196,7 @@ class Swapper:
             raise FaceswapError(f"--color must be one of {', '.join(color.METHODS)}")
         if settings.blend not in blend.BLENDS:
             raise FaceswapError(f"--blend must be one of {', '.join(blend.BLENDS)}")
-        self.padding = padding
+        self.padding = align.DEFAULT_PADDING  # an alignments file may say otherwise
         self.amp = autocast_dtype(settings.precision, self.device)
         self.model = self.model.to(memory_format=torch.channels_last)
 
