@@ -3,7 +3,7 @@
 numpy/scipy augmentation in the main process). For `lite` and `original`.
 
 Prints (b)/(c) per model; last line `ratio: X.XX` = (b)/(a) for lite (goals on CPU: >= 0.9, and (b)/(c) >= 2).
-Usage: python bench/train.py [--amp auto|off|bf16|fp16] [--steps N]
+Usage: python bench/train.py [--amp auto|off|bf16|fp16] [--steps N] [--facesets A B]
 """
 import argparse
 import tempfile
@@ -16,7 +16,6 @@ from common import sample
 from scipy import ndimage
 
 from faceswap import assets
-from faceswap.extract import ExtractSettings, extract
 from faceswap.training.data import Augment, PairStream, loader, to_tensors
 from faceswap.training.loop import TrainSettings, Trainer
 
@@ -50,11 +49,18 @@ def measure(trainer: Trainer, batches, steps: int) -> float:
     for _ in range(3):  # warm-up
         a, b = (trainer._move(x) for x in next(batches))
         trainer.train_step(a, b, 1e-5)
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         a, b = (trainer._move(x) for x in next(batches))
         trainer.train_step(a, b, 1e-5)
+    sync()
     return steps * 2 * trainer.batch_size / (time.perf_counter() - start)
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def run_model(name: str, facesets, steps: int, amp: str, tmp: Path) -> dict:
@@ -87,13 +93,17 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--amp", default="auto")
     parser.add_argument("--steps", type=int, default=0, help="steps per measurement (default: 30 lite, 4 original)")
+    parser.add_argument("--facesets", nargs=2, type=Path, help="use these face sets A B instead of extracting")
     args = parser.parse_args()
-    assets.fetch_models()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        facesets = (tmp / "a", tmp / "b")
-        extract([sample("WolfgangLanger_Pexels.mp4")], facesets[0], ExtractSettings(every=2), progress=False)
-        extract([sample("single_face.mp4")], facesets[1], progress=False)
+        facesets = args.facesets or (tmp / "a", tmp / "b")
+        if not args.facesets:
+            from faceswap.extract import ExtractSettings, extract
+
+            assets.fetch_models()
+            extract([sample("WolfgangLanger_Pexels.mp4")], facesets[0], ExtractSettings(every=2), progress=False)
+            extract([sample("single_face.mp4")], facesets[1], progress=False)
         results = {}
         for name, steps in (("original", args.steps or 4), ("lite", args.steps or 30)):
             r = results[name] = run_model(name, facesets, steps, args.amp, tmp)

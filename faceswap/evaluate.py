@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from faceswap import atomic, masks, media, metrics
+from faceswap import atomic, images, masks, metrics
 from faceswap.errors import FaceswapError
 from faceswap.faces import make_finder
 
@@ -82,16 +82,16 @@ def reconstruction(model_dir: Path) -> dict:
             continue
         data = FaceData(path, cfg.size, cfg.coverage, holdout=len(info.get("holdout", [])) /
                         max(1, len(info.get("holdout", [])) + info.get("train", 0)), label=side.upper())
-        images, points = data.holdout_images, data.holdout_landmarks
-        if not len(images):
+        held_out, points = data.holdout_images, data.holdout_landmarks
+        if not len(held_out):
             result[side] = {"error": "no held-out faces"}
             continue
-        faces, face_masks = data.plain(images, points)
+        faces, face_masks = data.plain(held_out, points)
         x = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255)
         with torch.no_grad():
             rgb = torch.cat([model(x[i:i + 32], side)[0] for i in range(0, len(x), 32)])
         mask = torch.from_numpy(face_masks)[:, None]
-        result[side] = {"faces": len(images), "ssim": round(metrics.ssim(rgb, x, mask), 4),
+        result[side] = {"faces": len(held_out), "ssim": round(metrics.ssim(rgb, x, mask), 4),
                         "psnr": round(metrics.psnr(rgb, x, mask), 2)}
     return result
 
@@ -103,6 +103,8 @@ def _largest(faces):
 
 def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[dict, np.ndarray | None]:
     """Parity, pose/expression error, jitter, flicker and seam of OUT against SRC; and a comparison strip."""
+    from faceswap import media  # only here: model evaluation needs no video stack
+
     a, b = media.probe(src), media.probe(out)
     finder_src, finder_out = make_finder("litert"), make_finder("litert")
     errors_px, errors_iod, track_src, track_out = [], [], [], []
@@ -185,11 +187,11 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
     if report_path is not None:
         report_path = Path(report_path)
         atomic.write_json(report_path, report)
-        images = [s for s in strips if s is not None]
-        if images:
-            width = min(s.shape[1] for s in images)
-            stacked = np.vstack([cv2.resize(s, (width, int(s.shape[0] * width / s.shape[1]))) for s in images])
-            media.write_png(report_path.with_suffix(".png"), stacked)
+        shown = [s for s in strips if s is not None]
+        if shown:
+            width = min(s.shape[1] for s in shown)
+            stacked = np.vstack([cv2.resize(s, (width, int(s.shape[0] * width / s.shape[1]))) for s in shown])
+            images.write_png(report_path.with_suffix(".png"), stacked)
     return report
 
 

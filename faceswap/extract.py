@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from faceswap import align, atomic, faceset, media
+from faceswap import align, atomic, faceset, images, media
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, FaceCounts, Smoother, Tracker, make_finder
 
@@ -131,7 +131,7 @@ class Preview:
             while len(tiles) % columns:
                 tiles.append(np.zeros_like(tiles[0]))
             rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
-            media.write_png(self.path, np.vstack(rows))
+            images.write_png(self.path, np.vstack(rows))
 
 
 def _write_crop(path: Path, crop: np.ndarray, meta: dict) -> None:

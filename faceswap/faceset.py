@@ -18,10 +18,9 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
-import cv2
 import numpy as np
 
-from faceswap import atomic
+from faceswap import atomic, images
 from faceswap.errors import FaceswapError
 
 SCHEMA = "faceswap.alignments"
@@ -42,10 +41,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 def encode_png(rgb: np.ndarray, metadata: dict, compression: int = 3) -> bytes:
     """PNG bytes of an RGB image with `metadata` as JSON in an iTXt chunk right after IHDR."""
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, compression])
-    if not ok:
-        raise FaceswapError("could not encode a face crop as PNG")
-    data = data.tobytes()
+    data = images.png_bytes(rgb, compression)
     text = PNG_KEY.encode() + b"\0\0\0\0\0" + json.dumps(metadata, separators=(",", ":")).encode("utf-8")
     ihdr_end = 8 + 25  # signature + IHDR chunk
     return data[:ihdr_end] + _chunk(b"iTXt", text) + data[ihdr_end:]
@@ -67,10 +63,7 @@ def read_png_metadata(path: Path) -> dict | None:
 
 
 def read_crop(path: Path) -> np.ndarray:
-    image = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FaceswapError(f"{path}: not a readable face crop")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return images.read_image(path)
 
 
 # -- alignments file ----------------------------------------------------------------------------------

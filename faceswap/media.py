@@ -18,7 +18,7 @@ import av
 import cv2
 import numpy as np
 
-from faceswap import atomic
+from faceswap import atomic, images
 from faceswap.errors import FaceswapError
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def probe(path: Path) -> MediaInfo:
         files = image_files(path)
         if not files:
             raise FaceswapError(f"{path}: the folder holds no images")
-        first = _read_image(files[0])
+        first = images.read_image(files[0])
         pts, fps = _folder_timestamps(path, len(files))
         steps = np.diff(pts)
         return MediaInfo(path, first.shape[1], first.shape[0], len(files), fps,
@@ -199,22 +199,6 @@ def probe(path: Path) -> MediaInfo:
         container.close()
 
 
-def _read_image(path: Path) -> np.ndarray:
-    data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode: unicode paths work
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise FaceswapError(f"{path}: not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """An RGB image as a PNG, written atomically."""
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise FaceswapError(f"{path}: could not encode the image as PNG")
-    atomic.write_bytes(path, data.tobytes())
-
-
 def read_frames(path: Path, start: int = 0, end: int | None = None, step: int = 1) -> Iterator[Frame]:
     """Stream RGB frames with timestamps from a video or a folder of images; frames [start, end) every `step`."""
     path = Path(path)
@@ -224,7 +208,7 @@ def read_frames(path: Path, start: int = 0, end: int | None = None, step: int = 
             raise FaceswapError(f"{path}: the folder holds no images")
         pts, _ = _folder_timestamps(path, len(files))
         for index in range(start, len(files) if end is None else min(end, len(files)), step):
-            yield Frame(_read_image(files[index]), pts[index], index)
+            yield Frame(images.read_image(files[index]), pts[index], index)
         return
     container = _open(path)
     try:
@@ -507,10 +491,7 @@ class ImageFolderWriter(_Committing):
 
     def write(self, image: np.ndarray, pts: float | None = None, **_ignored) -> None:
         pts = self.count / float(self.fps) if pts is None else pts
-        ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        if not ok:
-            raise FaceswapError(f"{self.path}: could not encode frame {self.count}")
-        (self.partial / f"frame_{self.count:06d}.png").write_bytes(data.tobytes())
+        (self.partial / f"frame_{self.count:06d}.png").write_bytes(images.png_bytes(image, compression=1))
         self.pts.append(pts)
         self.count += 1
 

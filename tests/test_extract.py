@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from faceswap import align, faceset, media
+from faceswap import align, faceset, images, media
 from faceswap.evaluate import jitter
 from faceswap.extract import ExtractSettings, extract
 from faceswap.faces import fan
@@ -160,7 +160,7 @@ def test_every_range_and_several_inputs(sample_a, sample_b, face_models, tmp_pat
 
 def test_preview_contact_sheet(faceset_a):
     folder, _ = faceset_a
-    sheet = media._read_image(folder.parent / "preview_a.png")
+    sheet = images.read_image(folder.parent / "preview_a.png")
     assert sheet.shape[1] == 4 * 320 and sheet.shape[0] >= 4 * 180
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceswap import media
+from faceswap import images, media
 from faceswap.errors import FaceswapError
 from helpers import run_cli
 
@@ -105,7 +105,7 @@ def test_rotation_metadata_is_honoured(sample_b, tmp_path, make_clip):
     info = media.probe(rotated)
     assert info.rotation in (90, 270) and (info.width, info.height) == (360, 640)
     first = next(media.read_frames(rotated)).image
-    expected = media._read_image(reference)
+    expected = images.read_image(reference)
     assert first.shape == expected.shape
     assert np.abs(first.astype(float) - expected).mean() < 3
 

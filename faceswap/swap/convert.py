@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from faceswap import __version__, align, assets, atomic, faceset, media
-from faceswap.device import autocast_dtype
+from faceswap.device import autocast_dtype, use_tf32
 from faceswap.errors import FaceswapError
 from faceswap.extract import TrackChooser
 from faceswap.faces import Face, FaceCounts, Smoother, Tracker, make_finder
@@ -197,7 +197,9 @@ class Swapper:
         if settings.blend not in blend.BLENDS:
             raise FaceswapError(f"--blend must be one of {', '.join(blend.BLENDS)}")
         self.padding = align.DEFAULT_PADDING  # an alignments file may say otherwise
-        self.amp = autocast_dtype(settings.precision, self.device)
+        self.amp = autocast_dtype(settings.precision, self.device, self.cfg.size)
+        if self.device.type == "cuda":
+            use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
 
     def model_matrix(self, landmarks: np.ndarray) -> np.ndarray:

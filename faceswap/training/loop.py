@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceswap import __version__, atomic, media
-from faceswap.device import autocast_dtype
+from faceswap import __version__, atomic, images
+from faceswap.device import autocast_dtype, use_tf32
 from faceswap.errors import FaceswapError
 from faceswap.models import arch as arch_mod
 from faceswap.models import store
@@ -174,7 +174,9 @@ class Trainer:
         self.data_b = FaceData(faceset_b, self.cfg.size, self.cfg.coverage, s.holdout, "B")
         torch.manual_seed(s.seed + self.rank)
         self.model = arch_mod.build(self.cfg).to(self.device)
-        self.amp_dtype = autocast_dtype(s.amp, self.device)
+        self.amp_dtype = autocast_dtype(s.amp, self.device, self.cfg.size)
+        if self.device.type == "cuda":
+            use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(s.beta1, 0.999))
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
@@ -263,11 +265,11 @@ class Trainer:
         if not self.main:
             return
         grid = report.preview_grid(self.model, *faces)
-        media.write_png(self.model_dir / "preview.png", grid)
+        images.write_png(self.model_dir / "preview.png", grid)
         if self.settings.timelapse:
             folder = self.model_dir / "timelapse"
             folder.mkdir(exist_ok=True)
-            media.write_png(folder / f"{self.step:08d}.png", grid)
+            images.write_png(folder / f"{self.step:08d}.png", grid)
 
     def _move(self, batch):
         out = {}

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from faceswap import atomic, media
+from faceswap import atomic, images
 
 log = logging.getLogger(__name__)
 ROWS = ["A", "A->A", "A->B", "B", "B->B", "B->A"]
@@ -99,7 +99,7 @@ class LossLog:
         lines = [",".join(self.FIELDS)] + [",".join(f"{r.get(k, 0):.6g}" for k in self.FIELDS) for r in self.rows]
         atomic.write_bytes(self.path, ("\n".join(lines) + "\n").encode())
         steps = [int(r["step"]) for r in self.rows]
-        media.write_png(Path(model_dir) / "loss.png",
+        images.write_png(Path(model_dir) / "loss.png",
                   loss_plot(steps, [r["loss_a"] for r in self.rows], [r["loss_b"] for r in self.rows]))
         if self.writer is not None:
             self.writer.flush()
