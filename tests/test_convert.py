@@ -199,6 +199,23 @@ def test_paste_puts_the_face_where_the_matrix_says():
     assert seamless.shape == frame.shape
 
 
+def test_paste_matches_a_float_composite_and_leaves_the_rest_alone():
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (240, 320, 3), np.uint8)
+    face = rng.random((64, 64, 3), np.float32)
+    mask = blend.refine(np.pad(np.ones((40, 40), np.float32), 12), blur=6)
+    matrix = cv2.getRotationMatrix2D((160, 120), 25, 0.4)
+    matrix[:, 2] += 32 - np.array([160, 120])  # centre of the frame -> centre of the model square
+    inverse = cv2.invertAffineTransform(matrix)
+    alpha = cv2.warpAffine(mask, inverse, (320, 240))[..., None]
+    face_img = cv2.warpAffine(face, inverse, (320, 240), borderMode=cv2.BORDER_REPLICATE)
+    expected = frame * (1 - alpha) + face_img * 255 * alpha
+    out = blend.paste(frame.copy(), face, mask, matrix)
+    assert np.abs(out.astype(float) - expected).max() <= 3
+    untouched = alpha[..., 0] == 0
+    assert np.array_equal(out[untouched], frame[untouched])
+
+
 @pytest.mark.parametrize("case", ["missing_model", "other_size", "corrupt_input", "same_path", "no_face_ok"])
 def test_bad_input(case, sample_b, sample_no_face, small_model, tmp_path):
     source, model_dir, out = sample_b, small_model, tmp_path / "out.mp4"
