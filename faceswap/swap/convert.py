@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from faceswap import __version__, align, assets, atomic, faceset, media
-from faceswap.device import autocast_dtype, use_tf32
+from faceswap.device import autocast_dtype, share_cpu, use_tf32
 from faceswap.errors import FaceswapError
 from faceswap.extract import TrackChooser
 from faceswap.faces import Face, FaceCounts, Smoother, Tracker, make_finder
@@ -276,6 +276,7 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
     errors: list = []
     thread = _writer_thread(writer, items, errors)
     bar = tqdm(total=info.frames, desc=f"convert {source.name}", unit="frame", disable=not progress, leave=False)
+    torch_threads = share_cpu(swapper.device)
     try:
         pending: list = []  # (frame, [(matrix, landmarks in model space, aligned face)]) awaiting the model
         queued_faces = 0
@@ -306,6 +307,7 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
         raise
     finally:
         bar.close()
+        torch.set_num_threads(torch_threads)
     summary.seconds = time.perf_counter() - started
     if faces.bridged:
         log.info("bridged %d lost faces inside tracks", faces.bridged)
