@@ -134,10 +134,24 @@ class Preview:
             images.write_png(self.path, np.vstack(rows))
 
 
-def _write_crop(path: Path, crop: np.ndarray, meta: dict) -> None:
+def _save_face(image: np.ndarray, face: Face, name: str, frame: media.Frame, source: str, folder: Path,
+               settings: ExtractSettings) -> dict | None:
+    """Crop, check and write one face (in a pool thread); its alignments record, or None when too blurred."""
+    crop = align.crop_face(image, face.matrix, settings.size, settings.padding)
+    blur = blur_score(crop)
+    if blur < settings.min_blur:
+        return None
+    record = {"bbox": [round(float(v), 2) for v in face.bbox], "score": round(float(face.score), 4),
+              "landmarks": np.round(face.landmarks, 2).tolist(),
+              "matrix": [[float(v) for v in row] for row in face.matrix],
+              "track": int(face.track), "blur": round(blur, 2), "file": name}
+    meta = dict(record, source=source, frame=frame.index, pts=frame.pts, size=settings.size,
+                padding=settings.padding)
+    path = folder / name
     tmp = path.with_name("." + path.name + ".partial")
-    tmp.write_bytes(faceset.encode_png(crop, meta, compression=1))
+    tmp.write_bytes(faceset.encode_png(crop, meta, fast=True))
     os.replace(tmp, path)
+    return record
 
 
 def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None = None,
@@ -204,39 +218,26 @@ def _extract_one(path, info, output, settings, finder, writer, pool, preview, su
         faces = chooser(faces, frame.image.shape)
         if settings.max_faces:
             faces = sorted(faces, key=lambda f: -f.size)[:settings.max_faces]
-        records, futures = [], []
-        for number, face in enumerate(faces):
+        for face in faces:
             face.matrix = align.alignment_matrix(face.landmarks)
-            crop = align.crop_face(frame.image, face.matrix, settings.size, settings.padding)
-            blur = blur_score(crop)
-            if blur < settings.min_blur:
-                continue
-            name = f"{Path(source).stem}_{frame.index:06d}_{number}.png"
-            record = {"bbox": [round(float(v), 2) for v in face.bbox], "score": round(float(face.score), 4),
-                      "landmarks": np.round(face.landmarks, 2).tolist(),
-                      "matrix": [[float(v) for v in row] for row in face.matrix],
-                      "track": int(face.track), "blur": round(blur, 2), "file": name}
-            meta = dict(record, source=source, frame=frame.index, pts=frame.pts,
-                        size=settings.size, padding=settings.padding)
-            futures.append(pool.submit(_write_crop, output / faceset.FACES / name, crop, meta))
-            records.append(record)
+        futures = [pool.submit(_save_face, frame.image, face, f"{Path(source).stem}_{frame.index:06d}_{number}.png",
+                               frame, source, output / faceset.FACES, settings) for number, face in enumerate(faces)]
         if preview is not None:
             preview.add(frame, faces)
-        pending.append(({"source": source, "frame": frame.index, "pts": round(frame.pts, 6), "faces": records},
-                         futures))
-        while pending and all(f.done() for f in pending[0][1]):
-            _flush(pending.popleft(), writer)
-        summary.count(len(records))
-        found += len(records)
+        pending.append(({"source": source, "frame": frame.index, "pts": round(frame.pts, 6)}, futures))
+        while pending and (len(pending) > 32 or all(f.done() for f in pending[0][1])):  # 32: memory bound
+            found += _flush(pending.popleft(), writer, summary)
         bar.update(1)
         bar.set_postfix(faces=found, refresh=False)
     while pending:
-        _flush(pending.popleft(), writer)
+        _flush(pending.popleft(), writer, summary)
     bar.close()
 
 
-def _flush(item, writer: faceset.AlignmentsWriter) -> None:
+def _flush(item, writer: faceset.AlignmentsWriter, summary: ExtractSummary) -> int:
+    """Append one frame's record once its faces are written (re-raising a failed write here)."""
     record, futures = item
-    for future in futures:
-        future.result()  # re-raise a failed write here
+    record["faces"] = [r for r in (f.result() for f in futures) if r is not None]
     writer.append(record)
+    summary.count(len(record["faces"]))
+    return len(record["faces"])

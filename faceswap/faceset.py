@@ -39,9 +39,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def encode_png(rgb: np.ndarray, metadata: dict, compression: int = 3) -> bytes:
+def encode_png(rgb: np.ndarray, metadata: dict, fast: bool = False) -> bytes:
     """PNG bytes of an RGB image with `metadata` as JSON in an iTXt chunk right after IHDR."""
-    data = images.png_bytes(rgb, compression)
+    data = images.png_bytes(rgb, fast)
     text = PNG_KEY.encode() + b"\0\0\0\0\0" + json.dumps(metadata, separators=(",", ":")).encode("utf-8")
     ihdr_end = 8 + 25  # signature + IHDR chunk
     return data[:ihdr_end] + _chunk(b"iTXt", text) + data[ihdr_end:]
