@@ -213,7 +213,10 @@ def read_frames(path: Path, start: int = 0, end: int | None = None, step: int = 
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if stream.codec_context.width * stream.codec_context.height > 500_000:
+            stream.thread_type = "AUTO"  # frame threads pay on large frames; on small ones they cost more
+        else:                            # CPU than they save (640x360: 1.25 against 0.97 ms a frame)
+            stream.thread_count = 1
         rotation = _rotation(container, stream)
         container.seek(0)
         tb = stream.time_base

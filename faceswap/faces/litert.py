@@ -167,9 +167,12 @@ class LiteRTFaces:
         centre = centre_rot @ np.array([[cos, -sin], [sin, cos]])
         return centre, float(max(hi - lo)) * ROI_SCALE, angle
 
-    def _detect(self, image: np.ndarray) -> list[Face]:
-        faces = []
+    def _detect(self, image: np.ndarray, known: list[Face] = ()) -> list[Face]:
+        """Run the detector; faces it finds that overlap a `known` (tracked) face are not meshed again."""
+        faces = list(known)
         for box, kps, score in self.detect_boxes(image):
+            if known and iou(box, np.array([k.bbox for k in known])).max() > 0.3:
+                continue
             centre = (box[:2] + box[2:]) / 2
             side = float(max(box[2:] - box[:2])) * ROI_SCALE
             angle = float(np.arctan2(kps[1, 1] - kps[0, 1], kps[1, 0] - kps[0, 0]))
@@ -184,7 +187,7 @@ class LiteRTFaces:
 
     def __call__(self, image: np.ndarray, video: bool = True) -> list[Face]:
         """Faces in one RGB frame. With video=True, track from the previous frame where possible."""
-        if not video or not self.previous or self.since_detect >= self.redetect_every:
+        if not video or not self.previous:
             faces = self._detect(image)
             self.since_detect = 0
         else:
@@ -195,6 +198,9 @@ class LiteRTFaces:
                     faces.append(face)
             if len(faces) < len(self.previous):  # lost one: look again
                 faces = self._detect(image)
+                self.since_detect = 0
+            elif self.since_detect >= self.redetect_every:  # look for faces that came in
+                faces = self._detect(image, faces)
                 self.since_detect = 0
             else:
                 self.since_detect += 1
