@@ -3,7 +3,7 @@
 numpy/scipy augmentation in the main process). For `lite` and `original`.
 
 Prints (b)/(c) per model; last line `ratio: X.XX` = (b)/(a) for lite (goals on CPU: >= 0.9, and (b)/(c) >= 2).
-Usage: python bench/train.py [--amp auto|off|bf16|fp16] [--steps N] [--facesets A B]
+Usage: python bench/train.py [--amp auto|off|bf16|fp16] [--steps N] [--facesets A B] [--models NAME ...]
 """
 import argparse
 import tempfile
@@ -86,7 +86,7 @@ def run_model(name: str, facesets, steps: int, amp: str, tmp: Path) -> dict:
             yield out
 
     naive_rate = measure(naive, naive_batches(), steps)
-    return {"a": model_only, "b": end_to_end, "c": naive_rate}
+    return {"a": model_only, "b": end_to_end, "c": naive_rate, "amp": str(trainer.amp_dtype or "fp32")}
 
 
 def main():
@@ -94,6 +94,7 @@ def main():
     parser.add_argument("--amp", default="auto")
     parser.add_argument("--steps", type=int, default=0, help="steps per measurement (default: 30 lite, 4 original)")
     parser.add_argument("--facesets", nargs=2, type=Path, help="use these face sets A B instead of extracting")
+    parser.add_argument("--models", nargs="+", default=["original", "lite"], help="architectures (lite is the ratio's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -105,15 +106,17 @@ def main():
             extract([sample("WolfgangLanger_Pexels.mp4")], facesets[0], ExtractSettings(every=2), progress=False)
             extract([sample("single_face.mp4")], facesets[1], progress=False)
         results = {}
-        for name, steps in (("original", args.steps or 4), ("lite", args.steps or 30)):
+        for name in args.models:
+            steps = args.steps or (30 if name == "lite" else 4)
             r = results[name] = run_model(name, facesets, steps, args.amp, tmp)
             print(f"{name:9s} (a) model step {r['a']:7.1f} EGs/s | (b) end-to-end {r['b']:7.1f} | "
-                  f"(c) naive {r['c']:7.1f} | (b)/(a) {r['b'] / r['a']:.2f} | (b)/(c) {r['b'] / r['c']:.2f}")
+                  f"(c) naive {r['c']:7.1f} | (b)/(a) {r['b'] / r['a']:.2f} | (b)/(c) {r['b'] / r['c']:.2f} | {r['amp']}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device {device}, amp {args.amp}, torch threads {torch.get_num_threads()}")
-    lite = results["lite"]
-    print(f"(b)/(c) lite: {lite['b'] / lite['c']:.2f}")
-    print(f"ratio: {lite['b'] / lite['a']:.2f}")
+    if "lite" in results:
+        lite = results["lite"]
+        print(f"(b)/(c) lite: {lite['b'] / lite['c']:.2f}")
+        print(f"ratio: {lite['b'] / lite['a']:.2f}")
 
 
 if __name__ == "__main__":
