@@ -129,6 +129,11 @@ def restore_optimizer(optimizer, scaler, tensors: dict, meta: dict) -> None:
         index, key = name.split(".", 1)
         state.setdefault(int(index), {})[key] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # saved contiguous; the fused kernel reads moments in their parameter's memory layout (channels-last)
+    for param, values in optimizer.state.items():
+        for key, value in values.items():
+            if torch.is_tensor(value) and value.shape == param.shape:
+                values[key] = torch.empty_like(param).copy_(value)
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])
     cuda_states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
@@ -178,7 +183,8 @@ class Trainer:
         if self.device.type == "cuda":
             use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(s.beta1, 0.999))
+        # fused: one kernel for all parameters (CPU and CUDA); a lite step on 2 cores 131 -> 121 ms
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(s.beta1, 0.999), fused=True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.step = 0
         if existing:
