@@ -1,6 +1,6 @@
 """Training throughput, same run: (a) the model step alone on ready tensors, (b) our end-to-end training
-(augmentation in worker processes, AMP where it pays, channels-last), (c) a naive loop (fp32, per-sample
-numpy/scipy augmentation in the main process). For `lite` and `original`.
+(augmentation in worker processes, or between steps on a 2-core CPU; AMP where it pays; channels-last),
+(c) a naive loop (fp32, per-sample numpy/scipy augmentation in the main process). For `lite` and `original`.
 
 Prints (b)/(c) per model; last line `ratio: X.XX` = (b)/(a) for lite (goals on CPU: >= 0.9, and (b)/(c) >= 2).
 Usage: python bench/train.py [--amp auto|off|bf16|fp16] [--steps N] [--facesets A B] [--models NAME ...]
@@ -16,7 +16,7 @@ from common import sample
 from scipy import ndimage
 
 from faceswap import assets
-from faceswap.training.data import Augment, PairStream, loader, to_tensors
+from faceswap.training.data import Augment, PairStream, default_workers, loader, to_tensors
 from faceswap.training.loop import TrainSettings, Trainer
 
 
@@ -68,7 +68,7 @@ def run_model(name: str, facesets, steps: int, amp: str, tmp: Path) -> dict:
     stream = PairStream(trainer.data_a, trainer.data_b, trainer.batch_size, Augment())
     ready = next(iter(stream))
     model_only = measure(trainer, iter(lambda: ready, None), steps)
-    end_to_end = measure(trainer, iter(loader(stream, None)), steps)
+    end_to_end = measure(trainer, loader(stream, default_workers(trainer.device)), steps)
 
     naive = Trainer(*facesets, tmp / (name + "_naive"), TrainSettings(model=name, iterations=10 ** 6, amp="off"),
                     progress=False)
@@ -92,7 +92,7 @@ def run_model(name: str, facesets, steps: int, amp: str, tmp: Path) -> dict:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--amp", default="auto")
-    parser.add_argument("--steps", type=int, default=0, help="steps per measurement (default: 30 lite, 4 original)")
+    parser.add_argument("--steps", type=int, default=0, help="steps per measurement (default: 60 lite, 8 others)")
     parser.add_argument("--facesets", nargs=2, type=Path, help="use these face sets A B instead of extracting")
     parser.add_argument("--models", nargs="+", default=["original", "lite"], help="architectures (lite is the ratio's)")
     args = parser.parse_args()
@@ -107,7 +107,7 @@ def main():
             extract([sample("single_face.mp4")], facesets[1], progress=False)
         results = {}
         for name in args.models:
-            steps = args.steps or (30 if name == "lite" else 4)
+            steps = args.steps or (60 if name == "lite" else 8)
             r = results[name] = run_model(name, facesets, steps, args.amp, tmp)
             print(f"{name:9s} (a) model step {r['a']:7.1f} EGs/s | (b) end-to-end {r['b']:7.1f} | "
                   f"(c) naive {r['c']:7.1f} | (b)/(a) {r['b'] / r['a']:.2f} | (b)/(c) {r['b'] / r['c']:.2f} | {r['amp']}")

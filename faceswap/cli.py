@@ -163,7 +163,8 @@ def extract(ctx, inputs, output, **options):
 @click.option("--save-every", default=500, show_default=True, help="Checkpoint every N steps.")
 @click.option("--preview-every", default=250, show_default=True, help="Write preview.png every N steps.")
 @click.option("--timelapse", is_flag=True, help="Keep every preview and render timelapse.mp4 at the end.")
-@click.option("--workers", type=int, default=None, help="Data worker processes (default: half the cores).")
+@click.option("--workers", type=int, default=None,
+              help="Data worker processes (default: half the cores, at most 4; none on a 2-core CPU).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--holdout", default=0.1, show_default=True, help="Share of each face set kept out for evaluation.")
 @click.option("--coverage", type=float, default=None, help="Share of the aligned crop the model sees (new model).")

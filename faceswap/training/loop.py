@@ -23,7 +23,7 @@ from faceswap.errors import FaceswapError
 from faceswap.models import arch as arch_mod
 from faceswap.models import store
 from faceswap.training import report
-from faceswap.training.data import Augment, FaceData, PairStream, loader
+from faceswap.training.data import Augment, FaceData, PairStream, default_workers, loader
 from faceswap.training.loss import LossWeights, side_loss
 
 log = logging.getLogger(__name__)
@@ -331,7 +331,7 @@ class Trainer:
         stream = PairStream(self.data_a, self.data_b, self.batch_size, s.augment, s.seed, self.rank, self.world,
                             self.step)
         rng_state = torch.get_rng_state()  # the DataLoader draws a seed from it: keep resume exact
-        batches = iter(loader(stream, s.workers))
+        batches = loader(stream, default_workers(self.device) if s.workers is None else s.workers)
         torch.set_rng_state(rng_state)
         preview_faces = self._preview_batches()
         lossl = report.LossLog(self.model_dir, enabled=self.main)
