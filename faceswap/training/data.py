@@ -199,8 +199,8 @@ def to_tensors(warped, target, mask, weights):
 
 class _Packed(IterableDataset):
     """The stream as it crosses from a worker process: each batch as two tensors (uint8 images, float maps).
-    Every tensor passed between processes costs a shared-memory segment and a file descriptor: eight
-    float tensors a batch took 11 ms to receive, more than making the batch (7 ms)."""
+    Every tensor passed between processes costs a shared-memory segment and a file descriptor; two
+    instead of eight, images a quarter of the bytes (lite, 2 cores, one worker: 105-107 -> 110 EGs/s)."""
 
     def __init__(self, stream: PairStream):
         self.stream = stream
