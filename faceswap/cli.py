@@ -158,7 +158,8 @@ def extract(ctx, inputs, output, **options):
 @click.option("--lr", type=float, default=None, help="Adam learning rate (architecture default if unset).")
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default=None, help="Learning-rate schedule.")
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
-              help="Mixed precision (auto: bf16/fp16 on GPU, bf16 on CPUs with AMX/AVX512-BF16).")
+              help="Mixed precision (auto: on GPUs bf16/fp16 from 128 px models up, fp32+TF32 below; "
+                   "bf16 on CPUs with AMX/AVX512-BF16).")
 @click.option("--compile", "compile_", is_flag=True, help="Use torch.compile (slow start, faster steps).")
 @click.option("--save-every", default=500, show_default=True, help="Checkpoint every N steps.")
 @click.option("--preview-every", default=250, show_default=True, help="Write preview.png every N steps.")
