@@ -2,7 +2,7 @@
 steps and print each one's held-out SSIM (A->A, B->B). Used to choose the demo defaults; run it where
 steps are cheap (a GPU) with the step count that 2 CPU cores reach in the demo's 8 minutes.
 
-Usage: python bench/quality.py FACESET_A FACESET_B [--steps 2850] [--jobs 4] [--only NAME ...] [--sheet PNG]
+Usage: python bench/quality.py FACESET_A FACESET_B [--steps 3365] [--jobs 4] [--only NAME ...] [--sheet PNG]
 """
 import argparse
 import json
@@ -26,13 +26,15 @@ from faceswap.training.loss import LossWeights  # noqa: E402
 LITE_AUGMENT = {"brightness": 0.1, "colour": 0.02, "clahe": 0.2}
 VARIANTS = {  # name: (TrainSettings fields, Augment fields, LossWeights fields, step factor)
     "default": ({}, {}, {}, 1.0),
-    "coverage_0.625": ({"coverage": 0.625}, {}, {}, 1.0),
+    "coverage_0.75": ({"coverage": 0.75}, {}, {}, 1.0),
     "lr_2e-4": ({"lr": 2e-4}, {}, {}, 1.0),
     "eyes5_mouth4": ({}, {"eyes": 5.0, "mouth": 4.0}, {}, 1.0),
     "l1_x3": ({}, {}, {"l1": 3.0}, 1.0),
     "edge_1": ({}, {}, {"edge": 1.0}, 1.0),
-    "edge_1_cov_0.625": ({"coverage": 0.625}, {}, {"edge": 1.0}, 1.0),
     "batch4": ({"batch_size": 4}, {}, {}, 1.6),
+    "warp_share_0.5": ({}, {"warp_share": 0.5}, {}, 1.0),
+    "warp_share_0": ({}, {"warp_share": 0.0}, {}, 1.0),
+    "warp_3": ({}, {"warp": 3 / 256}, {}, 1.0),
 }
 
 
@@ -61,7 +63,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("faceset_a", type=Path)
     parser.add_argument("faceset_b", type=Path)
-    parser.add_argument("--steps", type=int, default=2850)
+    parser.add_argument("--steps", type=int, default=3365)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=list(VARIANTS))
     parser.add_argument("--sheet", type=Path, help="write every variant's final preview into this PNG")

@@ -34,6 +34,7 @@ class Augment:
     colour: float = 0.08        # a*, b* shift, fraction
     clahe: float = 0.5          # probability
     warp: float = 5 / 256       # random-warp sigma, fraction of the size
+    warp_share: float = 1.0     # share of inputs that are warped (the rest teach exact detail)
     eyes: float = 3.0
     mouth: float = 2.0
 
@@ -149,7 +150,7 @@ class Augmenter:
         target = self.lab_shift(target, rng)
         self.colour.set_random_seed(int(rng.integers(2 ** 31)))  # albumentations' own RNG, driven by ours
         target = self.colour(image=target)["image"]
-        warped = random_warp(target, rng, self.s.warp)
+        warped = random_warp(target, rng, self.s.warp) if rng.random() < self.s.warp_share else target
         points = align.transform_points(data.landmarks[index], matrix)
         mask = masks.hull_mask(points, (size, size))
         weights = masks.region_weights(points, (size, size), self.s.eyes, self.s.mouth)
