@@ -19,11 +19,9 @@ import numpy as np  # noqa: E402
 
 from faceswap import images  # noqa: E402
 from faceswap.evaluate import reconstruction  # noqa: E402
-from faceswap.training.data import Augment  # noqa: E402
 from faceswap.training.loop import TrainSettings, train  # noqa: E402
 from faceswap.training.loss import LossWeights  # noqa: E402
 
-LITE_AUGMENT = {"brightness": 0.1, "colour": 0.02, "clahe": 0.2}
 VARIANTS = {  # name: (TrainSettings fields, Augment fields, LossWeights fields, step factor)
     "default": ({}, {}, {}, 1.0),
     "coverage_0.75": ({"coverage": 0.75}, {}, {}, 1.0),
@@ -32,7 +30,7 @@ VARIANTS = {  # name: (TrainSettings fields, Augment fields, LossWeights fields,
     "l1_x3": ({}, {}, {"l1": 3.0}, 1.0),
     "edge_1": ({}, {}, {"edge": 1.0}, 1.0),
     "batch4": ({"batch_size": 4}, {}, {}, 1.6),
-    "warp_share_0.5": ({}, {"warp_share": 0.5}, {}, 1.0),
+    "warp_share_1": ({}, {"warp_share": 1.0}, {}, 1.0),
     "warp_share_0": ({}, {"warp_share": 0.0}, {}, 1.0),
     "warp_3": ({}, {"warp": 3 / 256}, {}, 1.0),
 }
@@ -42,7 +40,7 @@ def run_one(name: str, faceset_a: Path, faceset_b: Path, steps: int, model_dir: 
     settings, augment, loss, factor = VARIANTS[name]
     train(faceset_a, faceset_b, model_dir, TrainSettings(
         model="lite", iterations=int(steps * factor), preview_every=10 ** 9, save_every=10 ** 9, workers=1,
-        augment=replace(Augment(), **{**LITE_AUGMENT, **augment}), loss=replace(LossWeights(), **loss),
+        augment=augment, loss=replace(LossWeights(), **loss),
         **settings), progress=False)
     return reconstruction(model_dir)
 

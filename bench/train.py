@@ -16,7 +16,7 @@ from common import sample
 from scipy import ndimage
 
 from faceswap import assets
-from faceswap.training.data import Augment, PairStream, default_workers, loader, to_tensors
+from faceswap.training.data import PairStream, default_workers, loader, to_tensors
 from faceswap.training.loop import TrainSettings, Trainer
 
 
@@ -65,7 +65,7 @@ def sync():
 
 def run_model(name: str, facesets, steps: int, amp: str, tmp: Path) -> dict:
     trainer = Trainer(*facesets, tmp / name, TrainSettings(model=name, iterations=10 ** 6, amp=amp), progress=False)
-    stream = PairStream(trainer.data_a, trainer.data_b, trainer.batch_size, Augment())
+    stream = PairStream(trainer.data_a, trainer.data_b, trainer.batch_size, trainer.augment)
     ready = next(iter(stream))
     model_only = measure(trainer, iter(lambda: ready, None), steps)
     end_to_end = measure(trainer, loader(stream, default_workers(trainer.device)), steps)

@@ -170,14 +170,18 @@ def extract(ctx, inputs, output, **options):
 @click.option("--holdout", default=0.1, show_default=True, help="Share of each face set kept out for evaluation.")
 @click.option("--coverage", type=float, default=None, help="Share of the aligned crop the model sees (new model).")
 @click.option("--kl-weight", type=float, default=None, help="KL weight for --latent vae.")
+@click.option("--warp-share", type=float, default=None,
+              help="Share of inputs given the random warp (lite: 0.5, others: 1); the rest teach exact detail.")
 @click.pass_context
-def train(ctx, faceset_a, faceset_b, model_dir, compile_, kl_weight, **options):
+def train(ctx, faceset_a, faceset_b, model_dir, compile_, kl_weight, warp_share, **options):
     """Train a shared encoder and two decoders on face sets A and B."""
     from faceswap.training.loop import TrainSettings, train as run_train
 
     settings = TrainSettings(**options, compile=compile_)
     if kl_weight is not None:
         settings.loss.kl = kl_weight
+    if warp_share is not None:
+        settings.augment["warp_share"] = warp_share
     summary = run_train(faceset_a, faceset_b, model_dir, settings, progress=not ctx.obj["quiet"])
     click.echo(summary.line())
     if summary.stopped in ("interrupted", "terminated"):

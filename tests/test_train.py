@@ -54,6 +54,10 @@ def test_augmentation_shapes_and_pairing(facesets):
     diff = (batch_a["input"] - batch_a["target"]).abs().mean()
     assert 0.005 < float(diff) < 0.2
     assert float(batch_a["weights"].max()) == 3.0  # eyes weighted x3
+    # warp_share: the share of inputs that get the warp; the others equal their target exactly
+    half, _ = next(iter(PairStream(data, data, 32, Augment(warp_share=0.5))))
+    unwarped = [torch.equal(i, t) for i, t in zip(half["input"], half["target"])]
+    assert 4 < sum(unwarped) < 28
 
 
 def test_one_step_changes_weights_and_loss_falls(facesets, tmp_path):

@@ -55,7 +55,7 @@ class TrainSettings:
     timelapse: bool = False
     workers: int | None = None
     loss: LossWeights = field(default_factory=LossWeights)
-    augment: Augment = field(default_factory=Augment)
+    augment: dict = field(default_factory=dict)  # Augment fields to change from the architecture's defaults
 
 
 @dataclass
@@ -173,8 +173,12 @@ class Trainer:
         self.batch_size = s.batch_size or self.config.get("batch_size") or defaults.get("batch_size", 16)
         self.lr = s.lr or self.config.get("lr") or defaults.get("lr", 5e-5)
         self.schedule = s.schedule or self.config.get("schedule") or defaults.get("schedule", "constant")
-        if s.augment == Augment() and defaults.get("augment"):  # the architecture's own augmentation defaults
-            s.augment = Augment(**{**asdict(s.augment), **defaults["augment"]})
+        unknown = set(s.augment) - set(asdict(Augment()))
+        if unknown:
+            raise FaceswapError(f"unknown augmentation setting(s): {', '.join(sorted(unknown))}")
+        self.augment = Augment(**{**defaults.get("augment", {}), **s.augment})
+        if isinstance(s.loss, dict):  # from a pipeline file
+            s.loss = LossWeights(**s.loss)
         self.data_a = FaceData(faceset_a, self.cfg.size, self.cfg.coverage, s.holdout, "A")
         self.data_b = FaceData(faceset_b, self.cfg.size, self.cfg.coverage, s.holdout, "B")
         torch.manual_seed(s.seed + self.rank)
@@ -232,7 +236,7 @@ class Trainer:
             "batch_size": self.batch_size, "lr": self.lr, "beta1": s.beta1, "schedule": self.schedule,
             "seed": s.seed, "world_size": self.world,
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
-            "loss": asdict(s.loss), "augment": asdict(s.augment),
+            "loss": asdict(s.loss), "augment": asdict(self.augment),
             "facesets": {
                 "a": {"path": str(self.faceset_paths[0]), "train": len(self.data_a), "holdout": self.data_a.holdout_files},
                 "b": {"path": str(self.faceset_paths[1]), "train": len(self.data_b), "holdout": self.data_b.holdout_files},
@@ -328,7 +332,7 @@ class Trainer:
         if s.iterations is not None and self.step >= s.iterations:
             summary.stopped = f"already at step {self.step}"
             return summary
-        stream = PairStream(self.data_a, self.data_b, self.batch_size, s.augment, s.seed, self.rank, self.world,
+        stream = PairStream(self.data_a, self.data_b, self.batch_size, self.augment, s.seed, self.rank, self.world,
                             self.step)
         rng_state = torch.get_rng_state()  # the DataLoader draws a seed from it: keep resume exact
         batches = loader(stream, default_workers(self.device) if s.workers is None else s.workers)
