@@ -16,7 +16,7 @@ from common import sample
 from faceswap import assets
 
 CHILD = r"""
-import json, resource, sys, time
+import json, re, sys, time
 sys.path.insert(0, {root!r})
 from faceswap import media
 from faceswap.swap.convert import convert
@@ -31,7 +31,10 @@ else:
             writer.write_frame(frame)
     frames = info.frames
 seconds = time.perf_counter() - start
-print(json.dumps({{"fps": frames / seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child of a big parent reports
+# the parent's size; VmHWM belongs to this process's own memory
+peak = int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1))
+print(json.dumps({{"fps": frames / seconds, "rss_mb": peak / 1024}}))
 """
 
 
