@@ -209,3 +209,17 @@ def test_alignment_file_is_json_not_pickle(faceset_a):
     folder, _ = faceset_a
     first = (folder / "alignments.jsonl").read_text().splitlines()[0]
     assert json.loads(first)["version"] == 1
+
+
+def test_a_face_that_comes_in_is_picked_up(sample_a, sample_b, face_models, tmp_path):
+    """A second person entering while the first is tracked is found at the next re-detection."""
+    clip = tmp_path / "enter"
+    with media.ImageFolderWriter(clip) as writer:
+        for fa, fb in zip(media.read_frames(sample_a, end=30), media.read_frames(sample_b, end=30)):
+            right = fb.image if fa.index >= 6 else np.zeros_like(fb.image)
+            writer.write(np.hstack([fa.image, right]))
+    extract([clip], tmp_path / "set", progress=False)
+    _, records = faceset.read_alignments(tmp_path / "set")
+    counts = [len(r["faces"]) for r in records]
+    assert counts[:6] == [1] * 6 and counts[-6:] == [2] * 6, counts
+    assert counts.index(2) <= 13  # at the first re-detection after it came in (every 12 frames)
