@@ -62,10 +62,6 @@ def read_png_metadata(path: Path) -> dict | None:
     return None
 
 
-def read_crop(path: Path) -> np.ndarray:
-    return images.read_image(path)
-
-
 # -- alignments file ----------------------------------------------------------------------------------
 def validate_record(record: dict) -> None:
     """Raise ValueError when a frame record does not follow the schema."""

@@ -57,7 +57,7 @@ def test_alignments_schema_and_self_describing_crops(faceset_a):
     assert len(crops) == summary.faces
     meta = faceset.read_png_metadata(crops[10])
     assert meta["source"] == "WolfgangLanger_Pexels.mp4" and np.asarray(meta["landmarks"]).shape == (68, 2)
-    assert np.asarray(meta["matrix"]).shape == (2, 3) and faceset.read_crop(crops[10]).shape == (256, 256, 3)
+    assert np.asarray(meta["matrix"]).shape == (2, 3) and images.read_image(crops[10]).shape == (256, 256, 3)
     assert (folder / "faceset.json").is_file()
     with pytest.raises(ValueError):
         faceset.validate_record({"source": "x", "frame": 1, "pts": 0.0, "faces": [{"bbox": [1, 2]}]})
@@ -70,7 +70,7 @@ def test_crops_look_like_the_source_face(faceset_a, sample_a):
     frames = {f.index: f.image for f in media.read_frames(sample_a, end=200, step=40)}
     for index, image in frames.items():
         face = records[index]["faces"][0]
-        crop = faceset.read_crop(folder / "faces" / face["file"]).astype(float)
+        crop = images.read_image(folder / "faces" / face["file"]).astype(float)
         points = np.asarray(face["landmarks"])
         # cheeks and nose: between the eyes' lower line and the mouth, inside the jaw
         x1, x2 = points[[36, 45], 0]
@@ -129,7 +129,7 @@ def test_resume_after_kill(sample_a, face_models, tmp_path):
     assert [r["frame"] for r in records] == list(range(472))
     for record in records:
         for face in record["faces"]:
-            assert faceset.read_crop(out / "faces" / face["file"]).shape == (256, 256, 3)
+            assert images.read_image(out / "faces" / face["file"]).shape == (256, 256, 3)
 
 
 def test_several_faces_tracks_and_choice(sample_a, sample_b, face_models, tmp_path):

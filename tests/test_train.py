@@ -17,7 +17,7 @@ import torch
 from faceswap import faceset
 from faceswap.errors import FaceswapError
 from faceswap.models import build, config_for, load_model, parameter_count, read_config
-from faceswap.training.data import Augment, FaceData, PairStream
+from faceswap.training.data import Augment, FaceData, PairStream, loader
 from faceswap.training.loop import TrainSettings, Trainer, train
 from helpers import run_cli
 
@@ -58,6 +58,15 @@ def test_augmentation_shapes_and_pairing(facesets):
     half, _ = next(iter(PairStream(data, data, 32, Augment(warp_share=0.5))))
     unwarped = [torch.equal(i, t) for i, t in zip(half["input"], half["target"])]
     assert 4 < sum(unwarped) < 28
+
+
+def test_worker_batches_equal_in_process_ones(facesets):
+    """A worker hands batches over packed (uint8 images, float maps); unpacked they are the same batches."""
+    data = FaceData(facesets[0], 64, 0.75)
+    stream = PairStream(data, data, 4, Augment(warp_share=0.5))
+    for here, there in zip(next(loader(stream, 0)), next(loader(stream, 1))):
+        for key in here:
+            assert here[key].dtype == there[key].dtype and torch.equal(here[key], there[key]), key
 
 
 def test_one_step_changes_weights_and_loss_falls(facesets, tmp_path):

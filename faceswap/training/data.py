@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from faceswap import align, faceset, masks
+from faceswap.images import read_image
 from faceswap.errors import FaceswapError
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class FaceData:
         images = np.zeros((len(entries), self.work, self.work, 3), np.uint8)
         points = np.zeros((len(entries), 68, 2), np.float32)
         for i, (path, meta) in enumerate(entries):
-            crop = faceset.read_crop(path)
+            crop = read_image(path)
             size = crop.shape[0]
             images[i] = cv2.resize(crop, (self.work, self.work), interpolation=cv2.INTER_AREA)
             matrix = align.crop_matrix(meta["matrix"], size, meta.get("padding", align.DEFAULT_PADDING))
@@ -167,6 +168,11 @@ class PairStream(IterableDataset):
         self.seed, self.rank, self.world, self.start_step = seed, rank, world, start_step
 
     def __iter__(self):
+        for batch in self.arrays():
+            yield [to_tensors(*side) for side in batch]
+
+    def arrays(self):
+        """The batches as arrays: per side, lists of warped, target (uint8), mask and weights (float32)."""
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         if info:
@@ -184,8 +190,7 @@ class PairStream(IterableDataset):
             batch = []
             for augment, shard in zip(augmenters, shards):
                 picks = rng.choice(shard, self.batch_size, replace=len(shard) < self.batch_size)
-                parts = list(zip(*(augment(int(i), rng) for i in picks)))
-                batch.append(to_tensors(*parts))
+                batch.append(list(zip(*(augment(int(i), rng) for i in picks))))
             yield batch
             step += workers
 
@@ -207,10 +212,12 @@ class _Packed(IterableDataset):
         self.stream = stream
 
     def __iter__(self):
-        for batch in self.stream:
-            images = torch.stack([torch.cat([side["input"], side["target"]], 1) for side in batch])
-            maps = torch.stack([torch.cat([side["mask"], side["weights"]], 1) for side in batch])
-            yield images.mul_(255).round_().to(torch.uint8), maps
+        for batch in self.stream.arrays():
+            images = np.stack([np.concatenate([np.stack(warped), np.stack(target)], -1)
+                               for warped, target, _, _ in batch])            # side, N, H, W, 6
+            maps = np.stack([np.stack([np.stack(mask), np.stack(weights)], 1)
+                             for _, _, mask, weights in batch])               # side, N, 2, H, W
+            yield torch.from_numpy(images).permute(0, 1, 4, 2, 3), torch.from_numpy(maps)
 
 
 def _unpack(images: torch.Tensor, maps: torch.Tensor) -> list[dict]:
