@@ -177,8 +177,6 @@ class Trainer:
         if unknown:
             raise FaceswapError(f"unknown augmentation setting(s): {', '.join(sorted(unknown))}")
         self.augment = Augment(**{**defaults.get("augment", {}), **s.augment})
-        if isinstance(s.loss, dict):  # from a pipeline file
-            s.loss = LossWeights(**s.loss)
         self.data_a = FaceData(faceset_a, self.cfg.size, self.cfg.coverage, s.holdout, "A")
         self.data_b = FaceData(faceset_b, self.cfg.size, self.cfg.coverage, s.holdout, "B")
         torch.manual_seed(s.seed + self.rank)
