@@ -26,6 +26,7 @@ setup(
         "ai-edge-litert>=1.0",
         "safetensors>=0.4",
         "tqdm>=4.60",
+        "isal>=1.6",  # fast deflate for the PNG face crops (images.png_bytes)
         "pyyaml>=6",
         "pillow>=10",
         "scipy>=1.10",

@@ -129,6 +129,12 @@ def samples_fetch():
 @click.option("--smooth/--no-smooth", default=True, show_default=True, help="One-Euro smoothing of landmarks.")
 @click.option("--smooth-cutoff", default=1.0, show_default=True, help="One-Euro minimum cut-off (Hz).")
 @click.option("--smooth-beta", default=0.3, show_default=True, help="One-Euro speed coefficient.")
+@click.option("--interpolate", default=2, show_default=True,
+              help="Video frames in a row whose landmarks may be interpolated where the face barely moves (0: "
+                   "measure every frame).")
+@click.option("--sequence", is_flag=True,
+              help="Image folders hold consecutive video frames: track, smooth and interpolate across them "
+                   "(by default each image is searched on its own).")
 @click.option("--preview", type=click.Path(path_type=Path), default=None,
               help="Write a contact sheet (.png) or video (.mp4) with boxes and landmarks drawn.")
 @click.pass_context

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -35,16 +34,9 @@ FRAME_KEYS = {"source": str, "frame": int, "pts": (int, float), "faces": list}
 
 
 # -- PNG with metadata ---------------------------------------------------------------------------------
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def encode_png(rgb: np.ndarray, metadata: dict, fast: bool = False) -> bytes:
+def encode_png(rgb: np.ndarray, metadata: dict) -> bytes:
     """PNG bytes of an RGB image with `metadata` as JSON in an iTXt chunk right after IHDR."""
-    data = images.png_bytes(rgb, fast)
-    text = PNG_KEY.encode() + b"\0\0\0\0\0" + json.dumps(metadata, separators=(",", ":")).encode("utf-8")
-    ihdr_end = 8 + 25  # signature + IHDR chunk
-    return data[:ihdr_end] + _chunk(b"iTXt", text) + data[ihdr_end:]
+    return images.png_bytes(rgb, {PNG_KEY: json.dumps(metadata, separators=(",", ":"))})
 
 
 def read_png_metadata(path: Path) -> dict | None:

@@ -494,7 +494,7 @@ class ImageFolderWriter(_Committing):
 
     def write(self, image: np.ndarray, pts: float | None = None, **_ignored) -> None:
         pts = self.count / float(self.fps) if pts is None else pts
-        (self.partial / f"frame_{self.count:06d}.png").write_bytes(images.png_bytes(image, fast=True))
+        (self.partial / f"frame_{self.count:06d}.png").write_bytes(images.png_bytes(image))
         self.pts.append(pts)
         self.count += 1
 

@@ -99,7 +99,7 @@ def test_smoothing_bounds_landmark_jitter(sample_b, face_models, tmp_path):
     results = {}
     for smooth in (False, True):
         out = tmp_path / f"smooth_{smooth}"
-        extract([still], out, ExtractSettings(smooth=smooth), progress=False)
+        extract([still], out, ExtractSettings(smooth=smooth, sequence=True), progress=False)
         _, records = faceset.read_alignments(out)
         results[smooth] = jitter(np.array([r["faces"][0]["landmarks"] for r in records]))
     print("jitter raw %.5f smoothed %.5f" % (results[False], results[True]))
@@ -218,7 +218,7 @@ def test_a_face_that_comes_in_is_picked_up(sample_a, sample_b, face_models, tmp_
         for fa, fb in zip(media.read_frames(sample_a, end=30), media.read_frames(sample_b, end=30)):
             right = fb.image if fa.index >= 6 else np.zeros_like(fb.image)
             writer.write(np.hstack([fa.image, right]))
-    extract([clip], tmp_path / "set", progress=False)
+    extract([clip], tmp_path / "set", ExtractSettings(sequence=True), progress=False)
     _, records = faceset.read_alignments(tmp_path / "set")
     counts = [len(r["faces"]) for r in records]
     assert counts[:6] == [1] * 6 and counts[-6:] == [2] * 6, counts

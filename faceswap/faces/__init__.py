@@ -44,6 +44,12 @@ class Face:
         return (np.asarray(self.bbox[:2]) + np.asarray(self.bbox[2:])) / 2
 
 
+def face_from_mesh(mesh: np.ndarray, score: float) -> Face:
+    """A Face from a 468-point mesh: its 68 landmarks and the box around its points."""
+    xy = mesh[:, :2]
+    return Face(bbox=np.concatenate([xy.min(0), xy.max(0)]), score=score, landmarks=mesh_to_68(xy), mesh=mesh)
+
+
 @dataclass
 class FaceCounts:
     """What a pass over frames found: frames, faces, frames without a face, and the time it took."""

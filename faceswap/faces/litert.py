@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from faceswap import assets
-from faceswap.faces import Face, iou, mesh_to_68
+from faceswap.faces import Face, face_from_mesh, iou
 
 DETECTORS = {
     "full": ("face_detection_full_range.tflite", 192, [(4, 1)]),
@@ -151,9 +151,7 @@ class LiteRTFaces:
         points, presence = self.mesh(image, centre, side, angle)
         if presence < self.min_presence:
             return None
-        xy = points[:, :2]
-        box = np.concatenate([xy.min(0), xy.max(0)])
-        return Face(bbox=box, score=score * presence, landmarks=mesh_to_68(xy), mesh=points)
+        return face_from_mesh(points, score * presence)
 
     @staticmethod
     def _roi_from_points(xy: np.ndarray):
@@ -191,21 +189,44 @@ class LiteRTFaces:
             faces = self._detect(image)
             self.since_detect = 0
         else:
-            faces = []
-            for prev in self.previous:
-                face = self._face_from_roi(image, *self._roi_from_points(prev.mesh[:, :2]), prev.score)
-                if face is not None:
-                    faces.append(face)
+            faces = self.refine(image, self.previous)
+            self.since_detect += 1
             if len(faces) < len(self.previous):  # lost one: look again
                 faces = self._detect(image)
                 self.since_detect = 0
-            elif self.since_detect >= self.redetect_every:  # look for faces that came in
+            elif self.since_detect >= self.redetect_every:  # every Nth call: look for faces that came in
                 faces = self._detect(image, faces)
                 self.since_detect = 0
-            else:
-                self.since_detect += 1
         self.previous = faces if video else []
         return faces
+
+    def refine(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+        """Mesh again, in this image, the region of each given face (no detection; tracking state kept)."""
+        found = []
+        for prev in faces:
+            face = self._follow_one(image, prev)
+            if face is not None:
+                found.append(face)
+        return found
+
+    def _follow_one(self, image: np.ndarray, prev: Face, tries: int = 3) -> Face | None:
+        """Mesh the region where `prev` was. When the face found sits well off that region (a fast move, a
+        cut, another face), the mesh saw it off-centre: look again in the region it points to, and give
+        up (the caller re-detects) when that does not settle."""
+        centre, side, angle = self._roi_from_points(prev.mesh[:, :2])
+        for _ in range(tries):
+            face = self._face_from_roi(image, centre, side, angle, prev.score)
+            if face is None:
+                return None
+            new_centre, new_side, new_angle = self._roi_from_points(face.mesh[:, :2])
+            if np.linalg.norm(new_centre - centre) < 0.15 * side and 0.8 < new_side / side < 1.25:
+                return face
+            centre, side, angle = new_centre, new_side, new_angle
+        return None
+
+    def follow(self, faces: list[Face]) -> None:
+        """Track on, in the next frame, from these faces."""
+        self.previous = list(faces)
 
     def reset(self) -> None:
         self.previous, self.since_detect = [], 0

@@ -1,0 +1,79 @@
+"""Key-frame interpolation of landmarks: close to measuring every frame, fewer mesh runs, and never
+used across sudden moves or between unrelated photos."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceswap import faceset, media
+from faceswap.extract import ExtractSettings, extract
+from faceswap.faces import keyframes
+from faceswap.faces.litert import LiteRTFaces
+
+
+class CountingFinder(LiteRTFaces):
+    """The real finder, counting its mesh runs."""
+    meshes = 0
+
+    def mesh(self, *args, **kwargs):
+        self.meshes += 1
+        return super().mesh(*args, **kwargs)
+
+
+def landmarks_and_meshes(frames, gap):
+    finder = CountingFinder()
+    found = [(frame.index, faces) for frame, faces in keyframes.find_faces(frames, finder, gap)]
+    assert [index for index, _ in found] == [frame.index for frame in frames]  # every frame, in order
+    assert all(len(faces) == 1 for _, faces in found)
+    return np.array([faces[0].landmarks for _, faces in found]), finder.meshes
+
+
+@pytest.fixture(scope="module")
+def frames_a(sample_a, face_models):
+    return list(media.read_frames(sample_a))
+
+
+def test_interpolated_landmarks_are_close_to_measured(frames_a):
+    measured, all_meshes = landmarks_and_meshes(frames_a, gap=0)
+    interpolated, fewer_meshes = landmarks_and_meshes(frames_a, gap=2)
+    eyes = np.linalg.norm(measured[:, 36:42].mean(1) - measured[:, 42:48].mean(1), axis=1)
+    error = np.linalg.norm(interpolated - measured, axis=2).mean(1) / eyes
+    print(f"meshes {fewer_meshes} against {all_meshes}; error mean {error.mean():.4f} max {error.max():.4f}")
+    assert fewer_meshes < 0.8 * all_meshes
+    assert error.mean() < 0.012 and error.max() < 0.08  # the mesh's own frame-to-frame jitter here: 0.010
+
+
+def test_sudden_moves_are_measured_not_interpolated(frames_a):
+    """The face jumps 60 px sideways every frame: every frame must be measured, none blended."""
+    shaken = [media.Frame(np.roll(f.image, 60 if f.index % 2 else 0, axis=1), f.pts, f.index) for f in frames_a[:45]]
+    measured, _ = landmarks_and_meshes(shaken, gap=0)
+    guarded, _ = landmarks_and_meshes(shaken, gap=2)
+    assert np.abs(guarded - measured).max() < 3  # px; an interpolated frame would be ~30 px off
+
+
+def test_image_folders_are_not_interpolated(sample_a, sample_b, face_models, tmp_path):
+    """Photos A, B, B, A: the two A's agree, but the B's between them must get B's own landmarks."""
+    a, b = next(media.read_frames(sample_a)).image, next(media.read_frames(sample_b)).image
+    b = b[:a.shape[0], :a.shape[1]] if b.shape[0] >= a.shape[0] else np.resize(b, a.shape)
+    folder = tmp_path / "photos"
+    with media.ImageFolderWriter(folder) as writer:
+        for image in (a, b, b, a):
+            writer.write(image)
+    extract([folder], tmp_path / "set", progress=False)
+    _, records = faceset.read_alignments(tmp_path / "set")
+    marks = [np.asarray(r["faces"][0]["landmarks"]) for r in records]
+    assert np.abs(marks[0] - marks[3]).max() < 1
+    assert np.abs(marks[1] - marks[0]).mean() > 20 and np.abs(marks[1] - marks[2]).max() < 1
+
+
+def test_extract_uses_interpolation_on_video(sample_b, face_models, tmp_path):
+    """Extraction with and without interpolation finds the same faces in the same places."""
+    results = []
+    for gap in (0, 2):
+        out = tmp_path / f"gap{gap}"
+        summary = extract([sample_b], out, ExtractSettings(interpolate=gap), progress=False)
+        _, records = faceset.read_alignments(out)
+        results.append((summary.faces, np.array([r["faces"][0]["landmarks"] for r in records if r["faces"]])))
+    (faces0, marks0), (faces2, marks2) = results
+    assert faces0 == faces2
+    assert np.abs(marks0 - marks2).mean() < 1.5
