@@ -45,9 +45,24 @@ def umeyama(src: np.ndarray, dst: np.ndarray, estimate_scale: bool = True) -> np
     return matrix
 
 
+def similarity_2d(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The same least-squares similarity as `umeyama` for 2-D points (2x3), in closed form: with the points
+    centred, scale * (cos, sin) = (sum of dot products, sum of cross products) / sum of |src|^2. A tenth
+    of the cost of the SVD route, which counts when every face of every frame is aligned."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    p, q = src - src_mean, dst - dst_mean
+    norm = (p * p).sum()
+    a = (p * q).sum() / norm
+    b = (p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]).sum() / norm
+    linear = np.array([[a, -b], [b, a]])
+    return np.hstack([linear, (dst_mean - linear @ src_mean)[:, None]])
+
+
 def alignment_matrix(landmarks68: np.ndarray) -> np.ndarray:
     """2x3 matrix taking image pixels to mean-face units, fitted on points 17-67."""
-    return umeyama(np.asarray(landmarks68)[17:68], MEAN_FACE)[:2]
+    return similarity_2d(np.asarray(landmarks68)[17:68], MEAN_FACE)
 
 
 def crop_matrix(matrix: np.ndarray, size: int, padding: float = DEFAULT_PADDING) -> np.ndarray:

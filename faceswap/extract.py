@@ -60,7 +60,8 @@ class ExtractSummary(FaceCounts):
 def blur_score(crop: np.ndarray) -> float:
     """Variance of the Laplacian on a 128 px grey crop: low means blurred."""
     grey = cv2.cvtColor(cv2.resize(crop, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    _, std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F))
+    return float(std[0, 0]) ** 2
 
 
 class TrackChooser:

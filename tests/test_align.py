@@ -11,12 +11,15 @@ def similarity(scale, angle, tx, ty):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_umeyama_recovers_random_similarity(seed):
+def test_similarity_fits_recover_random_similarity(seed):
     rng = np.random.default_rng(seed)
     truth = similarity(rng.uniform(0.2, 5), rng.uniform(-np.pi, np.pi), *rng.uniform(-300, 300, 2))
     src = rng.uniform(0, 500, (51, 2))
     dst = align.transform_points(src, truth)
     assert np.allclose(align.umeyama(src, dst)[:2], truth, atol=1e-8)
+    assert np.allclose(align.similarity_2d(src, dst), truth, atol=1e-8)
+    noisy = dst + rng.normal(0, 5, dst.shape)  # no exact answer: both least-squares fits must agree
+    assert np.allclose(align.similarity_2d(src, noisy), align.umeyama(src, noisy)[:2], atol=1e-8)
 
 
 def test_alignment_matrix_maps_a_placed_mean_face_back():

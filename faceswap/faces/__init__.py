@@ -34,6 +34,7 @@ class Face:
     mesh: np.ndarray | None = None   # 468 x 3 when the finder gives it
     track: int = -1
     matrix: np.ndarray | None = None  # 2x3 alignment matrix, filled by extract/convert
+    detection: float | None = None   # the detector's score, carried along while the face is tracked
 
     @property
     def size(self) -> float:
@@ -44,10 +45,12 @@ class Face:
         return (np.asarray(self.bbox[:2]) + np.asarray(self.bbox[2:])) / 2
 
 
-def face_from_mesh(mesh: np.ndarray, score: float) -> Face:
-    """A Face from a 468-point mesh: its 68 landmarks and the box around its points."""
+def face_from_mesh(mesh: np.ndarray, detection: float, presence: float) -> Face:
+    """A Face from a 468-point mesh: its 68 landmarks, the box around its points, and as score the
+    detector's score times this frame's face presence."""
     xy = mesh[:, :2]
-    return Face(bbox=np.concatenate([xy.min(0), xy.max(0)]), score=score, landmarks=mesh_to_68(xy), mesh=mesh)
+    return Face(bbox=np.concatenate([xy.min(0), xy.max(0)]), score=detection * presence,
+                landmarks=mesh_to_68(xy), mesh=mesh, detection=detection)
 
 
 @dataclass

@@ -9,7 +9,7 @@ own frame-to-frame jitter (0.010). Frames come out in order, at most `gap` + 1 f
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -40,6 +40,13 @@ def _pairs(before: list[Face], after: list[Face], tolerance: float) -> list[tupl
     return pairs
 
 
+def _blend(a: Face, b: Face, share: float) -> Face:
+    """The face `share` of the way from key-frame face a to b."""
+    face = face_from_mesh(a.mesh + (b.mesh - a.mesh) * share, a.detection or a.score, 1.0)
+    face.score = a.score + (b.score - a.score) * share
+    return face
+
+
 def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: float = DEFAULT_TOLERANCE,
                video: bool = True) -> Iterator[tuple[object, list[Face]]]:
     """(frame, faces) for every frame, in order. `finder` tracks across calls (video=True); its
@@ -66,8 +73,7 @@ def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: floa
         for step, between in enumerate(held, 1):
             if pairs is not None:
                 share = step / (len(held) + 1)
-                faces = [face_from_mesh(a.mesh + (b.mesh - a.mesh) * share, a.score + (b.score - a.score) * share)
-                         for a, b in pairs]
+                faces = [_blend(a, b, share) for a, b in pairs]
             else:
                 faces = previous = finder.refine(between.image, previous)
             yield between, faces

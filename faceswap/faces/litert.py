@@ -25,16 +25,32 @@ ROI_SCALE = 1.5
 _local = threading.local()
 
 
-def _interpreter(name: str, threads: int):
-    from ai_edge_litert.interpreter import Interpreter
+class _Model:
+    """A LiteRT interpreter with its tensors looked up once (the lookups cost as much as a small model call).
 
-    cache = _local.__dict__.setdefault("interpreters", {})
-    key = (name, threads)
-    if key not in cache:
-        interpreter = Interpreter(model_path=str(assets.model_file(name)), num_threads=threads)
-        interpreter.allocate_tensors()
-        cache[key] = interpreter
-    return cache[key]
+    `run(fill)` lets `fill` write the input in place (numpy, outside the GIL) instead of handing over an
+    array for `set_tensor` to copy, then returns the outputs keyed by their element count."""
+
+    def __init__(self, name: str, threads: int):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(assets.model_file(name)), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        self.outputs = {int(np.prod(d["shape"])): d["index"] for d in self.interpreter.get_output_details()}
+
+    def run(self, fill) -> dict[int, np.ndarray]:
+        fill(self.interpreter.tensor(self.input)()[0])  # the view must be gone before invoke
+        self.interpreter.invoke()
+        return {size: self.interpreter.get_tensor(index) for size, index in self.outputs.items()}
+
+
+def _model(name: str, threads: int) -> _Model:
+    """One model per thread (an interpreter is not thread-safe)."""
+    cache = _local.__dict__.setdefault("models", {})
+    if (name, threads) not in cache:
+        cache[(name, threads)] = _Model(name, threads)
+    return cache[(name, threads)]
 
 
 def _anchors(size: int, layout: list[tuple[int, int]]) -> np.ndarray:
@@ -92,17 +108,23 @@ class LiteRTFaces:
     def detect_boxes(self, image: np.ndarray):
         """BlazeFace: [(box x1 y1 x2 y2, 6 keypoints, score)] in image pixels."""
         h, w = image.shape[:2]
-        side = max(h, w)
-        pad_y, pad_x = (side - h) // 2, (side - w) // 2
-        square = cv2.copyMakeBorder(image, pad_y, side - h - pad_y, pad_x, side - w - pad_x, cv2.BORDER_CONSTANT)
         size = self.det_size
-        tensor = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 127.5 - 1
-        interpreter = _interpreter(self.det_file, self.threads)
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor[None])
-        interpreter.invoke()
-        outputs = {tuple(d["shape"])[-1]: interpreter.get_tensor(d["index"])[0]
-                   for d in interpreter.get_output_details()}
-        raw, logits = outputs[16], outputs[1][:, 0]
+        scale = size / max(h, w)
+        small_w, small_h = max(1, round(w * scale)), max(1, round(h * scale))
+        pad_x, pad_y = (size - small_w) // 2, (size - small_h) // 2
+        # shrink first, then letterbox: padding the full frame to a square first costs 10x more
+        small = cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        square = cv2.copyMakeBorder(small, pad_y, size - small_h - pad_y, pad_x, size - small_w - pad_x,
+                                    cv2.BORDER_CONSTANT)
+
+        def fill(tensor):  # [-1, 1]
+            np.multiply(square, np.float32(1 / 127.5), out=tensor, casting="unsafe")
+            np.subtract(tensor, np.float32(1), out=tensor)
+
+        outputs = _model(self.det_file, self.threads).run(fill)
+        anchors_count = len(self.anchors)
+        raw = outputs[anchors_count * 16].reshape(anchors_count, 16)
+        logits = outputs[anchors_count].reshape(anchors_count)
         scores = 1 / (1 + np.exp(-np.clip(logits, -80, 80)))
         keep = scores >= self.min_score
         if not keep.any():
@@ -114,8 +136,8 @@ class LiteRTFaces:
         keypoints = anchors[:, None, :] + raw[:, 4:16].reshape(-1, 6, 2) / size
         found = []
         for box, kps, score in weighted_nms(boxes, keypoints, scores):
-            box = box * side - [pad_x, pad_y, pad_x, pad_y]
-            kps = kps * side - [pad_x, pad_y]
+            box = (box * size - [pad_x, pad_y, pad_x, pad_y]) / scale
+            kps = (kps * size - [pad_x, pad_y]) / scale
             found.append((box, kps, score))
         return found
 
@@ -134,24 +156,20 @@ class LiteRTFaces:
         matrix = self._roi_matrix(centre, side, angle)
         crop = cv2.warpAffine(image, matrix, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT)
-        interpreter = _interpreter(MESH_FILE, self.threads)
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
-                               (crop.astype(np.float32) / 255.0)[None])
-        interpreter.invoke()
-        outputs = {int(np.prod(d["shape"])): interpreter.get_tensor(d["index"]).reshape(-1)
-                   for d in interpreter.get_output_details()}
+        outputs = _model(MESH_FILE, self.threads).run(
+            lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))  # [0, 1]
         points = outputs[1404].reshape(468, 3).astype(np.float64)
-        presence = float(1 / (1 + np.exp(-np.clip(outputs[1][0], -80, 80))))
+        presence = 1 / (1 + np.exp(-min(max(float(outputs[1].flat[0]), -80.0), 80.0)))
         inverse = cv2.invertAffineTransform(matrix)
         xy = points[:, :2] @ inverse[:, :2].T + inverse[:, 2]
         z = points[:, 2:] / (MESH_SIZE / side)
         return np.concatenate([xy, z], 1), presence
 
-    def _face_from_roi(self, image, centre, side, angle, score) -> Face | None:
+    def _face_from_roi(self, image, centre, side, angle, detection: float) -> Face | None:
         points, presence = self.mesh(image, centre, side, angle)
         if presence < self.min_presence:
             return None
-        return face_from_mesh(points, score * presence)
+        return face_from_mesh(points, detection, presence)
 
     @staticmethod
     def _roi_from_points(xy: np.ndarray):
@@ -215,7 +233,7 @@ class LiteRTFaces:
         up (the caller re-detects) when that does not settle."""
         centre, side, angle = self._roi_from_points(prev.mesh[:, :2])
         for _ in range(tries):
-            face = self._face_from_roi(image, centre, side, angle, prev.score)
+            face = self._face_from_roi(image, centre, side, angle, prev.detection or prev.score)
             if face is None:
                 return None
             new_centre, new_side, new_angle = self._roi_from_points(face.mesh[:, :2])
