@@ -36,7 +36,8 @@ def main():
           f"ratio {big_extract / big_decode:.2f}")
     print(f"clip: {src.name}, {media.probe(src).frames} frames, {faces} faces")
     print(f"decode only: {decode:8.1f} fps")
-    print(f"extract:     {best:8.1f} fps (detect/track + 468-point mesh + align + 256 px PNG crops + alignments)")
+    print(f"extract:     {best:8.1f} fps (detect/track, 468-point mesh on key frames + interpolation, align, "
+          "256 px PNG crops, alignments)")
     print(f"ratio: {best / decode:.2f}")
 
 

@@ -137,6 +137,11 @@ class Preview:
             images.write_png(self.path, np.vstack(rows))
 
 
+def _gap(settings: ExtractSettings) -> int:
+    """Frames in a row that may be interpolated: only between neighbouring frames, not with --every."""
+    return max(0, settings.interpolate) if settings.every == 1 else 0
+
+
 def _save_frame(frame: media.Frame, faces: list[Face], source: str, output: Path, settings: ExtractSettings,
                 writer: faceset.AlignmentsWriter, summary: ExtractSummary) -> None:
     """Align, crop, check and write one frame's faces, then append its record (in the single writer
@@ -184,7 +189,7 @@ def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None =
     # re-detect (to find faces that came in) about every 12 frames; with interpolation the finder is called
     # only on key frames, so that is every 12 // (gap + 1) calls
     finder = finder or make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,
-                                   redetect_every=max(1, 12 // (settings.interpolate + 1)))
+                                   redetect_every=max(1, 12 // (_gap(settings) + 1)))
     summary = ExtractSummary()
     preview = Preview(settings.preview, sum(i.frames for i in infos)) if settings.preview else None
     started = time.perf_counter()
@@ -233,8 +238,7 @@ def _extract_one(path, info, output, settings, finder, writer, pool, preview, su
     total = len(range(start, end, settings.every))
     bar = tqdm(total=total, desc=f"extract {source}", unit="frame", disable=not progress, leave=False)
     frames = media.prefetch(media.read_frames(path, start=start, end=end, step=settings.every))
-    gap = settings.interpolate if settings.every == 1 else 0
-    for frame, found in keyframes.find_faces(frames, finder, gap, video=video):
+    for frame, found in keyframes.find_faces(frames, finder, _gap(settings), video=video):
         faces = [f for f in found if f.size >= settings.min_size]
         faces = smoother(tracker.update(faces, frame.index), frame.pts)
         faces = chooser(faces, frame.image.shape)
