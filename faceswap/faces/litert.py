@@ -37,7 +37,9 @@ class _Model:
         self.interpreter = Interpreter(model_path=str(assets.model_file(name)), num_threads=threads)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
-        self.outputs = {int(np.prod(d["shape"])): d["index"] for d in self.interpreter.get_output_details()}
+        details = self.interpreter.get_output_details()
+        self.outputs = {int(np.prod(d["shape"])): d["index"] for d in details}
+        assert len(self.outputs) == len(details), f"{name}: two outputs of the same size"
 
     def run(self, fill) -> dict[int, np.ndarray]:
         fill(self.interpreter.tensor(self.input)()[0])  # the view must be gone before invoke
