@@ -210,6 +210,9 @@ def convert_options(function):
         click.option("--sharpen", default=0.0, show_default=True, help="Unsharp-mask amount for the new face."),
         click.option("--track", default=None, help="Swap one person only: largest, center or a track id."),
         click.option("--bridge", default=5, show_default=True, help="Bridge a face lost for up to N frames."),
+        click.option("--sequence", is_flag=True,
+                     help="Image folders hold consecutive video frames: track, smooth and bridge across them "
+                          "(by default each image is searched on its own)."),
         click.option("--watermark", default=None, help="Draw this visible label on every frame."),
         click.option("--codec", default="libx264", show_default=True),
         click.option("--crf", default=18, show_default=True),

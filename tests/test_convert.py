@@ -16,7 +16,7 @@ import pytest
 
 from faceswap import align, media
 from faceswap.swap import blend, color
-from faceswap.swap.convert import ConvertSettings, Swapper, convert, manifest_path
+from faceswap.swap.convert import ConvertSettings, FaceStream, Swapper, convert, manifest_path
 from helpers import run_cli
 from test_media import assert_same_timing
 
@@ -102,6 +102,24 @@ def test_image_folder_in_and_out(sample_b, small_model, tmp_path):
     summary = convert(frames, small_model, tmp_path / "out_frames", progress=False)
     assert summary.frames == 8 and len(media.image_files(tmp_path / "out_frames")) == 8
     assert (tmp_path / "out_frames" / "faceswap-manifest.json").is_file()
+
+
+def test_photos_in_a_folder_are_searched_one_by_one(sample_a, sample_b, face_models, tmp_path):
+    """Photos A, B, B, A: each B gets B's own face, not one tracked or smoothed over from A."""
+    a, b = next(media.read_frames(sample_a)).image, next(media.read_frames(sample_b)).image
+    folder = tmp_path / "photos"
+    with media.ImageFolderWriter(folder) as writer:
+        for image in (a, b, b, a):
+            writer.write(image)
+    alone = {}
+    for name, image in (("a", a), ("b", b)):
+        with media.ImageFolderWriter(tmp_path / name) as writer:
+            writer.write(image)
+        alone[name] = FaceStream(tmp_path / name, ConvertSettings()).faces(0, image.shape)[0]["landmarks"]
+    stream = FaceStream(folder, ConvertSettings())
+    found = [stream.faces(i, a.shape)[0]["landmarks"] for i in range(4)]
+    for landmarks, name in zip(found, "abba"):
+        assert np.abs(landmarks - alone[name]).max() < 0.5
 
 
 def test_batched_inference_equals_one_by_one(small_model, facesets):

@@ -45,6 +45,7 @@ class ConvertSettings:
     batch_size: int = 16
     track: str | None = None       # None: every face; "largest", "center" or a track id
     bridge: int = 5                # frames a face may be lost inside a track and still be swapped
+    sequence: bool = False         # image folders hold consecutive frames (else: unrelated photos)
     watermark: str | None = None
     codec: str = "libx264"
     crf: int = 18
@@ -94,7 +95,10 @@ class FaceStream:
     """
 
     def __init__(self, source: Path, settings: ConvertSettings, known: dict[int, list[dict]] | None = None):
-        self.bridge = settings.bridge
+        # photos (an image folder, unless settings.sequence) are each searched on their own: no tracking,
+        # smoothing or bridging from one photo into an unrelated next one
+        self.consecutive = settings.sequence or not media.is_image_folder(source)
+        self.bridge = settings.bridge if self.consecutive else 0
         self.timeline: dict[int, list[dict]] = known if known is not None else {}
         self.known_upto = -1
         self.pruned_below = 0
@@ -110,9 +114,9 @@ class FaceStream:
     def _find(self, source: Path, settings: ConvertSettings) -> None:
         try:
             finder = make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score)
-            tracker, smoother = Tracker(), Smoother(enabled=settings.smooth)
+            tracker, smoother = Tracker(), Smoother(enabled=settings.smooth and self.consecutive)
             for frame in media.read_frames(source):
-                faces = [f for f in finder(frame.image) if f.size >= settings.min_size]
+                faces = [f for f in finder(frame.image, video=self.consecutive) if f.size >= settings.min_size]
                 faces = smoother(tracker.update(faces, frame.index), frame.pts)
                 with self.condition:
                     self.timeline[frame.index] = [{"landmarks": f.landmarks.copy(), "track": f.track} for f in faces]
