@@ -50,11 +50,12 @@ class ExtractSettings:
 @dataclass
 class ExtractSummary(FaceCounts):
     skipped_resumed: int = 0
+    interpolated: int = 0         # frames whose landmarks were interpolated between measured ones
 
     def line(self) -> str:
         resumed = f", {self.skipped_resumed} already done" if self.skipped_resumed else ""
         return (f"extract: {self.frames} frames, {self.faces} faces, {self.frames_without_face} frames without a "
-                f"face{resumed}, {self.fps:.1f} fps")
+                f"face, {self.interpolated} interpolated{resumed}, {self.fps:.1f} fps")
 
 
 def blur_score(crop: np.ndarray) -> float:
@@ -142,8 +143,8 @@ def _gap(settings: ExtractSettings) -> int:
     return max(0, settings.interpolate) if settings.every == 1 else 0
 
 
-def _save_frame(frame: media.Frame, faces: list[Face], source: str, output: Path, settings: ExtractSettings,
-                writer: faceset.AlignmentsWriter, summary: ExtractSummary) -> None:
+def _save_frame(frame: media.Frame, faces: list[Face], interpolated: bool, source: str, output: Path,
+                settings: ExtractSettings, writer: faceset.AlignmentsWriter, summary: ExtractSummary) -> None:
     """Align, crop, check and write one frame's faces, then append its record (in the single writer
     thread, so records keep frame order and only follow crops already on disk)."""
     records = []
@@ -165,7 +166,10 @@ def _save_frame(frame: media.Frame, faces: list[Face], source: str, output: Path
         tmp.write_bytes(faceset.encode_png(crop, meta))
         os.replace(tmp, path)
         records.append(record)
-    writer.append({"source": source, "frame": frame.index, "pts": round(frame.pts, 6), "faces": records})
+    record = {"source": source, "frame": frame.index, "pts": round(frame.pts, 6), "faces": records}
+    if interpolated:
+        record["interpolated"] = True
+    writer.append(record)
     summary.count(len(records))
 
 
@@ -238,7 +242,7 @@ def _extract_one(path, info, output, settings, finder, writer, pool, preview, su
     total = len(range(start, end, settings.every))
     bar = tqdm(total=total, desc=f"extract {source}", unit="frame", disable=not progress, leave=False)
     frames = media.prefetch(media.read_frames(path, start=start, end=end, step=settings.every))
-    for frame, found in keyframes.find_faces(frames, finder, _gap(settings), video=video):
+    for frame, found, measured in keyframes.find_faces(frames, finder, _gap(settings), video=video):
         faces = [f for f in found if f.size >= settings.min_size]
         faces = smoother(tracker.update(faces, frame.index), frame.pts)
         faces = chooser(faces, frame.image.shape)
@@ -246,7 +250,10 @@ def _extract_one(path, info, output, settings, finder, writer, pool, preview, su
             faces = sorted(faces, key=lambda f: -f.size)[:settings.max_faces]
         if preview is not None:
             preview.add(frame, faces)
-        pending.append(pool.submit(_save_frame, frame, faces, source, output, settings, writer, summary))
+        interpolated = not measured and bool(faces)
+        summary.interpolated += interpolated
+        pending.append(pool.submit(_save_frame, frame, faces, interpolated, source, output, settings, writer,
+                                   summary))
         while pending and (len(pending) > 32 or pending[0].done()):  # 32 frames in flight: memory bound
             pending.popleft().result()  # re-raises a failed write here
         bar.update(1)

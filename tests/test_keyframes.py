@@ -22,7 +22,7 @@ class CountingFinder(LiteRTFaces):
 
 def landmarks_and_meshes(frames, gap):
     finder = CountingFinder()
-    found = [(frame.index, faces) for frame, faces in keyframes.find_faces(frames, finder, gap)]
+    found = [(frame.index, faces) for frame, faces, _ in keyframes.find_faces(frames, finder, gap)]
     assert [index for index, _ in found] == [frame.index for frame in frames]  # every frame, in order
     assert all(len(faces) == 1 for _, faces in found)
     return np.array([faces[0].landmarks for _, faces in found]), finder.meshes
@@ -73,6 +73,8 @@ def test_extract_uses_interpolation_on_video(sample_b, face_models, tmp_path):
         out = tmp_path / f"gap{gap}"
         summary = extract([sample_b], out, ExtractSettings(interpolate=gap), progress=False)
         _, records = faceset.read_alignments(out)
+        marked = sum(1 for r in records if r.get("interpolated"))
+        assert marked == summary.interpolated and (marked > 20 if gap else marked == 0)
         results.append((summary.faces, np.array([r["faces"][0]["landmarks"] for r in records if r["faces"]])))
     (faces0, marks0), (faces2, marks2) = results
     assert faces0 == faces2

@@ -48,21 +48,22 @@ def _blend(a: Face, b: Face, share: float) -> Face:
 
 
 def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: float = DEFAULT_TOLERANCE,
-               video: bool = True) -> Iterator[tuple[object, list[Face]]]:
-    """(frame, faces) for every frame, in order. `finder` tracks across calls (video=True); its
+               video: bool = True) -> Iterator[tuple[object, list[Face], bool]]:
+    """(frame, faces, measured) for every frame, in order; measured is False where the faces were
+    interpolated. `finder` tracks across calls (video=True); its
     `refine(image, faces)` measures faces near given ones without changing that state, and
     `follow(faces)` makes it track on from those. gap 0, no video, or a finder without `refine`: every
     frame is measured."""
     if gap <= 0 or not video or not hasattr(finder, "refine"):
         for frame in frames:
-            yield frame, finder(frame.image, video=video)
+            yield frame, finder(frame.image, video=video), True
         return
     key: list[Face] | None = None
     held: list = []
     for frame in frames:
         if key is None:
             key = finder(frame.image)
-            yield frame, key
+            yield frame, key, True
             continue
         if len(held) < gap:
             held.append(frame)
@@ -76,7 +77,7 @@ def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: floa
                 faces = [_blend(a, b, share) for a, b in pairs]
             else:
                 faces = previous = finder.refine(between.image, previous)
-            yield between, faces
+            yield between, faces, pairs is None
         if pairs is None and len(previous) == len(found):
             # the key frame was measured in regions placed from the frames-old key: after a large move
             # those sit off-centre, so measure it again from the frame just before (as tracking would)
@@ -86,6 +87,6 @@ def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: floa
                 finder.follow(found)
         held = []
         key = found
-        yield frame, found
+        yield frame, found, True
     for frame in held:  # the last few frames: measured, tracking on from the last key frame
-        yield frame, finder(frame.image)
+        yield frame, finder(frame.image), True
