@@ -82,13 +82,39 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
 
 
+def warp(image: np.ndarray, matrix: np.ndarray, size: int, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """`image` warped by `matrix` (2x3, image -> output pixels) into a size x size output, bilinear, and
+    averaged where it shrinks 2x or more.
+
+    OpenCV's warpAffine takes INTER_AREA as bilinear, which aliases a face shrunk several times (the
+    faces of 1080p and 4K footage: sparkle in crops, and grain that shakes the landmarks). So the part of
+    the image the output covers is first halved as often as the shrink allows (an exact 2x bilinear
+    resize averages 2x2 pixels: 3x cheaper than INTER_AREA at 4x), and the warp does the rest, a shrink
+    of less than 2x, which bilinear sampling handles."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    scale = max(np.sqrt(abs(np.linalg.det(matrix[:, :2]))), 1e-6)
+    halvings = int(np.floor(np.log2(1 / scale)))
+    if halvings < 1:
+        return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
+    factor = 2 ** halvings
+    corners = transform_points([[0, 0], [size, 0], [0, size], [size, size]], invert(matrix))
+    h, w = image.shape[:2]
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - 2 * factor, 0, [w, h])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 2 * factor, 0, [w, h])
+    width, height = (x1 - x0) // factor * factor, (y1 - y0) // factor * factor
+    if width < factor or height < factor:  # (almost) all outside the image
+        return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
+    small = image[y0:y0 + height, x0:x0 + width]
+    for _ in range(halvings):
+        small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
+    # small pixel (u, v) is the mean of a factor x factor block centred at source (x0 + (u + 0.5) * factor - 0.5, ...)
+    to_source = np.array([[factor, 0, x0 + 0.5 * factor - 0.5], [0, factor, y0 + 0.5 * factor - 0.5], [0, 0, 1]])
+    return cv2.warpAffine(small, matrix @ to_source, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
+
+
 def crop_face(image: np.ndarray, matrix: np.ndarray, size: int, padding: float = DEFAULT_PADDING) -> np.ndarray:
     """The aligned face: the image warped by the alignment matrix into a size x size crop."""
-    to_crop = crop_matrix(matrix, size, padding)
-    scale = np.sqrt(abs(np.linalg.det(to_crop[:, :2])))
-    # bilinear unless shrinking a lot (then area averaging, against aliasing); cubic costs 2x for little gain
-    flags = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
-    return cv2.warpAffine(image, to_crop, (size, size), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    return warp(image, crop_matrix(matrix, size, padding), size)
 
 
 def coverage_crop(crop: np.ndarray, coverage: float) -> np.ndarray:

@@ -13,7 +13,7 @@ import threading
 import cv2
 import numpy as np
 
-from faceswap import assets
+from faceswap import align, assets
 from faceswap.faces import Face, face_from_mesh, iou
 
 DETECTORS = {
@@ -156,8 +156,7 @@ class LiteRTFaces:
     def mesh(self, image: np.ndarray, centre, side: float, angle: float):
         """Run FaceMesh on a rotated square region; (468x3 points in image pixels, presence)."""
         matrix = self._roi_matrix(centre, side, angle)
-        crop = cv2.warpAffine(image, matrix, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT)
+        crop = align.warp(image, matrix, MESH_SIZE, cv2.BORDER_CONSTANT)  # area-averaged when shrinking
         outputs = _model(MESH_FILE, self.threads).run(
             lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))  # [0, 1]
         points = outputs[1404].reshape(468, 3).astype(np.float64)

@@ -16,7 +16,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -290,8 +289,7 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
             jobs = []
             for face in faces.faces(frame.index, frame.image.shape):
                 matrix = swapper.model_matrix(face["landmarks"])
-                aligned = cv2.warpAffine(frame.image, matrix, (swapper.size,) * 2, flags=cv2.INTER_LINEAR,
-                                         borderMode=cv2.BORDER_REPLICATE)
+                aligned = align.warp(frame.image, matrix, swapper.size)
                 jobs.append((matrix, align.transform_points(face["landmarks"], matrix), aligned))
             pending.append((frame, jobs))
             queued_faces += len(jobs)
