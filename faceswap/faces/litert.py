@@ -114,8 +114,10 @@ class LiteRTFaces:
         scale = size / max(h, w)
         small_w, small_h = max(1, round(w * scale)), max(1, round(h * scale))
         pad_x, pad_y = (size - small_w) // 2, (size - small_h) // 2
-        # shrink first, then letterbox: padding the full frame to a square first costs 10x more
-        small = cv2.resize(image, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        # shrink first, then letterbox: padding the full frame to a square first costs 10x more; halvings
+        # before the area resize: 0.56 -> 0.25 ms at 640x360, 4.9 -> 3.2 ms at 4K
+        halvings = int(np.floor(np.log2(max(min(w / small_w, h / small_h), 1))))
+        small = cv2.resize(align.halve(image, halvings), (small_w, small_h), interpolation=cv2.INTER_AREA)
         square = cv2.copyMakeBorder(small, pad_y, size - small_h - pad_y, pad_x, size - small_w - pad_x,
                                     cv2.BORDER_CONSTANT)
 
