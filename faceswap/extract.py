@@ -143,34 +143,56 @@ def _gap(settings: ExtractSettings) -> int:
     return max(0, settings.interpolate) if settings.every == 1 else 0
 
 
-def _save_frame(frame: media.Frame, faces: list[Face], interpolated: bool, source: str, output: Path,
-                settings: ExtractSettings, writer: faceset.AlignmentsWriter, summary: ExtractSummary) -> None:
-    """Align, crop, check and write one frame's faces, then append its record (in the single writer
-    thread, so records keep frame order and only follow crops already on disk)."""
-    records = []
-    for number, face in enumerate(faces):
+class _FrameSaver:
+    """For one input, frame after frame in the single writer thread (records keep frame order and only
+    follow crops already on disk): keep, track and smooth the faces found, then align, crop, check and
+    write them and append the frame's record. Off the main thread, which only finds faces."""
+
+    def __init__(self, source: str, output: Path, settings: ExtractSettings, writer: faceset.AlignmentsWriter,
+                 summary: ExtractSummary, preview: Preview | None, consecutive: bool):
+        self.source, self.output, self.settings = source, output, settings
+        self.writer, self.summary, self.preview = writer, summary, preview
+        self.tracker = Tracker()
+        self.smoother = Smoother(settings.smooth_cutoff, settings.smooth_beta, settings.smooth and consecutive)
+        self.chooser = TrackChooser(settings.track)
+
+    def __call__(self, frame: media.Frame, found: list[Face], measured: bool) -> None:
+        settings = self.settings
+        faces = [f for f in found if f.size >= settings.min_size]
+        faces = self.smoother(self.tracker.update(faces, frame.index), frame.pts)
+        faces = self.chooser(faces, frame.image.shape)
+        if settings.max_faces:
+            faces = sorted(faces, key=lambda f: -f.size)[:settings.max_faces]
+        if self.preview is not None:
+            self.preview.add(frame, faces)
+        records = [r for number, face in enumerate(faces) if (r := self._save_face(frame, face, number))]
+        record = {"source": self.source, "frame": frame.index, "pts": round(frame.pts, 6), "faces": records}
+        if records and not measured:
+            record["interpolated"] = True
+            self.summary.interpolated += 1
+        self.writer.append(record)
+        self.summary.count(len(records))
+
+    def _save_face(self, frame: media.Frame, face: Face, number: int) -> dict | None:
+        """Align, crop, check and write one face; its record, or None when it is too blurred."""
+        settings = self.settings
         face.matrix = align.alignment_matrix(face.landmarks)
         crop = align.crop_face(frame.image, face.matrix, settings.size, settings.padding)
         blur = blur_score(crop)
         if blur < settings.min_blur:
-            continue
-        name = f"{Path(source).stem}_{frame.index:06d}_{number}.png"
+            return None
+        name = f"{Path(self.source).stem}_{frame.index:06d}_{number}.png"
         record = {"bbox": [round(float(v), 2) for v in face.bbox], "score": round(float(face.score), 4),
                   "landmarks": np.round(face.landmarks, 2).tolist(),
                   "matrix": [[float(v) for v in row] for row in face.matrix],
                   "track": int(face.track), "blur": round(blur, 2), "file": name}
-        meta = dict(record, source=source, frame=frame.index, pts=frame.pts, size=settings.size,
+        meta = dict(record, source=self.source, frame=frame.index, pts=frame.pts, size=settings.size,
                     padding=settings.padding)
-        path = output / faceset.FACES / name
+        path = self.output / faceset.FACES / name
         tmp = path.with_name("." + path.name + ".partial")
         tmp.write_bytes(faceset.encode_png(crop, meta))
         os.replace(tmp, path)
-        records.append(record)
-    record = {"source": source, "frame": frame.index, "pts": round(frame.pts, 6), "faces": records}
-    if interpolated:
-        record["interpolated"] = True
-    writer.append(record)
-    summary.count(len(records))
+        return record
 
 
 def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None = None,
@@ -235,25 +257,13 @@ def _extract_one(path, info, output, settings, finder, writer, pool, preview, su
     consecutive = settings.sequence or not media.is_image_folder(path)
     video = consecutive and settings.every <= 2
     finder.reset()
-    tracker = Tracker()
-    smoother = Smoother(settings.smooth_cutoff, settings.smooth_beta, settings.smooth and consecutive)
-    chooser = TrackChooser(settings.track)
+    saver = _FrameSaver(source, output, settings, writer, summary, preview, consecutive)
     pending: deque = deque()
     total = len(range(start, end, settings.every))
     bar = tqdm(total=total, desc=f"extract {source}", unit="frame", disable=not progress, leave=False)
     frames = media.prefetch(media.read_frames(path, start=start, end=end, step=settings.every))
     for frame, found, measured in keyframes.find_faces(frames, finder, _gap(settings), video=video):
-        faces = [f for f in found if f.size >= settings.min_size]
-        faces = smoother(tracker.update(faces, frame.index), frame.pts)
-        faces = chooser(faces, frame.image.shape)
-        if settings.max_faces:
-            faces = sorted(faces, key=lambda f: -f.size)[:settings.max_faces]
-        if preview is not None:
-            preview.add(frame, faces)
-        interpolated = not measured and bool(faces)
-        summary.interpolated += interpolated
-        pending.append(pool.submit(_save_frame, frame, faces, interpolated, source, output, settings, writer,
-                                   summary))
+        pending.append(pool.submit(saver, frame, found, measured))
         while pending and (len(pending) > 32 or pending[0].done()):  # 32 frames in flight: memory bound
             pending.popleft().result()  # re-raises a failed write here
         bar.update(1)
