@@ -25,30 +25,11 @@ MEAN_FACE = np.stack([MEAN_FACE_X, MEAN_FACE_Y], axis=1)  # (51, 2): iBUG points
 DEFAULT_PADDING = 0.3125  # the mean-face box is 1 / (1 + 2 * 0.3125) = 61.5 % of the crop
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray, estimate_scale: bool = True) -> np.ndarray:
-    """Least-squares similarity transform (3x3) taking points `src` onto `dst` (Umeyama 1991)."""
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    n, dim = src.shape
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    cov = dst_c.T @ src_c / n
-    sign = np.ones(dim)
-    if np.linalg.det(cov) < 0:
-        sign[-1] = -1
-    u, s, vt = np.linalg.svd(cov)
-    rotation = u @ np.diag(sign) @ vt
-    scale = (s * sign).sum() / src_c.var(0).sum() if estimate_scale else 1.0
-    matrix = np.eye(dim + 1)
-    matrix[:dim, :dim] = scale * rotation
-    matrix[:dim, dim] = dst_mean - scale * rotation @ src_mean
-    return matrix
-
-
 def similarity_2d(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The same least-squares similarity as `umeyama` for 2-D points (2x3), in closed form: with the points
-    centred, scale * (cos, sin) = (sum of dot products, sum of cross products) / sum of |src|^2. A tenth
-    of the cost of the SVD route, which counts when every face of every frame is aligned."""
+    """The least-squares similarity (rotation, scale, shift; Umeyama 1991) taking 2-D points `src` onto
+    `dst`, as a 2x3 matrix, in closed form: with the points centred, scale * (cos, sin) = (sum of dot
+    products, sum of cross products) / sum of |src|^2. A tenth of the cost of the general SVD route,
+    which counts when every face of every frame is aligned; the tests check the two agree."""
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     src_mean, dst_mean = src.mean(0), dst.mean(0)
