@@ -79,3 +79,15 @@ def test_extract_uses_interpolation_on_video(sample_b, face_models, tmp_path):
     (faces0, marks0), (faces2, marks2) = results
     assert faces0 == faces2
     assert np.abs(marks0 - marks2).mean() < 1.5
+
+
+def test_interpolation_follows_timestamps(frames_a):
+    """Variable frame rate: a frame 10 % of the way in time between two key frames gets landmarks 10 %
+    of the way, not a third."""
+    still = [f for f in frames_a[200:204]]
+    times = [0.0, 0.01, 0.02, 0.1]
+    frames = [media.Frame(f.image, t, i) for i, (f, t) in enumerate(zip(still, times))]
+    found = [faces for _, faces, _ in keyframes.find_faces(frames, LiteRTFaces(), gap=2, tolerance=1.0)]
+    first, second, last = found[0][0].landmarks, found[1][0].landmarks, found[3][0].landmarks
+    assert np.abs(last - first).max() > 1  # the face moves between the key frames
+    assert np.allclose(second, first + (last - first) * 0.1, atol=1e-6)

@@ -47,6 +47,15 @@ def _blend(a: Face, b: Face, share: float) -> Face:
     return face
 
 
+def _share(first, between, last, by_count: float) -> float:
+    """How far `between` lies from frame `first` to `last`: by their timestamps (frames of a variable
+    frame rate video are unevenly spaced), by count where timestamps are missing or equal."""
+    times = [getattr(f, "pts", None) for f in (first, between, last)]
+    if None in times or not times[0] < times[1] < times[2]:
+        return by_count
+    return (times[1] - times[0]) / (times[2] - times[0])
+
+
 def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: float = DEFAULT_TOLERANCE,
                video: bool = True) -> Iterator[tuple[object, list[Face], bool]]:
     """(frame, faces, measured) for every frame, in order; measured is False where the faces were
@@ -59,10 +68,11 @@ def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: floa
             yield frame, finder(frame.image, video=video), True
         return
     key: list[Face] | None = None
+    key_frame = None
     held: list = []
     for frame in frames:
         if key is None:
-            key = finder(frame.image)
+            key, key_frame = finder(frame.image), frame
             yield frame, key, True
             continue
         if len(held) < gap:
@@ -73,8 +83,7 @@ def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: floa
         previous = key
         for step, between in enumerate(held, 1):
             if pairs is not None:
-                share = step / (len(held) + 1)
-                faces = [_blend(a, b, share) for a, b in pairs]
+                faces = [_blend(a, b, _share(key_frame, between, frame, step / (len(held) + 1))) for a, b in pairs]
             else:
                 faces = previous = finder.refine(between.image, previous)
             yield between, faces, pairs is None
@@ -86,7 +95,7 @@ def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: floa
                 found = again
                 finder.follow(found)
         held = []
-        key = found
+        key, key_frame = found, frame
         yield frame, found, True
     for frame in held:  # the last few frames: measured, tracking on from the last key frame
         yield frame, finder(frame.image), True
