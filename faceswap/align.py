@@ -63,6 +63,17 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
 
 
+def source_box(matrix: np.ndarray, box, shape, margin: int) -> tuple[int, int, int, int]:
+    """The image pixels (x0, y0, x1, y1), grown by `margin` and clipped to an image of `shape`, that
+    `matrix` (image -> output) carries onto the output box (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box
+    corners = transform_points([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], invert(matrix))
+    h, w = shape[:2]
+    left, top = np.clip(np.floor(corners.min(0)).astype(int) - margin, 0, [w, h])
+    right, bottom = np.clip(np.ceil(corners.max(0)).astype(int) + margin, 0, [w, h])
+    return int(left), int(top), int(right), int(bottom)
+
+
 def halve(image: np.ndarray, times: int) -> np.ndarray:
     """`image` halved `times` times, each an exact 2x bilinear resize, which is the mean of 2x2 pixels
     (3x cheaper than INTER_AREA at 4x); an odd last row or column is dropped."""
@@ -86,10 +97,7 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int, border: int = cv2.BOR
     if halvings < 1:
         return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
     factor = 2 ** halvings
-    corners = transform_points([[0, 0], [size, 0], [0, size], [size, size]], invert(matrix))
-    h, w = image.shape[:2]
-    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - 2 * factor, 0, [w, h])
-    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 2 * factor, 0, [w, h])
+    x0, y0, x1, y1 = source_box(matrix, (0, 0, size, size), image.shape, 2 * factor)
     width, height = (x1 - x0) // factor * factor, (y1 - y0) // factor * factor
     if width < factor or height < factor:  # (almost) all outside the image
         return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)

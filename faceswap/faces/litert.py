@@ -163,8 +163,7 @@ class LiteRTFaces:
             lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))  # [0, 1]
         points = outputs[1404].reshape(468, 3).astype(np.float64)
         presence = 1 / (1 + np.exp(-min(max(float(outputs[1].flat[0]), -80.0), 80.0)))
-        inverse = cv2.invertAffineTransform(matrix)
-        xy = points[:, :2] @ inverse[:, :2].T + inverse[:, 2]
+        xy = align.transform_points(points[:, :2], align.invert(matrix))
         z = points[:, 2:] / (MESH_SIZE / side)
         return np.concatenate([xy, z], 1), presence
 

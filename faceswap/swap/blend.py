@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from faceswap import masks
+from faceswap import align, masks
 
 MASKS = ("landmarks", "predicted", "combined")
 BLENDS = ("alpha", "seamless")
@@ -59,20 +59,13 @@ def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndar
 
     Works on the frame box that the mask covers, in uint8 with one weighted blend (cv2.blendLinear):
     the frame outside it is never touched or converted. Writes into `frame` and returns it."""
-    h, w = frame.shape[:2]
     ys, xs = np.nonzero(mask > 1 / 255)
     if not len(xs):
         return frame
-    inverse = cv2.invertAffineTransform(matrix)
-    box = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.min(), ys.max() + 1],
-                    [xs.max() + 1, ys.max() + 1]], np.float64)
-    corners = box @ inverse[:, :2].T + inverse[:, 2]
-    x0, y0 = np.floor(corners.min(0)).astype(int) - 2
-    x1, y1 = np.ceil(corners.max(0)).astype(int) + 2
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    x0, y0, x1, y1 = align.source_box(matrix, (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), frame.shape, 2)
     if x1 <= x0 or y1 <= y0:
         return frame
-    shifted = inverse.copy()
+    shifted = align.invert(matrix)
     shifted[:, 2] -= [x0, y0]
     roi = (x1 - x0, y1 - y0)
     face_u8 = np.clip(face * 255 + 0.5, 0, 255).astype(np.uint8)
