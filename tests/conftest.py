@@ -49,6 +49,19 @@ def make_clip():
 
 
 @pytest.fixture(scope="session")
+def photos_abba(sample_a, sample_b, tmp_path_factory):
+    """A folder of four photos: sample A's first frame, sample B's twice, A's again; and the A and B images."""
+    from faceswap import media
+
+    a, b = next(media.read_frames(sample_a)).image, next(media.read_frames(sample_b)).image
+    folder = tmp_path_factory.mktemp("photos") / "abba"
+    with media.ImageFolderWriter(folder) as writer:
+        for image in (a, b, b, a):
+            writer.write(image)
+    return folder, a, b
+
+
+@pytest.fixture(scope="session")
 def facesets(sample_a, sample_b, face_models, tmp_path_factory):
     """(A, B) face set folders from the real samples: A every 2nd frame (236 faces), B every frame (72)."""
     from faceswap.extract import ExtractSettings, extract

@@ -104,13 +104,9 @@ def test_image_folder_in_and_out(sample_b, small_model, tmp_path):
     assert (tmp_path / "out_frames" / "faceswap-manifest.json").is_file()
 
 
-def test_photos_in_a_folder_are_searched_one_by_one(sample_a, sample_b, face_models, tmp_path):
+def test_photos_in_a_folder_are_searched_one_by_one(photos_abba, face_models, tmp_path):
     """Photos A, B, B, A: each B gets B's own face, not one tracked or smoothed over from A."""
-    a, b = next(media.read_frames(sample_a)).image, next(media.read_frames(sample_b)).image
-    folder = tmp_path / "photos"
-    with media.ImageFolderWriter(folder) as writer:
-        for image in (a, b, b, a):
-            writer.write(image)
+    folder, a, b = photos_abba
     alone = {}
     for name, image in (("a", a), ("b", b)):
         with media.ImageFolderWriter(tmp_path / name) as writer:

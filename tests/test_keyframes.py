@@ -51,14 +51,9 @@ def test_sudden_moves_are_measured_not_interpolated(frames_a):
     assert np.abs(guarded - measured).max() < 3  # px; an interpolated frame would be ~30 px off
 
 
-def test_image_folders_are_not_interpolated(sample_a, sample_b, face_models, tmp_path):
+def test_image_folders_are_not_interpolated(photos_abba, face_models, tmp_path):
     """Photos A, B, B, A: the two A's agree, but the B's between them must get B's own landmarks."""
-    a, b = next(media.read_frames(sample_a)).image, next(media.read_frames(sample_b)).image
-    b = b[:a.shape[0], :a.shape[1]] if b.shape[0] >= a.shape[0] else np.resize(b, a.shape)
-    folder = tmp_path / "photos"
-    with media.ImageFolderWriter(folder) as writer:
-        for image in (a, b, b, a):
-            writer.write(image)
+    folder, _, _ = photos_abba
     extract([folder], tmp_path / "set", progress=False)
     _, records = faceset.read_alignments(tmp_path / "set")
     marks = [np.asarray(r["faces"][0]["landmarks"]) for r in records]
