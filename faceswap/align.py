@@ -6,6 +6,8 @@ Convention: an alignment matrix (2x3) maps image pixels to mean-face units, wher
 """
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -63,15 +65,23 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
 
 
-def source_box(matrix: np.ndarray, box, shape, margin: int) -> tuple[int, int, int, int]:
-    """The image pixels (x0, y0, x1, y1), grown by `margin` and clipped to an image of `shape`, that
-    `matrix` (image -> output) carries onto the output box (x0, y0, x1, y1)."""
+def source_box(matrix: np.ndarray, box, shape=None, margin: int = 0) -> tuple[int, int, int, int]:
+    """The image pixels (x0, y0, x1, y1), grown by `margin`, that `matrix` (image -> output) carries onto
+    the output box (x0, y0, x1, y1); clipped to an image of `shape` when one is given.
+    In plain floats: it runs for every crop, where numpy's per-call cost would be most of the time."""
+    (a, b, c), (d, e, f) = np.asarray(matrix, dtype=np.float64).tolist()
+    det = a * e - b * d
+    ia, ib, id_, ie = e / det, -b / det, -d / det, a / det  # the inverse's linear part
     x0, y0, x1, y1 = box
-    corners = transform_points([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], invert(matrix))
-    h, w = shape[:2]
-    left, top = np.clip(np.floor(corners.min(0)).astype(int) - margin, 0, [w, h])
-    right, bottom = np.clip(np.ceil(corners.max(0)).astype(int) + margin, 0, [w, h])
-    return int(left), int(top), int(right), int(bottom)
+    xs = [ia * (x - c) + ib * (y - f) for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
+    ys = [id_ * (x - c) + ie * (y - f) for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
+    left, top = math.floor(min(xs)) - margin, math.floor(min(ys)) - margin
+    right, bottom = math.ceil(max(xs)) + margin, math.ceil(max(ys)) + margin
+    if shape is not None:
+        h, w = shape[:2]
+        left, right = min(max(left, 0), w), min(max(right, 0), w)
+        top, bottom = min(max(top, 0), h), min(max(bottom, 0), h)
+    return left, top, right, bottom
 
 
 def halve(image: np.ndarray, times: int) -> np.ndarray:
@@ -90,21 +100,34 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int, border: int = cv2.BOR
     OpenCV's warpAffine takes INTER_AREA as bilinear, which aliases a face shrunk several times (the
     faces of 1080p and 4K footage: sparkle in crops, and grain that shakes the landmarks). So the part of
     the image the output covers is first halved as often as the shrink allows, and the warp does the
-    rest, a shrink of less than 2x, which bilinear sampling handles."""
+    rest, a shrink of less than 2x, which bilinear sampling handles.
+
+    The part read is padded (by `border`) to all the output covers before the warp: warpAffine's path
+    for samples outside the image is slow, and faces near a frame's edge often reach past it (a 256 px
+    crop of sample A: 0.68 against 0.45 ms; the output is the same)."""
     matrix = np.asarray(matrix, dtype=np.float64)
-    scale = max(np.sqrt(abs(np.linalg.det(matrix[:, :2]))), 1e-6)
-    halvings = int(np.floor(np.log2(1 / scale)))
-    if halvings < 1:
-        return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
-    factor = 2 ** halvings
-    x0, y0, x1, y1 = source_box(matrix, (0, 0, size, size), image.shape, 2 * factor)
-    width, height = (x1 - x0) // factor * factor, (y1 - y0) // factor * factor
+    scale = max(math.sqrt(abs(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0])), 1e-6)
+    factor = 2 ** max(0, math.floor(math.log2(1 / scale)))
+    x0, y0, x1, y1 = source_box(matrix, (0, 0, size, size), None, 2 * factor)  # all the output covers
+    h, w = image.shape[:2]
+    left, top, right, bottom = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)  # the part inside the image
+    width, height = (right - left) // factor * factor, (bottom - top) // factor * factor
     if width < factor or height < factor:  # (almost) all outside the image
         return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
-    small = halve(image[y0:y0 + height, x0:x0 + width], halvings)
-    # small pixel (u, v) is the mean of a factor x factor block centred at source (x0 + (u + 0.5) * factor - 0.5, ...)
-    to_source = np.array([[factor, 0, x0 + 0.5 * factor - 0.5], [0, factor, y0 + 0.5 * factor - 0.5], [0, 0, 1]])
-    return cv2.warpAffine(small, matrix @ to_source, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
+    part = image[top:top + height, left:left + width]
+    if factor > 1:
+        part = halve(part, factor.bit_length() - 1)
+    # pad the part (in its own, halved, pixels) so it holds everything the output covers
+    pad_left, pad_top = -(-(left - x0) // factor), -(-(top - y0) // factor)
+    pad_right = max(0, -(-(x1 - left) // factor) - part.shape[1])
+    pad_bottom = max(0, -(-(y1 - top) // factor) - part.shape[0])
+    if pad_left or pad_top or pad_right or pad_bottom:
+        part = cv2.copyMakeBorder(part, pad_top, pad_bottom, pad_left, pad_right, border)
+    # part pixel (u, v) is the mean of a factor x factor block centred at image pixel
+    # (left + (u - pad_left + 0.5) * factor - 0.5, ...)
+    to_image = np.array([[factor, 0, left + (0.5 - pad_left) * factor - 0.5],
+                         [0, factor, top + (0.5 - pad_top) * factor - 0.5], [0, 0, 1]])
+    return cv2.warpAffine(part, matrix @ to_image, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
 
 
 def crop_face(image: np.ndarray, matrix: np.ndarray, size: int, padding: float = DEFAULT_PADDING) -> np.ndarray:

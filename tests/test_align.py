@@ -77,7 +77,22 @@ def test_warp_averages_when_it_shrinks():
     yy, xx = np.mgrid[0:1500, 0:1500]
     smooth = np.repeat((127 + 100 * np.sin(xx / 90.0) * np.cos(yy / 70.0))[..., None], 3, 2).astype(np.uint8)
     # inside the image; partly off its edge (replicated edge pixels differ a little: averaged or not);
-    # a mild shrink (a plain warp, identical)
-    for matrix, limit in ((shrink, 0.6), (similarity(0.2, -0.2, 60, -40), 1.0), (similarity(0.8, 0.3, -100, 50), 0)):
+    # a mild shrink (a plain warp, the same but for fixed-point rounding)
+    for matrix, limit in ((shrink, 0.6), (similarity(0.2, -0.2, 60, -40), 1.0), (similarity(0.8, 0.3, -100, 50), 0.01)):
         plain = cv2.warpAffine(smooth, matrix, (256, 256), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         assert np.abs(align.warp(smooth, matrix, 256).astype(int) - plain).mean() <= limit
+
+
+def test_warp_past_the_edge_matches_a_plain_warp():
+    """Outputs reaching past the image (faces at a frame's edge) are warped from a padded copy of the part
+    read; with either border they equal OpenCV's own warp but for fixed-point rounding."""
+    rng = np.random.default_rng(3)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (360, 640, 3), dtype=np.uint8), (3, 3), 1)
+    for _ in range(200):
+        scale, angle = np.exp(rng.uniform(np.log(0.55), np.log(3))), rng.uniform(-np.pi, np.pi)
+        centre = rng.uniform([-150, -150], [790, 510])  # inside, across an edge, or all outside
+        matrix = similarity(scale, angle, 0, 0)
+        matrix[:, 2] = 96 - matrix[:, :2] @ centre
+        for border in (cv2.BORDER_REPLICATE, cv2.BORDER_CONSTANT):
+            plain = cv2.warpAffine(image, matrix, (192, 192), flags=cv2.INTER_LINEAR, borderMode=border)
+            assert np.abs(align.warp(image, matrix, 192, border).astype(int) - plain).max() <= 1
