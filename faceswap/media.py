@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 import av
+from av.video.reformatter import VideoReformatter
 import cv2
 import numpy as np
 
@@ -220,6 +221,11 @@ def read_frames(path: Path, start: int = 0, end: int | None = None, step: int = 
         rotation = _rotation(container, stream)
         container.seek(0)
         tb = stream.time_base
+        # One RGB converter for the whole stream: a frame's own to_ndarray(format=...) makes a new swscale
+        # context, with new threads, for every frame (640x360: 1.2 against 0.73 ms a frame). Its threads
+        # pay from 4K on (12.3 against 13.5 ms); below, one is faster.
+        to_rgb = VideoReformatter()
+        rgb_threads = 1 if stream.codec_context.width * stream.codec_context.height < 4_000_000 else 0
         index = -1
         frames = container.decode(stream)
         while True:
@@ -238,7 +244,7 @@ def read_frames(path: Path, start: int = 0, end: int | None = None, step: int = 
             if end is not None and index >= end:
                 break
             ticks = frame.pts if frame.pts is not None else frame.dts
-            image = _upright(frame.to_ndarray(format="rgb24"), rotation)
+            image = _upright(to_rgb.reformat(frame, format="rgb24", threads=rgb_threads).to_ndarray(), rotation)
             seconds = float(ticks * tb) if ticks is not None else index / float(stream.average_rate or 25)
             yield Frame(image, seconds, index, ticks, tb)
     finally:
