@@ -2,6 +2,7 @@
 used across sudden moves or between unrelated photos."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -86,3 +87,25 @@ def test_interpolation_follows_timestamps(frames_a):
     first, second, last = found[0][0].landmarks, found[1][0].landmarks, found[3][0].landmarks
     assert np.abs(last - first).max() > 1  # the face moves between the key frames
     assert np.allclose(second, first + (last - first) * 0.1, atol=1e-6)
+
+
+@pytest.mark.parametrize("gap", [0, 2])  # 0: as convert finds faces; 2: as extract does
+def test_a_face_coming_into_view_is_followed_back_to_its_first_frame(frames_a, sample_b, gap):
+    """Sample A beside a black half where sample B's face cuts in at frame 20. The detector runs only every
+    12 frames while a face is tracked, so it finds B up to 12 frames late; B must still be listed from
+    frame 20 on, with landmarks as good as a detection of that frame alone."""
+    b_frames = list(media.read_frames(sample_b, end=50))
+    frames = [media.Frame(np.hstack([a.image, cv2.resize(b_frames[i].image, (640, 360)) if i >= 20
+                                     else np.zeros((360, 640, 3), np.uint8)]), a.pts, i)
+              for i, a in enumerate(frames_a[:50])]
+    finder = LiteRTFaces(redetect_every=12 // (gap + 1))  # every 12 frames, as extract and convert set it
+    found = {frame.index: faces for frame, faces, _ in keyframes.find_faces(frames, finder, gap)}
+    assert sorted(found) == list(range(50))
+    counts = [len(found[i]) for i in range(50)]
+    assert counts == [1] * 20 + [2] * 30
+    alone = LiteRTFaces()
+    for index in (20, 22):  # followed back into these frames from a later detection
+        b_face = next(f for f in found[index] if f.bbox[0] > 640)
+        reference = next(f for f in alone(frames[index].image, video=False) if f.bbox[0] > 640)
+        eyes = np.linalg.norm(reference.landmarks[36:42].mean(0) - reference.landmarks[42:48].mean(0))
+        assert np.linalg.norm(b_face.landmarks - reference.landmarks, axis=1).mean() < 0.03 * eyes

@@ -5,11 +5,16 @@ measured ones get landmarks interpolated linearly from them; where any landmark 
 than `tolerance` (a share of the eye distance) between the two, or faces came, went or changed, the
 frames between are measured too, each from the one before. Landmarks then differ from measuring every
 frame by 0.009 of the eye distance on average on sample A (the mesh's own frame-to-frame jitter there:
-0.010) and by 0.006 on the stiller sample B (jitter 0.004). Frames come out in order, at most `gap` + 1
-frames late.
+0.010) and by 0.006 on the stiller sample B (jitter 0.004). Frames come out in order.
+
+A face that comes into view is found at the next detector run, up to `ARRIVAL_LOOKBACK` frames later
+(the detector runs every 12 frames while faces are tracked). So results are held back that many frames,
+and a face the finder reports as `arrived` is followed back through them, frame by frame, for as long as
+the mesh still finds it: its first frames are not lost (nor, in convert, left unswapped).
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -18,6 +23,7 @@ from faceswap.faces import Face, face_from_mesh, iou, mesh_to_68
 
 DEFAULT_GAP = 2          # frames in a row that may be interpolated
 DEFAULT_TOLERANCE = 0.08  # largest landmark move between key frames, as a share of the eye distance
+ARRIVAL_LOOKBACK = 12     # frames held back to follow an arriving face into (the re-detection interval)
 
 
 def eye_distance(landmarks68: np.ndarray) -> float:
@@ -57,28 +63,70 @@ def _share(first, between, last, by_count: float) -> float:
     return (times[1] - times[0]) / (times[2] - times[0])
 
 
+class _HoldBack:
+    """Results held back `depth` frames, so that faces found arriving can be followed back into them."""
+
+    def __init__(self, finder, depth: int):
+        self.finder, self.depth = finder, depth
+        self.held: deque = deque()
+
+    def push(self, frame, faces: list[Face], measured: bool, arrived: list[Face] = ()) -> Iterator:
+        self.held.append((frame, list(faces), measured))
+        for face in arrived:
+            self._follow_back(face)
+        while len(self.held) > self.depth:
+            yield self.held.popleft()
+
+    def flush(self) -> Iterator:
+        while self.held:
+            yield self.held.popleft()
+
+    def _follow_back(self, face: Face) -> None:
+        """Add `face` to the held frames before its own, newest first, while the mesh still finds it there
+        and no face already listed there overlaps it."""
+        for frame, faces, _ in list(self.held)[-2::-1]:
+            found = self.finder.refine(frame.image, [face])
+            if not found or any(iou(found[0].bbox, f.bbox)[0] > 0.3 for f in faces):
+                return
+            face = found[0]
+            faces.append(face)
+
+
 def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: float = DEFAULT_TOLERANCE,
                video: bool = True) -> Iterator[tuple[object, list[Face], bool]]:
     """(frame, faces, measured) for every frame, in order; measured is False where the faces were
     interpolated. `finder` tracks across calls (video=True); its `refine(image, faces)` measures faces
-    near given ones without changing that state, and `follow(faces)` makes it track on from those.
-    gap 0, no video, or a finder without `refine`: every frame is measured."""
-    if gap <= 0 or not video or not hasattr(finder, "refine"):
+    near given ones without changing that state, `follow(faces)` makes it track on from those, and
+    `arrived` lists the faces its last call found coming in. gap 0: every frame measured; no video, or a
+    finder without `refine`: every frame measured on its own."""
+    if not video or not hasattr(finder, "refine"):
         for frame in frames:
             yield frame, finder(frame.image, video=video), True
+        return
+    out = _HoldBack(finder, ARRIVAL_LOOKBACK)
+
+    def find(frame) -> tuple[list[Face], list[Face]]:
+        faces = finder(frame.image)
+        return faces, list(getattr(finder, "arrived", []))
+
+    if gap <= 0:
+        for frame in frames:
+            faces, arrived = find(frame)
+            yield from out.push(frame, faces, True, arrived)
+        yield from out.flush()
         return
     key: list[Face] | None = None
     key_frame = None
     held: list = []
     for frame in frames:
         if key is None:
-            key, key_frame = finder(frame.image), frame
-            yield frame, key, True
+            (key, arrived), key_frame = find(frame), frame
+            yield from out.push(frame, key, True, arrived)
             continue
         if len(held) < gap:
             held.append(frame)
             continue
-        found = finder(frame.image)
+        found, arrived = find(frame)
         pairs = _pairs(key, found, tolerance)
         previous = key
         for step, between in enumerate(held, 1):
@@ -86,7 +134,7 @@ def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: floa
                 faces = [_blend(a, b, _share(key_frame, between, frame, step / (len(held) + 1))) for a, b in pairs]
             else:
                 faces = previous = finder.refine(between.image, previous)
-            yield between, faces, pairs is None
+            yield from out.push(between, faces, pairs is None)
         if pairs is None and len(previous) == len(found):
             # the key frame was measured in regions placed from the frames-old key: after a large move
             # those sit off-centre, so measure it again from the frame just before (as tracking would)
@@ -96,6 +144,8 @@ def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: floa
                 finder.follow(found)
         held = []
         key, key_frame = found, frame
-        yield frame, found, True
+        yield from out.push(frame, found, True, arrived)
     for frame in held:  # the last few frames: measured, tracking on from the last key frame
-        yield frame, finder(frame.image), True
+        faces, arrived = find(frame)
+        yield from out.push(frame, faces, True, arrived)
+    yield from out.flush()

@@ -104,6 +104,7 @@ class LiteRTFaces:
         assets.model_file(self.det_file)  # fail early, with the fixing command, if missing or altered
         assets.model_file(MESH_FILE)
         self.previous: list[Face] = []
+        self.arrived: list[Face] = []
         self.since_detect = 0
 
     # -- detector ---------------------------------------------------------------------------
@@ -204,19 +205,25 @@ class LiteRTFaces:
         return _dedupe(faces)
 
     def __call__(self, image: np.ndarray, video: bool = True) -> list[Face]:
-        """Faces in one RGB frame. With video=True, track from the previous frame where possible."""
-        if not video or not self.previous:
+        """Faces in one RGB frame. With video=True, track from the previous frame where possible.
+        `arrived` then lists the faces the detector found that no face of the previous call overlaps:
+        they may have been in view for a few frames already (the detector runs every `redetect_every`)."""
+        previous, detected = self.previous, True
+        if not video or not previous:
             faces = self._detect(image)
-            self.since_detect = 0
         else:
-            faces = self.refine(image, self.previous)
-            self.since_detect += 1
-            if len(faces) < len(self.previous):  # lost one: look again
+            faces = self.refine(image, previous)
+            if len(faces) < len(previous):  # lost one: look again
                 faces = self._detect(image)
-                self.since_detect = 0
-            elif self.since_detect >= self.redetect_every:  # every Nth call: look for faces that came in
+            elif self.since_detect + 1 >= self.redetect_every:  # every Nth call: look for faces that came in
                 faces = self._detect(image, faces)
-                self.since_detect = 0
+            else:
+                detected = False
+        self.since_detect = 0 if detected else self.since_detect + 1
+        self.arrived = []
+        if video and detected:
+            boxes = np.array([f.bbox for f in previous]).reshape(-1, 4)
+            self.arrived = [f for f in faces if not len(boxes) or iou(f.bbox, boxes).max() < 0.3]
         self.previous = faces if video else []
         return faces
 
@@ -249,7 +256,7 @@ class LiteRTFaces:
         self.previous = list(faces)
 
     def reset(self) -> None:
-        self.previous, self.since_detect = [], 0
+        self.previous, self.arrived, self.since_detect = [], [], 0
 
 
 def _dedupe(faces: list[Face], max_iou: float = 0.5) -> list[Face]:

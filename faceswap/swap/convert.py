@@ -24,7 +24,7 @@ from faceswap import __version__, align, assets, atomic, faceset, media
 from faceswap.device import autocast_dtype, share_cpu, use_tf32
 from faceswap.errors import FaceswapError
 from faceswap.extract import TrackChooser
-from faceswap.faces import Face, FaceCounts, Smoother, Tracker, make_finder
+from faceswap.faces import Face, FaceCounts, Smoother, Tracker, keyframes, make_finder
 from faceswap.models import store
 from faceswap.swap import blend, color
 
@@ -114,8 +114,9 @@ class FaceStream:
         try:
             finder = make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score)
             tracker, smoother = Tracker(), Smoother(enabled=settings.smooth and self.consecutive)
-            for frame in media.read_frames(source):
-                faces = [f for f in finder(frame.image, video=self.consecutive) if f.size >= settings.min_size]
+            # every frame measured (gap 0), held back a few frames so faces coming into view are followed back
+            for frame, found, _ in keyframes.find_faces(media.read_frames(source), finder, 0, video=self.consecutive):
+                faces = [f for f in found if f.size >= settings.min_size]
                 faces = smoother(tracker.update(faces, frame.index), frame.pts)
                 with self.condition:
                     self.timeline[frame.index] = [{"landmarks": f.landmarks.copy(), "track": f.track} for f in faces]
