@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Iterator
 
 import av
-from av.video.reformatter import VideoReformatter
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from faceswap import atomic, images
 from faceswap.errors import FaceswapError
