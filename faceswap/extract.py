@@ -262,10 +262,14 @@ def _extract_one(path, info, output, settings, finder, writer, pool, preview, su
     pending: deque = deque()
     total = len(range(start, end, settings.every))
     bar = tqdm(total=total, desc=f"extract {source}", unit="frame", disable=not progress, leave=False)
-    frames = media.prefetch(media.read_frames(path, start=start, end=end, step=settings.every))
+    # frames in flight: up to 16 decoded ahead and 32 being written, fewer where frames are large (4K: 5
+    # and 10), besides the few the face finder holds back; memory stays under about 1 GB at any size
+    frame_bytes = max(1, info.width * info.height * 3)
+    ahead, behind = max(2, min(16, (128 << 20) // frame_bytes)), max(4, min(32, (256 << 20) // frame_bytes))
+    frames = media.prefetch(media.read_frames(path, start=start, end=end, step=settings.every), ahead)
     for frame, found, measured in keyframes.find_faces(frames, finder, _gap(settings), video=video):
         pending.append(pool.submit(saver, frame, found, measured))
-        while pending and (len(pending) > 32 or pending[0].done()):  # 32 frames in flight: memory bound
+        while pending and (len(pending) > behind or pending[0].done()):
             pending.popleft().result()  # re-raises a failed write here
         bar.update(1)
         bar.set_postfix(faces=summary.faces, refresh=False)
