@@ -207,6 +207,7 @@ def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None =
     names = [p.name for p in inputs]
     if len(set(names)) != len(names):
         raise FaceswapError("two inputs share a file name; rename one so the face set can tell them apart")
+    created = not output.exists()
     atomic.ensure_writable_dir(output, "the face set")
     (output / faceset.FACES).mkdir(exist_ok=True)
     header = {"schema": faceset.SCHEMA, "version": faceset.VERSION, "size": settings.size,
@@ -222,10 +223,14 @@ def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None =
     started = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=1)
     cv_threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # reading, finding and writing already run side by side; OpenCV's own threads on
-    try:                  # small warps only wait on them (2 cores: 5.7 against 6.0 ms of CPU a frame)
+    # reading, finding and writing already run side by side; OpenCV's own threads on small warps only
+    # wait on them (2 cores: 5.7 against 6.0 ms of CPU a frame)
+    cv2.setNumThreads(1)
+    failed = True
+    try:
         for path, info in zip(inputs, infos):
             _extract_one(path, info, output, settings, finder, writer, pool, preview, summary, progress)
+        failed = False
     finally:
         cv2.setNumThreads(cv_threads)
         pool.shutdown(wait=True)
@@ -233,6 +238,8 @@ def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None =
         summary.seconds = time.perf_counter() - started
         if preview is not None:
             preview.close()
+        if failed and created and not writer.records:  # failed before the first frame: leave nothing behind
+            atomic.discard(output)                       # (with frames written, the folder is kept to resume)
     atomic.write_json(output / faceset.SUMMARY, {
         "schema": "faceswap.faceset", "version": 1, "inputs": [str(p) for p in inputs],
         "frames": writer.records, "faces": sum(1 for _ in (output / faceset.FACES).glob("*.png")),
@@ -267,12 +274,12 @@ def _extract_one(path, info, output, settings, finder, writer, pool, preview, su
     frame_bytes = max(1, info.width * info.height * 3)
     ahead, behind = max(2, min(16, (128 << 20) // frame_bytes)), max(4, min(32, (256 << 20) // frame_bytes))
     frames = media.prefetch(media.read_frames(path, start=start, end=end, step=settings.every), ahead)
-    for frame, found, measured in keyframes.find_faces(frames, finder, _gap(settings), video=video):
-        pending.append(pool.submit(saver, frame, found, measured))
-        while pending and (len(pending) > behind or pending[0].done()):
-            pending.popleft().result()  # re-raises a failed write here
-        bar.update(1)
-        bar.set_postfix(faces=summary.faces, refresh=False)
-    while pending:
-        pending.popleft().result()
-    bar.close()
+    with bar:  # closed (and cleared) before any error is printed
+        for frame, found, measured in keyframes.find_faces(frames, finder, _gap(settings), video=video):
+            pending.append(pool.submit(saver, frame, found, measured))
+            while pending and (len(pending) > behind or pending[0].done()):
+                pending.popleft().result()  # re-raises a failed write here
+            bar.update(1)
+            bar.set_postfix(faces=summary.faces, refresh=False)
+        while pending:
+            pending.popleft().result()

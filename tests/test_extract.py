@@ -164,11 +164,14 @@ def test_preview_contact_sheet(faceset_a):
     assert sheet.shape[1] == 4 * 320 and sheet.shape[0] >= 4 * 180
 
 
-@pytest.mark.parametrize("case", ["missing", "not_video", "empty_folder", "output_is_file", "unwritable"])
-def test_bad_input(case, sample_b, face_models, tmp_path):
+@pytest.mark.parametrize("case", ["missing", "not_video", "corrupt", "empty_folder", "output_is_file", "unwritable"])
+def test_bad_input(case, sample_a, sample_b, face_models, tmp_path):
     source, out = sample_b, tmp_path / "out"
     if case == "missing":
         source = tmp_path / "nope.mp4"
+    elif case == "corrupt":  # the header is whole (it probes), the frames are cut off (none decodes)
+        source = tmp_path / "cut.mp4"
+        source.write_bytes(sample_a.read_bytes()[:30000])
     elif case == "not_video":
         source = tmp_path / "text.mp4"
         source.write_text("hello")
@@ -186,7 +189,7 @@ def test_bad_input(case, sample_b, face_models, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines and lines[-1].startswith("faceswap: error:") and "Traceback" not in result.stderr
     if case != "output_is_file":
-        assert not (out / "alignments.jsonl").exists()
+        assert not out.exists()  # nothing left behind
 
 
 def test_fan_aligner_matches_default(sample_b, face_models, tmp_path):
