@@ -139,7 +139,7 @@ def samples_fetch():
               help="Write a contact sheet (.png) or video (.mp4) with boxes and landmarks drawn.")
 @click.pass_context
 def extract(ctx, inputs, output, **options):
-    """Detect, align and save faces from videos or image folders into a face set."""
+    """Detect, align and save faces from videos, image folders or folders of videos into a face set."""
     from faceswap.extract import ExtractSettings, extract as run_extract
 
     if options["track"] not in (None, "largest", "center") and not str(options["track"]).isdigit():

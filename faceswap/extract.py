@@ -198,11 +198,11 @@ class _FrameSaver:
 
 def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None = None,
             finder=None, progress: bool = True) -> ExtractSummary:
-    """Extract every input (video files or image folders) into one face set at `output`."""
+    """Extract every input (video files, image folders, folders of video files) into one face set at `output`."""
     settings = settings or ExtractSettings()
-    inputs, output = [Path(p) for p in inputs], Path(output)
     if not inputs:
         raise FaceswapError("no input given")
+    inputs, output = media.expand_inputs(inputs), Path(output)  # a folder of clips stands for its clips
     infos = [media.probe(p) for p in inputs]  # every input checked before any work
     names = [p.name for p in inputs]
     if len(set(names)) != len(names):

@@ -24,6 +24,7 @@ from faceswap.errors import FaceswapError
 
 log = logging.getLogger(__name__)
 
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 TIMESTAMPS_FILE = "timestamps.json"
 DEFAULT_IMAGE_FPS = Fraction(25)
@@ -87,6 +88,20 @@ def is_image_folder(path: Path) -> bool:
 
 def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Videos and image folders as given; a folder holding videos (and no images) stands for those videos."""
+    clips = []
+    for path in map(Path, inputs):
+        if path.is_dir() and not image_files(path):
+            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            if not videos:
+                raise FaceswapError(f"{path}: holds neither images nor video clips")
+            clips.extend(videos)
+        else:
+            clips.append(path)
+    return clips
 
 
 def _open(path: Path):

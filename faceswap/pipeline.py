@@ -21,7 +21,8 @@ import yaml
 from faceswap import assets, atomic, faceset
 from faceswap.errors import FaceswapError
 from faceswap.extract import ExtractSettings, extract
-from faceswap.swap.batch import VIDEO_SUFFIXES, run_batch, table
+from faceswap.media import VIDEO_SUFFIXES
+from faceswap.swap.batch import run_batch, table
 from faceswap.swap.convert import ConvertSettings, manifest_path
 from faceswap.training.loop import TrainSettings, train
 

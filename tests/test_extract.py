@@ -241,3 +241,16 @@ def test_grain_on_large_faces_does_not_shake_landmarks(sample_a, face_models, tm
         jitters[name] = jitter(np.array([r["faces"][0]["landmarks"] for r in records]))
     print(jitters)
     assert jitters["grain"] < 1.4 * jitters["clean"]  # 1.2 here; 1.76 with plain bilinear sampling
+
+
+def test_a_folder_of_videos_stands_for_its_videos(sample_b, sample_no_face, face_models, tmp_path):
+    """As convert takes them: a folder holding clips (and no images) is extracted clip by clip into one set."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for clip in (sample_b, sample_no_face):
+        (clips / clip.name).write_bytes(clip.read_bytes())
+    (clips / "notes.txt").write_text("not a clip")
+    summary = extract([clips], tmp_path / "set", ExtractSettings(end=20), progress=False)
+    _, records = faceset.read_alignments(tmp_path / "set")
+    assert sorted({r["source"] for r in records}) == sorted([sample_b.name, sample_no_face.name])
+    assert summary.frames == 40 and summary.faces == 20  # a face in every frame of B, none in no_face

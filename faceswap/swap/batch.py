@@ -11,21 +11,6 @@ from faceswap.errors import FaceswapError
 from faceswap.swap.convert import ConvertSettings, convert
 
 log = logging.getLogger(__name__)
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
-
-
-def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Videos and image folders as given; a folder holding videos (and no images) stands for those videos."""
-    clips = []
-    for path in map(Path, inputs):
-        if path.is_dir() and not media.image_files(path):
-            videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-            if not videos:
-                raise FaceswapError(f"{path}: holds neither images nor video clips")
-            clips.extend(videos)
-        else:
-            clips.append(path)
-    return clips
 
 
 def table(rows: list[dict]) -> str:
@@ -60,7 +45,7 @@ def run_batch(jobs: list[tuple[Path, Path, dict]], model_dir: Path, settings: Co
 def convert_many(inputs: list[Path], output: Path, model_dir: Path, options: dict, alignments: Path | None = None,
                  progress: bool = True, echo=print, workers: int = 1) -> list[dict]:
     settings = ConvertSettings(**options)
-    clips = expand_inputs(inputs)
+    clips = media.expand_inputs(inputs)
     output = Path(output)
     if len(inputs) == 1 and clips == [Path(inputs[0])]:  # one video or image folder, not a folder of clips
         summary = convert(clips[0], model_dir, output, settings, alignments, progress)
