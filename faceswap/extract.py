@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from faceswap import align, atomic, faceset, images, media
 from faceswap.errors import FaceswapError
-from faceswap.faces import Face, FaceCounts, Smoother, Tracker, keyframes, make_finder
+from faceswap.faces import REDETECT_FRAMES, Face, FaceCounts, Smoother, Tracker, keyframes, make_finder
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +214,10 @@ def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None =
               "padding": settings.padding, "aligner": settings.aligner, "detector": settings.detector,
               "landmarks": "ibug68", "matrix": "image pixels -> mean-face units"}
     writer = faceset.AlignmentsWriter(output, header)
-    # re-detect (to find faces that came in) about every 12 frames; with interpolation the finder is called
-    # only on key frames, so that is every 12 // (gap + 1) calls
+    # re-detect (to find faces that came in) every REDETECT_FRAMES frames; with interpolation the finder is
+    # called only on key frames, so that is every REDETECT_FRAMES // (gap + 1) calls
     finder = finder or make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,
-                                   redetect_every=max(1, 12 // (_gap(settings) + 1)))
+                                   redetect_every=max(1, REDETECT_FRAMES // (_gap(settings) + 1)))
     summary = ExtractSummary()
     preview = Preview(settings.preview, sum(i.frames for i in infos)) if settings.preview else None
     started = time.perf_counter()

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# While faces are tracked, the detector runs again every this many frames to find faces that came in;
+# results are held back as many frames so those can be followed back to where they appeared (keyframes).
+REDETECT_FRAMES = 12
+
 # MediaPipe FaceMesh (468) -> iBUG 68; a pair means the mean of the two points.
 MESH_TO_68 = [
     127, 234, 93, (132, 58), (58, 172), 136, 150, 176, 152, 400, 379, 365, (397, 288), 361, 323, 454, 356,

@@ -8,8 +8,8 @@ frame by 0.009 of the eye distance on average on sample A (the mesh's own frame-
 0.010) and by 0.006 on the stiller sample B (jitter 0.004). Frames come out in order.
 
 A face that comes into view is found at the next detector run, up to `ARRIVAL_LOOKBACK` frames later
-(the detector runs every 12 frames while faces are tracked). So results are held back that many frames,
-and a face the finder reports as `arrived` is followed back through them, frame by frame, for as long as
+(the detector runs every `REDETECT_FRAMES` frames while faces are tracked). So results are held back
+that many frames, and a face the finder reports as `arrived` is followed back through them, frame by frame, for as long as
 the mesh still finds it: its first frames are not lost (nor, in convert, left unswapped).
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from faceswap.faces import Face, face_from_mesh, iou, mesh_to_68
+from faceswap.faces import REDETECT_FRAMES, Face, face_from_mesh, iou, mesh_to_68
 
 DEFAULT_GAP = 2          # frames in a row that may be interpolated
 DEFAULT_TOLERANCE = 0.08  # largest landmark move between key frames, as a share of the eye distance
-ARRIVAL_LOOKBACK = 12     # frames held back to follow an arriving face into (the re-detection interval)
+ARRIVAL_LOOKBACK = REDETECT_FRAMES  # frames held back to follow an arriving face into
 
 
 def eye_distance(landmarks68: np.ndarray) -> float:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from faceswap import align, assets
-from faceswap.faces import Face, face_from_mesh, iou
+from faceswap.faces import REDETECT_FRAMES, Face, face_from_mesh, iou
 
 DETECTORS = {
     "full": ("face_detection_full_range.tflite", 192, [(4, 1)]),
@@ -91,7 +91,7 @@ class LiteRTFaces:
     name = "litert"
 
     def __init__(self, detector: str = "full", min_score: float = 0.5, threads: int | None = None,
-                 redetect_every: int = 12, min_presence: float = 0.9):
+                 redetect_every: int = REDETECT_FRAMES, min_presence: float = 0.9):
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {sorted(DETECTORS)}")
         self.det_file, self.det_size, layout = DETECTORS[detector]
