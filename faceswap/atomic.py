@@ -2,16 +2,71 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 
 def partial_path(path: Path) -> Path:
-    """A hidden sibling that keeps the suffix (so container formats are still guessed right)."""
+    """A hidden sibling, unique to this writer, that keeps the suffix (so container formats are still guessed
+    right); partial files left by writers that died are removed."""
     path = Path(path)
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
+    for stale in path.parent.glob(f".{path.stem}.partial-*{path.suffix}"):
+        pid = stale.name.removeprefix(f".{path.stem}.partial-").split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            discard(stale)
+    return path.with_name(f".{path.stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+@contextlib.contextmanager
+def exclusive(target: Path, what: str):
+    """Hold an advisory lock on `target` (a model folder, a face set, an output file) for the block; a second
+    job on the same target fails at once with one line naming the process that holds it."""
+    from faceswap.errors import FaceswapError
+
+    target = Path(target)
+    # beside the target, not in it: outputs are replaced whole, and a lock must outlive that
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(target.with_name(f".{target.name}.lock"), "a+")
+    except OSError as exc:
+        raise FaceswapError(f"{target}: cannot write the {what} here ({exc.strerror})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise FaceswapError(f"{target}: {what} in use by PID {holder}; wait for it to finish") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+@contextlib.contextmanager
+def shared_or_exclusive(path: Path, shared: bool):
+    """A blocking advisory lock on the file `path`: shared for readers, exclusive for the one writer."""
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
 
 
 def fsync_file(path: Path) -> None:
@@ -69,7 +124,6 @@ def atomic_path(final: Path):
     """Yield a temporary path to write; rename it to `final` only if the block finishes."""
     final = Path(final)
     partial = partial_path(final)
-    discard(partial)
     try:
         yield partial
     except BaseException:

@@ -106,6 +106,9 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[
     from faceswap import media  # only here: model evaluation needs no video stack
 
     a, b = media.probe(src), media.probe(out)
+    if (a.width, a.height) != (b.width, b.height):
+        raise FaceswapError(f"{out}: is {b.width}x{b.height} and {src} is {a.width}x{a.height}; give a clip and "
+                            "its own converted output")
     finder_src, finder_out = make_finder("litert"), make_finder("litert")
     errors_px, errors_iod, track_src, track_out = [], [], [], []
     flicker_src, flicker_out, seam_src, seam_out = [], [], [], []
@@ -168,6 +171,10 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
     """Build the report; with `compare`, the same for a second model (or a second output of SRC)."""
     if model_dir is None and out is None:
         raise FaceswapError("give a model (-m) and/or a video pair (--video SRC OUT)")
+    if every < 1:
+        raise FaceswapError(f"--every must be 1 or more, not {every}")
+    if report_path is not None and not Path(report_path).parent.is_dir():
+        raise FaceswapError(f"{Path(report_path).parent}: the report's folder does not exist")
     report: dict = {}
     strips = []
     if model_dir is not None:

@@ -12,7 +12,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -22,39 +22,20 @@ from tqdm import tqdm
 from faceswap import align, atomic, faceset, images, media
 from faceswap.errors import FaceswapError
 from faceswap.faces import REDETECT_FRAMES, Face, FaceCounts, Smoother, Tracker, keyframes, make_finder
+from faceswap.settings import ExtractSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ExtractSettings:
-    size: int = 256
-    padding: float = align.DEFAULT_PADDING
-    aligner: str = "litert"
-    detector: str = "full"
-    min_score: float = 0.5
-    every: int = 1
-    start: int = 0
-    end: int | None = None
-    max_faces: int = 0            # 0: all
-    min_size: int = 32            # px, the face box's long side
-    track: str | None = None      # None (all), "largest", "center" or a track id
-    min_blur: float = 0.0         # drop crops sharper-than-this test fails (0: keep all)
-    interpolate: int = keyframes.DEFAULT_GAP  # video frames in a row whose landmarks may be interpolated
-    sequence: bool = False        # image folders hold consecutive frames (else: unrelated photos)
-    smooth: bool = True
-    smooth_cutoff: float = 1.0
-    smooth_beta: float = 0.3
-    preview: Path | None = None
 
 
 @dataclass
 class ExtractSummary(FaceCounts):
     skipped_resumed: int = 0
     interpolated: int = 0         # frames whose landmarks were interpolated between measured ones
+    faces_in_set: int = 0         # faces the face set holds now, from this run and earlier ones
 
     def line(self) -> str:
-        resumed = f", {self.skipped_resumed} already done" if self.skipped_resumed else ""
+        resumed = f", {self.skipped_resumed} frames already done ({self.faces_in_set} faces in the set)" \
+            if self.skipped_resumed else ""
         return (f"extract: {self.frames} frames, {self.faces} faces, {self.frames_without_face} frames without a "
                 f"face, {self.interpolated} interpolated{resumed}, {self.fps:.1f} fps")
 
@@ -209,6 +190,11 @@ def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None =
         raise FaceswapError("two inputs share a file name; rename one so the face set can tell them apart")
     created = not output.exists()
     atomic.ensure_writable_dir(output, "the face set")
+    with atomic.exclusive(output, "face set"):
+        return _extract_all(inputs, infos, output, created, settings, finder, progress)
+
+
+def _extract_all(inputs, infos, output, created, settings, finder, progress) -> ExtractSummary:
     (output / faceset.FACES).mkdir(exist_ok=True)
     header = {"schema": faceset.SCHEMA, "version": faceset.VERSION, "size": settings.size,
               "padding": settings.padding, "aligner": settings.aligner, "detector": settings.detector,
@@ -240,11 +226,8 @@ def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None =
             preview.close()
         if failed and created and not writer.records:  # failed before the first frame: leave nothing behind
             atomic.discard(output)                       # (with frames written, the folder is kept to resume)
-    atomic.write_json(output / faceset.SUMMARY, {
-        "schema": "faceswap.faceset", "version": 1, "inputs": [str(p) for p in inputs],
-        "frames": writer.records, "faces": sum(1 for _ in (output / faceset.FACES).glob("*.png")),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
-    })
+    summary.faces_in_set = faceset.write_summary(output, writer.records, [media.fingerprint(i) for i in infos],
+                                                 settings.as_json())
     return summary
 
 

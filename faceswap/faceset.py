@@ -12,6 +12,7 @@ resumes after the last whole line; a torn last line is dropped on reopen.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -81,14 +82,43 @@ def validate_header(header: dict) -> None:
             raise ValueError(f"header: {key!r} missing")
 
 
-def read_alignments(path: Path) -> tuple[dict, list[dict]]:
-    """Header and frame records of an alignments file (a torn last line is ignored)."""
+def write_summary(folder: Path, records: int, sources: list[dict], settings: dict) -> int:
+    """Write faceset.json, the completion record: the count and hash of the alignments records it vouches for
+    and what identifies each source (kept from earlier runs into the same set). Returns the faces held."""
+    folder = Path(folder)
+    known = read_summary(folder).get("sources", {}) if (folder / SUMMARY).is_file() else {}
+    faces = sum(1 for _ in (folder / FACES).glob("*.png"))
+    atomic.write_json(folder / SUMMARY, {
+        "schema": "faceswap.faceset", "version": 2, "records": records, "faces": faces,
+        "alignments_sha256": hashlib.sha256((folder / ALIGNMENTS).read_bytes()).hexdigest(),
+        "sources": {**known, **{s["name"]: s for s in sources}}, "settings": settings,
+    })
+    return faces
+
+
+def read_summary(folder: Path) -> dict:
+    path = Path(folder) / SUMMARY
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FaceswapError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(summary, dict):
+        raise FaceswapError(f"{path}: not a face set summary")
+    return summary
+
+
+def read_alignments(path: Path, complete: bool = True) -> tuple[dict, list[dict]]:
+    """Header and frame records of an alignments file. `complete`: the file must be the one faceset.json vouches
+    for (same record count and hash); only extract's resume reads a file cut short (its torn last line ignored)."""
     path = Path(path)
     if path.is_dir():
         path = path / ALIGNMENTS
     if not path.is_file():
         raise FaceswapError(f"{path}: no alignments file (make one with faceswap extract)")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    data = path.read_bytes()
+    if complete:
+        _check_complete(path, data)
+    lines = data.decode("utf-8").splitlines()
     try:
         header = json.loads(lines[0])
         validate_header(header)
@@ -110,6 +140,20 @@ def read_alignments(path: Path) -> tuple[dict, list[dict]]:
     return header, records
 
 
+def _check_complete(path: Path, data: bytes) -> None:
+    if not (path.parent / SUMMARY).is_file():
+        raise FaceswapError(f"{path.parent}: extraction did not finish (no {SUMMARY}); run the same extract "
+                            "command again to complete it")
+    summary = read_summary(path.parent)
+    records = data.count(b"\n") - 1
+    if "records" in summary and records != summary["records"]:
+        raise FaceswapError(f"{path}: holds {records} frame records, {SUMMARY} says {summary['records']}: the file "
+                            "was cut short or changed; run extract again")
+    if summary.get("alignments_sha256") not in (None, hashlib.sha256(data).hexdigest()):
+        raise FaceswapError(f"{path}: changed since extraction finished (sha256 differs from {SUMMARY}); run "
+                            "extract again")
+
+
 class AlignmentsWriter:
     """Appends frame records; reopening an existing file keeps its whole lines and resumes after them."""
 
@@ -118,7 +162,7 @@ class AlignmentsWriter:
         self.done: dict[str, int] = {}  # source name -> last frame index written
         self.records = 0
         if self.path.exists():
-            old_header, records = read_alignments(self.path)
+            old_header, records = read_alignments(self.path, complete=False)
             for key in ("size", "padding"):
                 if old_header.get(key) != header.get(key):
                     raise FaceswapError(f"{folder}: holds a face set made with {key}={old_header.get(key)}; "

@@ -5,6 +5,7 @@ audio packets without re-encoding. Nothing here holds more than a few frames in 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
@@ -80,6 +81,26 @@ class MediaInfo:
         data.update(path=str(self.path), fps=float(self.fps), time_base=str(self.time_base),
                     audio=[a.__dict__ for a in self.audio])
         return data
+
+
+def fingerprint(info: MediaInfo) -> dict:
+    """What identifies an input without reading all of it: name, byte count, a hash of its first and last MiB
+    (of every image's name and size, for a folder), frame count and frame size."""
+    path = Path(info.path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        files = image_files(path)
+        for item in files:
+            digest.update(f"{item.name}:{item.stat().st_size}\n".encode())
+        size = sum(item.stat().st_size for item in files)
+    else:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            digest.update(handle.read(1 << 20))
+            handle.seek(max(0, size - (1 << 20)))
+            digest.update(handle.read(1 << 20))
+    return {"name": path.name, "bytes": size, "sampled_sha256": digest.hexdigest(), "frames": info.frames,
+            "width": info.width, "height": info.height}
 
 
 def is_image_folder(path: Path) -> bool:
@@ -392,7 +413,7 @@ class VideoWriter(_Committing):
         self.path = Path(path)
         if self.path.is_dir():
             raise FaceswapError(f"{self.path}: is a folder, not a video file name")
-        if not self.path.parent.exists():
+        if not self.path.parent.is_dir():
             raise FaceswapError(f"{self.path.parent}: output folder does not exist")
         self.fps = Fraction(fps).limit_denominator(1000000)
         # Without a source time base, pick one in which a frame lasts a whole number of ticks.
@@ -406,7 +427,6 @@ class VideoWriter(_Committing):
         self.audio = None
         self.last_ticks = None
         self.count = 0
-        self.padded = False
 
     def _start(self, width: int, height: int) -> None:
         atomic.discard(self.partial)
@@ -420,10 +440,9 @@ class VideoWriter(_Committing):
             stream = self.container.add_stream(self.codec, rate=self.fps)
         except (av.FFmpegError, ValueError) as exc:
             raise FaceswapError(f"unknown or unusable video codec {self.codec!r} ({exc})") from None
-        # 4:2:0 needs even sizes: pad odd ones by one edge pixel rather than fail or change the look.
-        self.padded = self.pix_fmt.endswith("420p") and (width % 2 or height % 2)
-        stream.width, stream.height = width + width % 2 * self.padded, height + height % 2 * self.padded
-        stream.pix_fmt = self.pix_fmt
+        # 4:2:0 cannot hold an odd width or height: such frames are written in 4:4:4, at their exact size
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv444p" if self.pix_fmt.endswith("420p") and (width % 2 or height % 2) else self.pix_fmt
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
         options = {}
@@ -460,8 +479,6 @@ class VideoWriter(_Committing):
         if self.last_ticks is not None and value <= self.last_ticks:
             value = self.last_ticks + 1  # timestamps must rise strictly
         self.last_ticks = value
-        if self.padded:
-            image = cv2.copyMakeBorder(image, 0, image.shape[0] % 2, 0, image.shape[1] % 2, cv2.BORDER_REPLICATE)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame.pts = value
         frame.time_base = self.time_base
@@ -504,7 +521,7 @@ class ImageFolderWriter(_Committing):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise FaceswapError(f"{self.path}: exists and is not a folder")
-        if not self.path.parent.exists():
+        if not self.path.parent.is_dir():
             raise FaceswapError(f"{self.path.parent}: output folder does not exist")
         self.partial = atomic.partial_path(self.path)
         atomic.discard(self.partial)

@@ -18,23 +18,20 @@ from pathlib import Path
 
 import yaml
 
-from faceswap import assets, atomic, faceset
-from faceswap.errors import FaceswapError
-from faceswap.extract import ExtractSettings, extract
+from faceswap import assets, atomic, faceset, settings
+from faceswap.errors import FaceswapError, Interrupted
+from faceswap.extract import extract
 from faceswap.media import VIDEO_SUFFIXES
+from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
 from faceswap.swap.batch import run_batch, table
-from faceswap.swap.convert import ConvertSettings, manifest_path
-from faceswap.training.loop import TrainSettings, train
+from faceswap.swap.convert import manifest_path
+from faceswap.training.loop import train
 
 log = logging.getLogger(__name__)
 STATE = "pipeline-state.json"
 TOP_KEYS = {"work_dir", "identities", "train", "convert", "jobs"}
 IDENTITY_KEYS = {"sources", "extract"}
 CLIP_KEYS = {"input", "output", "direction", "settings"}
-
-
-def _fields(cls) -> dict:
-    return {f.name: f for f in dataclasses.fields(cls)}
 
 
 def _check_mapping(value, where: str, allowed: set | dict) -> dict:
@@ -44,27 +41,6 @@ def _check_mapping(value, where: str, allowed: set | dict) -> dict:
         if key not in allowed:
             raise FaceswapError(f"pipeline: {where}.{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
     return value
-
-
-def _expected_types(annotation) -> tuple | None:
-    """Python types a pipeline value may have, read from a settings dataclass field's annotation."""
-    text = str(annotation)
-    for name, kinds in (("bool", (bool,)), ("float", (int, float)), ("int", (int,)), ("str", (str,))):
-        if text.split("|")[0].strip() == name:
-            return kinds
-    return None
-
-
-def _check_settings(values: dict, cls, where: str, skip: set = frozenset()) -> dict:
-    fields = {k: v for k, v in _fields(cls).items() if k not in skip}
-    _check_mapping(values, where, fields)
-    for key, value in values.items():
-        expected = _expected_types(fields[key].type)
-        if value is None and "None" in str(fields[key].type):
-            continue
-        if expected and (not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))):
-            raise FaceswapError(f"pipeline: {where}.{key}: expected {expected[-1].__name__}, got {value!r}")
-    return values
 
 
 class Pipeline:
@@ -100,10 +76,10 @@ class Pipeline:
             for source in sources:
                 if not isinstance(source, str) or not self._path(source).exists():
                     raise FaceswapError(f"pipeline: identities.{side}.sources: {source!r} not found")
-            _check_settings(identity.get("extract", {}), ExtractSettings, f"identities.{side}.extract", {"preview"})
+            settings.parse(ExtractSettings, identity.get("extract", {}), f"identities.{side}.extract")
         train_spec = spec.get("train", {})
-        _check_settings(train_spec, TrainSettings, "train", {"loss", "augment"})
-        if "iterations" not in train_spec and "minutes" not in train_spec:
+        settings.parse(TrainSettings, train_spec, "train")
+        if train_spec.get("iterations") is None and train_spec.get("minutes") is None:
             raise FaceswapError("pipeline: train: give iterations or minutes")
         clips = spec.get("convert", [])
         if not isinstance(clips, list):
@@ -112,9 +88,10 @@ class Pipeline:
             clip = _check_mapping(clip, f"convert[{i}]", CLIP_KEYS)
             if not isinstance(clip.get("input"), str):
                 raise FaceswapError(f"pipeline: convert[{i}].input: missing")
-            if clip.get("direction", "a2b") not in ("a2b", "b2a"):
-                raise FaceswapError(f"pipeline: convert[{i}].direction: must be a2b or b2a")
-            _check_settings(clip.get("settings", {}), ConvertSettings, f"convert[{i}].settings", {"direction"})
+            if "direction" in clip.get("settings", {}):
+                raise FaceswapError(f"pipeline: convert[{i}].settings.direction: give direction beside settings")
+            settings.parse(ConvertSettings, {**clip.get("settings", {}), "direction": clip.get("direction", "a2b")},
+                           f"convert[{i}].settings")
         if not isinstance(spec.get("jobs", 1), int):
             raise FaceswapError("pipeline: jobs: expected int")
         return spec
@@ -153,7 +130,7 @@ class Pipeline:
 
     def _done(self, stage: str, key: str, output: Path) -> bool:
         record = self.state.get(stage)
-        return bool(record and record.get("key") == key and Path(output).exists())
+        return bool(record and record.get("key") == key and "finished" in record and Path(output).exists())
 
     def _finish(self, stage: str, key: str, **info) -> None:
         self.state[stage] = {"key": key, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info}
@@ -193,8 +170,11 @@ class Pipeline:
             shutil.rmtree(out)  # changed data or settings: a fresh model
         summary = train(set_a, set_b, out, TrainSettings(**settings), progress=progress)
         echo(f"[train] {summary.line()}")
-        if summary.stopped in ("interrupted", "terminated"):
-            raise FaceswapError(f"training {summary.stopped} at step {summary.step}; run again to resume")
+        if summary.stopped.exit_code:
+            self.state["train"] = {"key": key, "status": summary.stopped.value, "step": summary.step}
+            self._save_state()
+            raise Interrupted(f"training {summary.stopped.value} at step {summary.step}; checkpoint saved, run "
+                              "again to resume", summary.stopped.exit_code)
         self._finish("train", key, step=summary.step)
         return out
 
@@ -219,9 +199,9 @@ class Pipeline:
         return clips
 
     def run(self, progress: bool = True, echo=print) -> dict:
+        clips = self._clips()  # validate names before any long work, and before the work folder is made
         atomic.ensure_writable_dir(self.work, "the work folder")
         self.state = self._load_state()
-        clips = self._clips()  # validate names before any long work
         set_a = self._extract("a", progress, echo)
         set_b = self._extract("b", progress, echo)
         model = self._train(set_a, set_b, progress, echo)

@@ -119,7 +119,7 @@ def test_resume_after_kill(sample_a, face_models, tmp_path):
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    _, partial_records = faceset.read_alignments(out)
+    _, partial_records = faceset.read_alignments(out, complete=False)
     assert 0 < len(partial_records) < 472
     assert not (out / "faceset.json").exists()
     result = run_cli("-q", "extract", sample_a, "-o", out)

@@ -103,8 +103,8 @@ def test_bad_clip_is_reported_and_others_succeed(tiny, sample_a, sample_b, tmp_p
     (lambda s: s.update(colour=1), "(top).colour: unknown key"),
     (lambda s: s["identities"].pop("b"), "identities.b: missing"),
     (lambda s: s["identities"]["a"].update(sources=["/nowhere.mp4"]), "identities.a.sources"),
-    (lambda s: s["train"].update(iterations="many"), "train.iterations: expected int"),
-    (lambda s: s["convert"][0]["settings"].update(crf="high"), "convert[0].settings.crf: expected int"),
+    (lambda s: s["train"].update(iterations="many"), "train.iterations: Input should be a valid integer"),
+    (lambda s: s["convert"][0]["settings"].update(crf="high"), "convert[0].settings.crf: Input should be a valid integer"),
     (lambda s: s["convert"].append({"input": s["convert"][0]["input"], "output": "same.mp4"}) or
      s["convert"][0].update(output="same.mp4"), "output name 'same.mp4'"),
 ])

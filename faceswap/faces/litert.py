@@ -7,7 +7,10 @@ the detector alone mistakes for a face (cartoon text in no_face.mp4).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
 import threading
 
 import cv2
@@ -23,6 +26,25 @@ DETECTORS = {
 MESH_FILE, MESH_SIZE = "face_landmark.tflite", 192
 ROI_SCALE = 1.5
 _local = threading.local()
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _native_stderr_hidden(hide: bool):
+    """Silence what native code writes straight to file descriptor 2 (Python's own errors are not affected
+    outside this block)."""
+    if not hide:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class _Model:
@@ -34,8 +56,10 @@ class _Model:
     def __init__(self, name: str, threads: int):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=str(assets.model_file(name)), num_threads=threads)
-        self.interpreter.allocate_tensors()
+        path = str(assets.model_file(name))
+        with _native_stderr_hidden(not log.isEnabledFor(logging.DEBUG)):  # TFLite's "Created ... delegate" line
+            self.interpreter = Interpreter(model_path=path, num_threads=threads)
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
         details = self.interpreter.get_output_details()
         self.outputs = {int(np.prod(d["shape"])): d["index"] for d in details}

@@ -90,21 +90,22 @@ class Encoder(nn.Module):
             self.from_latent = nn.Linear(cfg.latent, cfg.grid_channels * self.grid * self.grid)
         self.grid_channels = cfg.grid_channels
         self.upscale = UpscaleBlock(cfg.grid_channels, cfg.bottleneck_upscale)
-        self.kl = torch.zeros(())
 
     def forward(self, x):
+        """(decoder input, KL term or None): the KL is returned, not stored, so each side's loss gets its own."""
         features = self.convs(x)
         z = self.to_latent(features if self.spatial else torch.flatten(features, 1))
+        kl = None
         if self.variational:
             mu, logvar = z.float().chunk(2, dim=1)
             logvar = logvar.clamp(-10, 10)
-            self.kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
+            kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
             z = z.to(x.dtype) if x.dtype != torch.float32 else z
         grid = self.from_latent(z)
         if not self.spatial:
             grid = grid.view(-1, self.grid_channels, self.grid, self.grid)
-        return self.upscale(grid)
+        return self.upscale(grid), kl
 
 
 class Decoder(nn.Module):
@@ -139,11 +140,16 @@ class FaceSwapModel(nn.Module):
             raise ValueError(f"{cfg.name}: encoder/decoder depths give {expected} px, not {cfg.size}")
 
     def forward(self, x, side: str):
-        return self.decoders[side](self.encoder(x))
+        return self.decoders[side](self.encoder(x)[0])
+
+    def train_side(self, x, side: str):
+        """(rgb, mask or None, KL or None) for the loss of one side."""
+        code, kl = self.encoder(x)
+        return (*self.decoders[side](code), kl)
 
     def both(self, x_a, x_b):
-        """One forward for both identities (one call, so DDP sees every parameter used)."""
-        return self.forward(x_a, "a"), self.forward(x_b, "b")
+        """One forward for both identities (one call, so DDP sees every parameter used): two train_side results."""
+        return self.train_side(x_a, "a"), self.train_side(x_b, "b")
 
 
 def build(cfg: ArchConfig) -> FaceSwapModel:

@@ -12,6 +12,7 @@ Loading never runs code from the files: JSON and safetensors only.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from faceswap.models.arch import ArchConfig, FaceSwapModel, build
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 BACKUP = "backup"
+CHECKPOINT_LOCK = ".checkpoint.lock"  # readers hold it shared, a save exclusive: a reader sees one state whole
 SCHEMA = "faceswap.model"
 VERSION = 1
 
@@ -56,7 +58,12 @@ def save(model_dir: Path, config: dict, tensor_files: dict[str, dict[str, torch.
     config_tmp = model_dir / f".{CONFIG}.partial"
     config_tmp.write_text(json.dumps(config, indent=2) + "\n")
     atomic.fsync_file(config_tmp)
-    # rotate: the current (good) checkpoint becomes the backup
+    with atomic.shared_or_exclusive(model_dir / CHECKPOINT_LOCK, shared=False):
+        _rotate_and_commit(model_dir, staged, config_tmp)
+
+
+def _rotate_and_commit(model_dir: Path, staged: dict[str, Path], config_tmp: Path) -> None:
+    """The current (good) checkpoint becomes the backup, then the staged files take its place, config last."""
     if (model_dir / CONFIG).is_file() and _consistent(model_dir):
         backup = model_dir / BACKUP
         old = model_dir / f".{BACKUP}.old"
@@ -152,12 +159,17 @@ def arch_from_config(config: dict) -> ArchConfig:
 
 
 def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[FaceSwapModel, dict]:
-    """The trained model (eval mode) and its config, for convert and evaluate."""
-    config = read_config(model_dir)
-    try:
-        model = build(arch_from_config(config))
-    except ValueError as exc:
-        raise FaceswapError(f"{model_dir}: {exc}") from None
-    load_weights(model, model_dir, config)
+    """The trained model (eval mode) and its config, for convert and evaluate; read under the checkpoint lock,
+    so a training run saving into the folder meanwhile is seen before or after its save, never half-way."""
+    model_dir = Path(model_dir)
+    reading = atomic.shared_or_exclusive(model_dir / CHECKPOINT_LOCK, shared=True) \
+        if model_dir.is_dir() and os.access(model_dir, os.W_OK) else contextlib.nullcontext()
+    with reading:
+        config = read_config(model_dir)
+        try:
+            model = build(arch_from_config(config))
+        except ValueError as exc:
+            raise FaceswapError(f"{model_dir}: {exc}") from None
+        load_weights(model, model_dir, config)
     return model.to(device).eval(), config
 

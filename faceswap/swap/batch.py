@@ -8,7 +8,8 @@ from pathlib import Path
 
 from faceswap import atomic, media
 from faceswap.errors import FaceswapError
-from faceswap.swap.convert import ConvertSettings, convert
+from faceswap.settings import ConvertSettings
+from faceswap.swap.convert import convert
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +24,13 @@ def table(rows: list[dict]) -> str:
 
 
 def run_batch(jobs: list[tuple[Path, Path, dict]], model_dir: Path, settings: ConvertSettings, workers: int = 1,
-              alignments: dict | None = None, progress: bool = False) -> list[dict]:
+              progress: bool = False) -> list[dict]:
     """Convert (clip, output, extra) jobs with a bounded pool; a failure is recorded, the others go on."""
     def one(job):
         clip, output, extra = job
         started = time.perf_counter()
         try:
-            summary = convert(clip, model_dir, output, settings, (alignments or {}).get(str(clip)),
-                              progress=progress and workers == 1)
+            summary = convert(clip, model_dir, output, settings, progress=progress and workers == 1)
             return dict(extra, clip=str(clip), output=str(output), frames=summary.frames, faces=summary.faces,
                         fps=round(summary.fps, 2), status="ok")
         except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the batch
@@ -42,9 +42,8 @@ def run_batch(jobs: list[tuple[Path, Path, dict]], model_dir: Path, settings: Co
         return list(pool.map(one, jobs))
 
 
-def convert_many(inputs: list[Path], output: Path, model_dir: Path, options: dict, alignments: Path | None = None,
-                 progress: bool = True, echo=print, workers: int = 1) -> list[dict]:
-    settings = ConvertSettings(**options)
+def convert_many(inputs: list[Path], output: Path, model_dir: Path, settings: ConvertSettings,
+                 alignments: Path | None = None, progress: bool = True, echo=print, jobs: int = 1) -> list[dict]:
     clips = media.expand_inputs(inputs)
     output = Path(output)
     if len(inputs) == 1 and clips == [Path(inputs[0])]:  # one video or image folder, not a folder of clips
@@ -59,7 +58,7 @@ def convert_many(inputs: list[Path], output: Path, model_dir: Path, options: dic
     names = [c.stem + ".mp4" for c in clips]
     if len(set(names)) != len(names):
         raise FaceswapError("two input clips share a name; their outputs would collide")
-    rows = run_batch([(c, output / n, {}) for c, n in zip(clips, names)], model_dir, settings, workers,
+    rows = run_batch([(c, output / n, {}) for c, n in zip(clips, names)], model_dir, settings, jobs,
                      progress=progress)
     echo(table(rows))
     atomic.write_json(output / "report.json", {"clips": rows})

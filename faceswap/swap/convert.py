@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,36 +26,11 @@ from faceswap.errors import FaceswapError
 from faceswap.extract import TrackChooser
 from faceswap.faces import Face, FaceCounts, Smoother, Tracker, keyframes, make_finder
 from faceswap.models import store
+from faceswap.settings import ConvertSettings
 from faceswap.swap import blend, color
 
 log = logging.getLogger(__name__)
 SYNTHETIC_NOTE = "Synthetic media: one or more faces in this video were replaced by faceswap {version} (AI face swap)."
-
-
-@dataclass
-class ConvertSettings:
-    direction: str = "a2b"
-    color: str = "rct"
-    mask: str | None = None        # None: "combined" when the model predicts a mask, else "landmarks"
-    erode: int = 0                 # px in the output frame; negative dilates
-    blur: float | None = None      # feather in px; None: 8 % of the face size
-    blend: str = "alpha"
-    sharpen: float = 0.0
-    batch_size: int = 16
-    track: str | None = None       # None: every face; "largest", "center" or a track id
-    bridge: int = 5                # frames a face may be lost inside a track and still be swapped
-    sequence: bool = False         # image folders hold consecutive frames (else: unrelated photos)
-    watermark: str | None = None
-    codec: str = "libx264"
-    crf: int = 18
-    preset: str = "fast"
-    aligner: str = "litert"
-    detector: str = "full"
-    min_score: float = 0.5
-    min_size: int = 32
-    smooth: bool = True
-    device: str | None = None
-    precision: str = "auto"        # auto (bf16 where it pays) | fp32 | bf16 | fp16
 
 
 @dataclass
@@ -68,15 +43,35 @@ class ConvertSummary(FaceCounts):
 
 
 # -- pass 1: where the faces are -----------------------------------------------------------------------
-def faces_from_alignments(path: Path, source: Path) -> tuple[dict[int, list[dict]], float]:
+IDENTITY = ("bytes", "sampled_sha256", "frames", "width", "height")
+
+
+def faces_from_alignments(path: Path, info: media.MediaInfo, force: bool = False) -> tuple[dict[int, list[dict]], float]:
+    """Each frame's faces from an extract face set, after checking that it was made from this input: the same
+    file (by name and content) or a renamed copy of it. Anything else is refused unless `force`."""
+    path = Path(path)
     header, records = faceset.read_alignments(path)
-    sources = {r["source"] for r in records}
-    name = source.name
-    if name not in sources:
-        if len(sources) != 1:
-            raise FaceswapError(f"{path}: has no records for {name} (it holds {', '.join(sorted(sources))})")
-        log.warning("%s: records are for %s; using them for %s", path, next(iter(sources)), name)
-        name = next(iter(sources))
+    sources = faceset.read_summary(path if path.is_dir() else path.parent).get("sources", {})
+    names = sorted({r["source"] for r in records})
+    mine = media.fingerprint(info)
+    name, problem = mine["name"], None
+    if name in sources:
+        differ = [k for k in IDENTITY if sources[name].get(k) != mine[k]]
+        if differ:
+            problem = f"records another {name} (its {', '.join(differ)} differ)"
+    else:
+        same = [n for n, known in sources.items() if all(known.get(k) == mine[k] for k in IDENTITY)]
+        if same:
+            name = same[0]  # a renamed copy of the file extracted
+        elif sources or name not in names:
+            problem = f"was made from {', '.join(names) or 'no frames'}, not {name}"
+    if problem:
+        if not force:
+            raise FaceswapError(f"{path}: {problem}; use the face set extracted from this input, or "
+                                "--force-alignments")
+        log.warning("%s: %s; used anyway (--force-alignments)", path, problem)
+        if name not in names and len(names) == 1:
+            name = names[0]
     timeline = {}
     for record in records:
         if record["source"] == name:
@@ -188,18 +183,10 @@ class Swapper:
         self.model, self.config = store.load_model(model_dir, self.device)
         self.cfg = self.model.cfg
         self.size = self.cfg.size
-        if settings.direction not in ("a2b", "b2a"):
-            raise FaceswapError("--direction must be a2b or b2a")
         self.side = "b" if settings.direction == "a2b" else "a"
         self.mask_kind = settings.mask or ("combined" if self.cfg.mask else "landmarks")
-        if self.mask_kind not in blend.MASKS:
-            raise FaceswapError(f"--mask must be one of {', '.join(blend.MASKS)}")
         if self.mask_kind != "landmarks" and not self.cfg.mask:
             raise FaceswapError(f"this {self.cfg.name} model has no learned mask; use --mask landmarks")
-        if settings.color not in color.METHODS:
-            raise FaceswapError(f"--color must be one of {', '.join(color.METHODS)}")
-        if settings.blend not in blend.BLENDS:
-            raise FaceswapError(f"--blend must be one of {', '.join(blend.BLENDS)}")
         self.padding = align.DEFAULT_PADDING  # an alignments file may say otherwise
         self.amp = autocast_dtype(settings.precision, self.device, self.cfg.size)
         if self.device.type == "cuda":
@@ -263,11 +250,16 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
     if output.exists() and source.exists() and output.resolve() == source.resolve():
         raise FaceswapError(f"{output}: the output would overwrite the input; choose another name")
     info = media.probe(source)
+    with atomic.exclusive(output, "output"):
+        return _convert(source, info, model_dir, output, settings, alignments, progress)
+
+
+def _convert(source, info, model_dir, output, settings, alignments, progress) -> ConvertSummary:
+    known, padding = (None, align.DEFAULT_PADDING) if not alignments else \
+        faces_from_alignments(Path(alignments), info, settings.force_alignments)
     swapper = Swapper(model_dir, settings)
+    swapper.padding = padding
     started = time.perf_counter()
-    known = None
-    if alignments:
-        known, swapper.padding = faces_from_alignments(Path(alignments), source)
     faces = FaceStream(source, settings, known)
     metadata = {"comment": SYNTHETIC_NOTE.format(version=__version__),
                 "description": SYNTHETIC_NOTE.format(version=__version__),
@@ -355,7 +347,7 @@ def write_manifest(source: Path, model_dir: Path, output: Path, settings: Conver
                   "step": model_config.get("step"), "files_sha256": model_config.get("files", {}),
                   "facesets": {k: v.get("path") for k, v in model_config.get("facesets", {}).items()}},
         "alignments": str(alignments) if alignments else None,
-        "settings": asdict(settings),
+        "settings": settings.as_json(),
         "result": {"frames": summary.frames, "faces_swapped": summary.faces,
                    "frames_without_face": summary.frames_without_face},
     }

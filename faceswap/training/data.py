@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 import torch
@@ -20,24 +18,10 @@ from torch.utils.data import DataLoader, IterableDataset
 from faceswap import align, faceset, masks
 from faceswap.images import read_image
 from faceswap.errors import FaceswapError
+from faceswap.settings import Augment
 
 log = logging.getLogger(__name__)
 MIN_FACES = 32
-
-
-@dataclass
-class Augment:
-    rotation: float = 10.0      # degrees
-    zoom: float = 0.05
-    shift: float = 0.05
-    flip: float = 0.5
-    brightness: float = 0.3     # L*a*b* lightness, fraction
-    colour: float = 0.08        # a*, b* shift, fraction
-    clahe: float = 0.5          # probability
-    warp: float = 5 / 256       # random-warp sigma, fraction of the size
-    warp_share: float = 1.0     # share of inputs that are warped (the rest teach exact detail)
-    eyes: float = 3.0
-    mouth: float = 2.0
 
 
 class FaceData:

@@ -3,6 +3,8 @@ with a rolling backup, exact resume (step, optimizer, RNG, data stream), preview
 """
 from __future__ import annotations
 
+import contextlib
+import enum
 import json
 import logging
 import math
@@ -10,7 +12,7 @@ import os
 import random
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +25,9 @@ from faceswap.errors import FaceswapError
 from faceswap.models import arch as arch_mod
 from faceswap.models import store
 from faceswap.training import report
-from faceswap.training.data import Augment, FaceData, PairStream, default_workers, loader
-from faceswap.training.loss import LossWeights, side_loss
+from faceswap.settings import Augment, TrainSettings
+from faceswap.training.data import FaceData, PairStream, default_workers, loader
+from faceswap.training.loss import side_loss
 
 log = logging.getLogger(__name__)
 OPTIMIZER = "optimizer.safetensors"
@@ -32,30 +35,18 @@ TRAINER_STATE = "trainer.json"
 PREVIEW_FACES = 6
 
 
-@dataclass
-class TrainSettings:
-    model: str | None = None            # None: "lite" for a new model, the existing one on resume
-    size: int | None = None
-    latent: str | None = None           # "dense" or "vae"; None: dense, or the existing one
-    iterations: int | None = None       # total steps to reach (resume counts)
-    minutes: float | None = None        # or a wall-clock budget for this run
-    batch_size: int | None = None       # per side (per process under DDP)
-    lr: float | None = None
-    beta1: float = 0.5
-    schedule: str | None = None         # "constant" or "cosine" (to --iterations / --minutes)
-    warmup: int = 100
-    coverage: float | None = None
-    holdout: float = 0.1
-    seed: int = 0
-    amp: str = "auto"                   # auto | bf16 | fp16 | off
-    compile: bool = False
-    save_every: int = 500
-    save_minutes: float = 5.0
-    preview_every: int = 250
-    timelapse: bool = False
-    workers: int | None = None
-    loss: LossWeights = field(default_factory=LossWeights)
-    augment: dict = field(default_factory=dict)  # Augment fields to change from the architecture's defaults
+class Stopped(str, enum.Enum):
+    """Why a training run ended."""
+    DONE = "done"
+    ALREADY_DONE = "already at the step asked for"
+    TIME_BUDGET = "time budget reached"
+    INTERRUPTED = "interrupted"   # SIGINT: exit 130
+    TERMINATED = "terminated"     # SIGTERM: exit 143
+    FAILED = "loss became NaN/inf"
+
+    @property
+    def exit_code(self) -> int:
+        return {Stopped.INTERRUPTED: 130, Stopped.TERMINATED: 143}.get(self, 0)
 
 
 @dataclass
@@ -66,11 +57,11 @@ class TrainSummary:
     examples: int = 0
     loss_a: float = float("nan")
     loss_b: float = float("nan")
-    stopped: str = "done"
+    stopped: Stopped = Stopped.DONE
 
     def line(self) -> str:
         rate = self.examples / self.seconds if self.seconds else 0.0
-        return (f"train: steps {self.start_step} -> {self.step} ({self.stopped}), loss A {self.loss_a:.4f}, "
+        return (f"train: steps {self.start_step} -> {self.step} ({self.stopped.value}), loss A {self.loss_a:.4f}, "
                 f"loss B {self.loss_b:.4f}, {rate:.1f} EGs/sec, {self.seconds:.0f} s")
 
 
@@ -173,10 +164,11 @@ class Trainer:
         self.batch_size = s.batch_size or self.config.get("batch_size") or defaults.get("batch_size", 16)
         self.lr = s.lr or self.config.get("lr") or defaults.get("lr", 5e-5)
         self.schedule = s.schedule or self.config.get("schedule") or defaults.get("schedule", "constant")
-        unknown = set(s.augment) - set(asdict(Augment()))
-        if unknown:
-            raise FaceswapError(f"unknown augmentation setting(s): {', '.join(sorted(unknown))}")
-        self.augment = Augment(**{**defaults.get("augment", {}), **s.augment})
+        augment = {**defaults.get("augment", {}), **s.augment}
+        if s.warp_share is not None:
+            augment["warp_share"] = s.warp_share
+        self.augment = Augment(**augment)
+        self.loss_weights = s.loss if s.kl_weight is None else replace(s.loss, kl=s.kl_weight)
         self.data_a = FaceData(faceset_a, self.cfg.size, self.cfg.coverage, s.holdout, "A")
         self.data_b = FaceData(faceset_b, self.cfg.size, self.cfg.coverage, s.holdout, "B")
         torch.manual_seed(s.seed + self.rank)
@@ -198,7 +190,7 @@ class Trainer:
             self.pair = DistributedDataParallel(self.pair, device_ids=[self.device.index] if self.device.type == "cuda"
                                                 else None)
         self.forward = torch.compile(self.pair) if s.compile else self.pair
-        self.stop_reason: str | None = None
+        self.stop_reason: Stopped | None = None
 
     # -- set-up helpers ---------------------------------------------------------------------------
     def _arch(self, existing):
@@ -234,7 +226,7 @@ class Trainer:
             "batch_size": self.batch_size, "lr": self.lr, "beta1": s.beta1, "schedule": self.schedule,
             "seed": s.seed, "world_size": self.world,
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
-            "loss": asdict(s.loss), "augment": asdict(self.augment),
+            "loss": asdict(self.loss_weights), "augment": asdict(self.augment),
             "facesets": {
                 "a": {"path": str(self.faceset_paths[0]), "train": len(self.data_a), "holdout": self.data_a.holdout_files},
                 "b": {"path": str(self.faceset_paths[1]), "train": len(self.data_b), "holdout": self.data_b.holdout_files},
@@ -288,15 +280,17 @@ class Trainer:
             out[key] = value
         return out
 
+    def losses(self, batch_a, batch_b):
+        """Each side's loss, with that side's own KL term."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            side_a, side_b = self.forward(batch_a["input"], batch_b["input"])
+            return (side_loss(*side_a, batch_a, self.loss_weights),
+                    side_loss(*side_b, batch_b, self.loss_weights))
+
     def train_step(self, batch_a, batch_b, lr: float):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        weights = self.settings.loss
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            (rgb_a, mask_a), (rgb_b, mask_b) = self.forward(batch_a["input"], batch_b["input"])
-            kl = self.model.encoder.kl if self.cfg.latent_type == "vae" else None
-            loss_a = side_loss(rgb_a, mask_a, batch_a, weights, kl)
-            loss_b = side_loss(rgb_b, mask_b, batch_b, weights, kl)
+        loss_a, loss_b = self.losses(batch_a, batch_b)
         total = loss_a + loss_b
         if not torch.isfinite(total):
             return None
@@ -312,7 +306,7 @@ class Trainer:
 
     def _handle_signals(self):
         def request_stop(signum, _frame):
-            self.stop_reason = "interrupted" if signum == signal.SIGINT else "terminated"
+            self.stop_reason = Stopped.INTERRUPTED if signum == signal.SIGINT else Stopped.TERMINATED
 
         previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -324,11 +318,10 @@ class Trainer:
 
     def run(self) -> TrainSummary:
         s = self.settings
-        if s.iterations is None and s.minutes is None:
-            raise FaceswapError("give --iterations (total steps to reach) or --minutes")
+        s.require_budget()
         summary = TrainSummary(start_step=self.step, step=self.step)
         if s.iterations is not None and self.step >= s.iterations:
-            summary.stopped = f"already at step {self.step}"
+            summary.stopped = Stopped.ALREADY_DONE
             return summary
         stream = PairStream(self.data_a, self.data_b, self.batch_size, self.augment, s.seed, self.rank, self.world,
                             self.step)
@@ -349,7 +342,7 @@ class Trainer:
                 if s.iterations is not None and self.step >= s.iterations:
                     break
                 if s.minutes is not None and elapsed >= s.minutes * 60:
-                    summary.stopped = "time budget reached"
+                    summary.stopped = Stopped.TIME_BUDGET
                     break
                 if self.stop_reason:
                     summary.stopped = self.stop_reason
@@ -358,7 +351,7 @@ class Trainer:
                 batch_a, batch_b = (self._move(b) for b in next(batches))
                 losses = self.train_step(batch_a, batch_b, self.lr_at(self.step, progress))
                 if losses is None:
-                    summary.stopped = "stopped: loss became NaN/inf"
+                    summary.stopped = Stopped.FAILED
                     raise FaceswapError(f"loss became NaN/inf at step {self.step}; training stopped and the last "
                                         f"good checkpoint (step {self.config.get('step', 0)}) was kept; try a "
                                         "lower --lr or --amp off")
@@ -386,7 +379,7 @@ class Trainer:
                 signal.signal(sig, handler)
             summary.step = self.step
             summary.seconds = time.perf_counter() - started
-            if not summary.stopped.startswith("stopped") and self.step > summary.start_step:
+            if summary.stopped is not Stopped.FAILED and self.step > summary.start_step:
                 if self.config.get("step") != self.step:  # not saved at this step yet (a second save would
                     self.save()                           # make backup/ a copy of the current state)
                 if self.step % s.preview_every:
@@ -399,14 +392,22 @@ class Trainer:
 
 def train(faceset_a, faceset_b, model_dir, settings: TrainSettings | None = None, progress: bool = True) -> TrainSummary:
     settings = settings or TrainSettings()
-    if settings.model is not None and settings.model not in arch_mod.ARCHITECTURES:
-        raise FaceswapError(f"unknown model {settings.model!r}; choose from {', '.join(arch_mod.ARCHITECTURES)}")
-    trainer = Trainer(faceset_a, faceset_b, model_dir, settings, progress)
-    try:
-        return trainer.run()
-    finally:
-        if trainer.world > 1:
-            import torch.distributed as dist
+    settings.require_budget()
+    model_dir = Path(model_dir)
+    created = not model_dir.exists()
+    lock = atomic.exclusive(model_dir, "model folder") if distributed()[0] == 0 else contextlib.nullcontext()
+    with lock:
+        try:
+            trainer = Trainer(faceset_a, faceset_b, model_dir, settings, progress)
+        except BaseException:
+            if created:  # a run that could not start leaves no empty model folder behind
+                atomic.discard(model_dir)
+            raise
+        try:
+            return trainer.run()
+        finally:
+            if trainer.world > 1:
+                import torch.distributed as dist
 
-            dist.barrier()
-            dist.destroy_process_group()
+                dist.barrier()
+                dist.destroy_process_group()

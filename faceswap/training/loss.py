@@ -1,25 +1,15 @@
 """The training loss: weighted DSSIM + L1 on the face (eyes and mouth weighted up), plus mask and KL terms."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from faceswap.metrics import masked_mean, ssim_map
+from faceswap.settings import LossWeights
 
 
-@dataclass
-class LossWeights:
-    dssim: float = 1.0
-    l1: float = 1.0
-    mask: float = 0.5
-    kl: float = 1e-3
-    background: float = 0.1    # weight of pixels outside the face hull
-    edge: float = 0.0          # L1 on image gradients: rewards sharp edges (eyes, teeth) over a safe blur
-
-
-def side_loss(rgb, mask_out, batch, weights: LossWeights, kl=None) -> torch.Tensor:
+def side_loss(rgb, mask_out, kl, batch, weights: LossWeights) -> torch.Tensor:
+    """One side's loss from its model outputs (rgb, mask or None, KL or None) and its batch."""
     face = batch["mask"]
     pixel_weights = batch["weights"] * (face * (1 - weights.background) + weights.background)
     target = batch["target"]

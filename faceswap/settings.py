@@ -1,0 +1,238 @@
+"""One typed settings model per stage (extract, train, convert): the click options and the pipeline's YAML
+keys are both built from these, so every option exists in both, with the same checks, and a wrong value
+is reported with the name of its option or key before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from faceswap.align import DEFAULT_PADDING
+from faceswap.errors import FaceswapError
+from faceswap.faces.keyframes import DEFAULT_GAP
+
+NO_CLI = {"cli": False}   # a field for the library and pipeline files only (no plain command-line form)
+
+
+@dataclass
+class LossWeights:
+    dssim: float = 1.0
+    l1: float = 1.0
+    mask: float = 0.5
+    kl: float = 1e-3
+    background: float = 0.1    # weight of pixels outside the face hull
+    edge: float = 0.0          # L1 on image gradients (bench/quality.py: no better than 0 at the demo's budget)
+
+
+@dataclass
+class Augment:
+    rotation: float = 10.0      # degrees
+    zoom: float = 0.05
+    shift: float = 0.05
+    flip: float = 0.5
+    brightness: float = 0.3     # L*a*b* lightness, fraction
+    colour: float = 0.08        # a*, b* shift, fraction
+    clahe: float = 0.5          # probability
+    warp: float = 5 / 256       # random-warp sigma, fraction of the size
+    warp_share: float = 1.0     # share of inputs that are warped (the rest teach exact detail)
+    eyes: float = 3.0
+    mouth: float = 2.0
+
+
+def _check_track(value: str | int | None) -> str | None:
+    if value is None:
+        return None
+    value = str(value)
+    if value not in ("largest", "center") and not value.isdigit():
+        raise ValueError("use largest, center or a track id")
+    return value
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    def as_json(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+class ExtractSettings(_Settings):
+    aligner: Literal["litert", "fan"] = Field("litert", description="litert: offline MediaPipe models; fan: "
+                                                                    "face-alignment S3FD + 2DFAN4.")
+    detector: Literal["full", "short"] = Field("full", description="BlazeFace model for litert: full range, or "
+                                                                   "short range (faces near the camera).")
+    size: int = Field(256, ge=32, le=2048, description="Side of the aligned crops in pixels.")
+    padding: float = Field(DEFAULT_PADDING, ge=0, le=1, description="Margin around the mean face in the crops.")
+    every: int = Field(1, ge=1, description="Use every Nth frame.")
+    start: int = Field(0, ge=0, description="First frame index.")
+    end: Optional[int] = Field(None, ge=1, description="Stop before this frame index.")
+    max_faces: int = Field(0, ge=0, description="Keep at most N faces per frame (0: all).")
+    min_size: int = Field(32, ge=1, description="Ignore faces smaller than this (px).")
+    min_score: float = Field(0.5, gt=0, lt=1, description="Detector score threshold.")
+    track: Optional[str] = Field(None, description="Keep one person: largest, center, or a track id.")
+    min_blur: float = Field(0.0, ge=0, description="Drop crops whose sharpness is below this.")
+    smooth: bool = Field(True, description="One-Euro smoothing of landmarks.")
+    smooth_cutoff: float = Field(1.0, gt=0, description="One-Euro minimum cut-off (Hz).")
+    smooth_beta: float = Field(0.3, ge=0, description="One-Euro speed coefficient.")
+    interpolate: int = Field(DEFAULT_GAP, ge=0, le=10, description=(
+        "Video frames in a row whose landmarks may be interpolated where the face barely moves (0: measure "
+        "every frame)."))
+    sequence: bool = Field(False, description=(
+        "Image folders hold consecutive video frames: track, smooth and interpolate across them (by default "
+        "each image is searched on its own)."))
+    preview: Optional[Path] = Field(None, description="Write a contact sheet (.png) or video (.mp4) with boxes "
+                                                      "and landmarks drawn.")
+
+    _track = field_validator("track", mode="before")(_check_track)
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be greater than start ({self.start})")
+        return self
+
+
+class TrainSettings(_Settings):
+    model: Optional[Literal["lite", "original", "hd"]] = Field(
+        None, description="Architecture for a new model (default lite); must match an existing one.")
+    size: Optional[int] = Field(None, description="Model size in px (hd: 128 or 256).")
+    latent: Optional[Literal["dense", "vae"]] = Field(None, description="Bottleneck type.")
+    iterations: Optional[int] = Field(None, gt=0, description="Total steps to reach (a resumed model counts its "
+                                                              "steps).")
+    minutes: Optional[float] = Field(None, gt=0, description="Train for this many minutes.")
+    batch_size: Optional[int] = Field(None, ge=1, le=4096, description="Faces per identity per step.")
+    lr: Optional[float] = Field(None, gt=0, description="Adam learning rate (architecture default if unset).")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1.")
+    schedule: Optional[Literal["constant", "cosine"]] = Field(None, description="Learning-rate schedule.")
+    warmup: int = Field(100, ge=0, description="Learning-rate warm-up steps.")
+    coverage: Optional[float] = Field(None, gt=0.3, le=1, description="Share of the aligned crop the model sees "
+                                                                      "(new model).")
+    holdout: float = Field(0.1, ge=0, le=0.5, description="Share of each face set kept out for evaluation.")
+    seed: int = Field(0, ge=0, description="Random seed.")
+    amp: Literal["auto", "bf16", "fp16", "off"] = Field("auto", description=(
+        "Mixed precision (auto: on GPUs bf16/fp16 from 128 px models up, fp32+TF32 below; bf16 on CPUs with "
+        "AMX/AVX512-BF16)."))
+    compile: bool = Field(False, description="Use torch.compile (slow start, faster steps).")
+    save_every: int = Field(500, ge=1, description="Checkpoint every N steps.")
+    save_minutes: float = Field(5.0, gt=0, description="Checkpoint at least every this many minutes.")
+    preview_every: int = Field(250, ge=1, description="Write preview.png every N steps.")
+    timelapse: bool = Field(False, description="Keep every preview and render timelapse.mp4 at the end.")
+    workers: Optional[int] = Field(None, ge=0, le=64, description=(
+        "Data worker processes (default: half the cores, at most 4; none on a 2-core CPU)."))
+    kl_weight: Optional[float] = Field(None, ge=0, description="KL weight for --latent vae.")
+    warp_share: Optional[float] = Field(None, ge=0, le=1, description=(
+        "Share of inputs given the random warp (lite: 0.5, others: 1); the rest teach exact detail."))
+    loss: LossWeights = Field(default_factory=LossWeights, json_schema_extra=NO_CLI)
+    augment: dict[str, float] = Field(default_factory=dict, json_schema_extra=NO_CLI,
+                                      description="Augment fields to change from the architecture's defaults.")
+
+    @field_validator("augment")
+    @classmethod
+    def _augment_keys(cls, value: dict) -> dict:
+        unknown = set(value) - {f.name for f in dataclasses.fields(Augment)}
+        if unknown:
+            raise ValueError(f"unknown augmentation setting(s): {', '.join(sorted(unknown))}")
+        return value
+
+    def require_budget(self) -> None:
+        if self.iterations is None and self.minutes is None:
+            raise FaceswapError("give --iterations (total steps to reach) or --minutes")
+
+
+class ConvertSettings(_Settings):
+    direction: Literal["a2b", "b2a"] = Field("a2b", description="a2b: A's faces become B's; b2a the reverse.")
+    color: Literal["rct", "avg", "hist", "none"] = Field("rct", description="Colour matching of the new face.")
+    mask: Optional[Literal["landmarks", "predicted", "combined"]] = Field(
+        None, description="Default: combined when the model learned a mask, else landmarks.")
+    erode: int = Field(0, ge=-100, le=100, description="Shrink (or, negative, grow) the mask by PX.")
+    blur: Optional[float] = Field(None, ge=0, le=200, description="Feather the mask edge by PX (default 8% of "
+                                                                  "the face).")
+    blend: Literal["alpha", "seamless"] = Field("alpha", description="How the face is blended in.")
+    sharpen: float = Field(0.0, ge=0, le=5, description="Unsharp-mask amount for the new face.")
+    batch_size: int = Field(16, ge=1, le=1024, description="Faces per model call.")
+    track: Optional[str] = Field(None, description="Swap one person only: largest, center or a track id.")
+    bridge: int = Field(5, ge=0, le=100, description="Bridge a face lost for up to N frames.")
+    sequence: bool = Field(False, description=(
+        "Image folders hold consecutive video frames: track, smooth and bridge across them (by default each "
+        "image is searched on its own)."))
+    watermark: Optional[str] = Field(None, description="Draw this visible label on every frame.")
+    codec: str = Field("libx264", description="Video encoder (an FFmpeg encoder name).")
+    crf: int = Field(18, ge=0, le=63, description="Encoder quality: lower is better (x264: 0-51).")
+    preset: str = Field("fast", description="Encoder speed preset.")
+    aligner: Literal["litert", "fan"] = Field("litert", description="Face finder when no --alignments is given.")
+    detector: Literal["full", "short"] = Field("full", description="BlazeFace model for litert.")
+    min_score: float = Field(0.5, gt=0, lt=1, description="Detector score threshold.")
+    min_size: int = Field(32, ge=1, description="Ignore faces smaller than this (px).")
+    smooth: bool = Field(True, description="One-Euro smoothing of landmarks.")
+    device: Optional[str] = Field(None, description="torch device (default: cuda when there is one, else cpu).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Inference precision.")
+    force_alignments: bool = Field(False, description="Use --alignments even when they record another input.")
+
+    _track = field_validator("track", mode="before")(_check_track)
+
+
+def _message(error: dict) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{message} (got {error['input']!r})" if "input" in error and not isinstance(error["input"], dict) \
+        else message
+
+
+def parse(cls: type[_Settings], values: dict, where: str = "", cli: bool = False) -> _Settings:
+    """Settings from a mapping; a bad value is one FaceswapError naming its option (cli) or key (where)."""
+    if not isinstance(values, dict):
+        raise FaceswapError(f"pipeline: {where} must be a mapping, not {type(values).__name__}")
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = [str(part) for part in error["loc"]]
+        if cli:
+            name = f"--{loc[0].replace('_', '-')}" if loc else "options"
+            raise FaceswapError(f"{name}: {_message(error)}") from None
+        key = ".".join([where] + loc) if loc else where
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(cls.model_fields))
+            raise FaceswapError(f"pipeline: {key}: unknown key (allowed: {allowed})") from None
+        raise FaceswapError(f"pipeline: {key}: {_message(error)}") from None
+
+
+def _plain_type(annotation) -> tuple[Any, bool]:
+    """(the type inside Optional[...], whether None is allowed)."""
+    if get_origin(annotation) is Union:
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0], True
+    return annotation, False
+
+
+def click_options(cls: type[_Settings], skip: frozenset = frozenset()):
+    """A decorator adding one click option per settings field (names, choices, defaults and help from the model)."""
+    import click
+
+    decorators = []
+    for name, field in cls.model_fields.items():
+        if name in skip or (field.json_schema_extra or {}).get("cli") is False:
+            continue
+        kind, optional = _plain_type(field.annotation)
+        flag = "--" + name.replace("_", "-")
+        default = None if field.default_factory else field.default
+        extra: dict = {"help": field.description, "show_default": default is not None and default is not False}
+        if kind is bool:
+            decorators.append(click.option(f"{flag}/--no-{flag[2:]}", name, default=default, **extra))
+            continue
+        if get_origin(kind) is Literal:
+            extra["type"] = click.Choice([str(v) for v in get_args(kind)])
+        elif kind is Path:
+            extra["type"] = click.Path(path_type=Path)
+        elif kind in (int, float):
+            extra["type"] = kind
+        decorators.append(click.option(flag, name, default=default, **extra))
+
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
