@@ -170,6 +170,8 @@ class ConvertSettings(_Settings):
     device: Optional[str] = Field(None, description="torch device (default: cuda when there is one, else cpu).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Inference precision.")
     force_alignments: bool = Field(False, description="Use --alignments even when they record another input.")
+    manifest_paths: bool = Field(False, description="Write full paths into the manifest (by default only names, "
+                                                    "sizes and hashes: a path names the user's folders).")
 
     _track = field_validator("track", mode="before")(_check_track)
 

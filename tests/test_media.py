@@ -138,7 +138,9 @@ def test_odd_size_and_interrupted_write(tmp_path):
     with media.VideoWriter(out, fps=Fraction(10)) as writer:
         for i in range(5):
             writer.write(np.full((77, 101, 3), i * 40, np.uint8))
-    assert media.probe(out).frames == 5
+    info = media.probe(out)
+    assert (info.frames, info.width, info.height) == (5, 101, 77)  # exact size, not padded to even
+    assert next(media.read_frames(out)).image.shape == (77, 101, 3)
     broken = tmp_path / "broken.mp4"
     with pytest.raises(RuntimeError):
         with media.VideoWriter(broken, fps=Fraction(10)) as writer:

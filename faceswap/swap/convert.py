@@ -250,6 +250,8 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
     if output.exists() and source.exists() and output.resolve() == source.resolve():
         raise FaceswapError(f"{output}: the output would overwrite the input; choose another name")
     info = media.probe(source)
+    if not output.parent.is_dir():
+        raise FaceswapError(f"{output.parent}: output folder does not exist")
     with atomic.exclusive(output, "output"):
         return _convert(source, info, model_dir, output, settings, alignments, progress)
 
@@ -331,22 +333,40 @@ def _flush(pending, swapper: Swapper, settings: ConvertSettings, items: queue.Qu
         bar.update(1)
 
 
+def _described(path: Path | None, with_path: bool) -> dict | None:
+    """Name, size and sha256 of a file (each file's, for a folder); its path only when asked for (a path names the
+    user's folders, and manifests are shared)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_file():
+        info = {"name": path.name, "bytes": path.stat().st_size, "sha256": assets.sha256_of(path)}
+    else:
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() else []
+        info = {"name": path.name, "files": {p.name: assets.sha256_of(p) for p in files}}
+    return dict(info, path=str(path.resolve())) if with_path else info
+
+
 def write_manifest(source: Path, model_dir: Path, output: Path, settings: ConvertSettings, model_config: dict,
                    summary: ConvertSummary, alignments: Path | None) -> Path:
     """The JSON record beside every output: what made it, from what, and that it is synthetic."""
-    output_hash = (assets.sha256_of(output) if output.is_file()
-                   else {p.name: assets.sha256_of(p) for p in sorted(output.glob("*.png"))})
+    paths = settings.manifest_paths
+    facesets = {side: dict(_described(Path(v["path"]) / faceset.ALIGNMENTS, False) if
+                           (Path(v.get("path", "")) / faceset.ALIGNMENTS).is_file() else {},
+                           name=Path(v.get("path", "")).name, faces=v.get("train", 0) + len(v.get("holdout", [])),
+                           **({"path": v.get("path")} if paths else {}))
+                for side, v in model_config.get("facesets", {}).items()}
     manifest = {
-        "schema": "faceswap.manifest", "version": 1, "synthetic": True,
+        "schema": "faceswap.manifest", "version": 2, "synthetic": True,
         "statement": SYNTHETIC_NOTE.format(version=__version__),
         "tool": {"name": "faceswap", "version": __version__},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "input": {"path": str(source), "sha256": assets.sha256_of(source) if source.is_file() else None},
-        "output": {"path": str(output), "sha256": output_hash},
-        "model": {"path": str(model_dir), "architecture": model_config.get("architecture", {}).get("name"),
-                  "step": model_config.get("step"), "files_sha256": model_config.get("files", {}),
-                  "facesets": {k: v.get("path") for k, v in model_config.get("facesets", {}).items()}},
-        "alignments": str(alignments) if alignments else None,
+        "input": _described(source, paths),
+        "output": _described(output, paths),
+        "model": dict({"name": Path(model_dir).name, "architecture": model_config.get("architecture", {}).get("name"),
+                       "step": model_config.get("step"), "files_sha256": model_config.get("files", {}),
+                       "facesets": facesets}, **({"path": str(Path(model_dir).resolve())} if paths else {})),
+        "alignments": _described(alignments, paths),
         "settings": settings.as_json(),
         "result": {"frames": summary.frames, "faces_swapped": summary.faces,
                    "frames_without_face": summary.frames_without_face},

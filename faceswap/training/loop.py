@@ -191,6 +191,7 @@ class Trainer:
                                                 else None)
         self.forward = torch.compile(self.pair) if s.compile else self.pair
         self.stop_reason: Stopped | None = None
+        self.loss_log: report.LossLog | None = None
 
     # -- set-up helpers ---------------------------------------------------------------------------
     def _arch(self, existing):
@@ -243,6 +244,8 @@ class Trainer:
                    {store.WEIGHTS: self.model.state_dict(), OPTIMIZER: tensors},
                    {TRAINER_STATE: (json.dumps(meta) + "\n").encode()})
         self.config = store.read_config(self.model_dir)
+        if self.loss_log is not None:  # the loss history survives whatever the checkpoint survives
+            self.loss_log.flush(self.model_dir)
 
     def lr_at(self, step: int, progress: float) -> float:
         warm = min(1.0, (step + 1) / max(1, self.settings.warmup))
@@ -329,7 +332,7 @@ class Trainer:
         batches = loader(stream, default_workers(self.device) if s.workers is None else s.workers)
         torch.set_rng_state(rng_state)
         preview_faces = self._preview_batches()
-        lossl = report.LossLog(self.model_dir, enabled=self.main)
+        self.loss_log = report.LossLog(self.model_dir, enabled=self.main, upto=self.step)
         previous_handlers = self._handle_signals()
         started = last_save = time.perf_counter()
         total = s.iterations - self.step if s.iterations else None
@@ -365,11 +368,11 @@ class Trainer:
                     mean_a, mean_b = np.mean(recent, axis=0)
                     recent = []
                     bar.set_postfix(loss_a=f"{mean_a:.4f}", loss_b=f"{mean_b:.4f}", egs=f"{rate:.1f}", refresh=False)
-                    lossl.add(step=self.step, loss_a=mean_a, loss_b=mean_b, lr=self.optimizer.param_groups[0]["lr"],
+                    self.loss_log.add(step=self.step, loss_a=mean_a, loss_b=mean_b, lr=self.optimizer.param_groups[0]["lr"],
                               examples_per_s=rate, elapsed_s=time.perf_counter() - started)
                 if self.step % s.preview_every == 0:
                     self.write_preview(preview_faces)
-                    lossl.flush(self.model_dir)
+                    self.loss_log.flush(self.model_dir)
                 if self.step % s.save_every == 0 or time.perf_counter() - last_save > s.save_minutes * 60:
                     self.save()
                     last_save = time.perf_counter()
@@ -384,7 +387,7 @@ class Trainer:
                     self.save()                           # make backup/ a copy of the current state)
                 if self.step % s.preview_every:
                     self.write_preview(preview_faces)
-                lossl.flush(self.model_dir)
+                self.loss_log.flush(self.model_dir)
                 if s.timelapse and self.main:
                     report.timelapse(self.model_dir / "timelapse", self.model_dir / "timelapse.mp4")
         return summary

@@ -70,7 +70,9 @@ class LossLog:
     """Appends to loss.csv (kept across resumes) and to TensorBoard when it is installed."""
     FIELDS = ["step", "loss_a", "loss_b", "lr", "examples_per_s", "elapsed_s"]
 
-    def __init__(self, model_dir: Path, enabled: bool = True):
+    def __init__(self, model_dir: Path, enabled: bool = True, upto: int | None = None):
+        """`upto`: the checkpoint's step; rows logged after it (by a run killed before its next save) are
+        dropped, since those steps are trained again."""
         self.path = Path(model_dir) / "loss.csv"
         self.enabled = enabled
         self.rows: list[dict] = []
@@ -80,6 +82,7 @@ class LossLog:
         if self.path.is_file():
             with open(self.path, newline="") as handle:
                 self.rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(handle)]
+            self.rows = [r for r in self.rows if upto is None or r["step"] <= upto]
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(Path(model_dir) / "tensorboard"))
