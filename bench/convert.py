@@ -18,16 +18,18 @@ from faceswap import assets
 CHILD = r"""
 import json, re, sys, time
 sys.path.insert(0, {root!r})
-from faceswap import media
+from faceswap import media, threads
+from faceswap.device import share_cpu_with_video
 from faceswap.swap.convert import convert
 src, model, out, mode = sys.argv[1:5]
 start = time.perf_counter()
 if mode == "convert":
+    share_cpu_with_video()  # as the convert command does
     frames = convert(src, model, out, progress=False).frames
 else:
     info = media.probe(src)
     with media.open_writer(out, like=info, audio_from=src) as writer:
-        for frame in media.prefetch(media.read_frames(src)):
+        for frame in threads.run_ahead(media.read_frames(src)):
             writer.write_frame(frame)
     frames = info.frames
 seconds = time.perf_counter() - start

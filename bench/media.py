@@ -9,7 +9,7 @@ from pathlib import Path
 import imageio_ffmpeg
 from common import sample, timed
 
-from faceswap import media
+from faceswap import media, threads
 
 
 def decode_only(src):
@@ -19,7 +19,7 @@ def decode_only(src):
 def ours(src, out):
     info = media.probe(src)
     with media.open_writer(out, like=info, audio_from=src, preset="fast", crf=18) as writer:
-        for frame in media.prefetch(media.read_frames(src)):  # decode ahead, in a thread
+        for frame in threads.run_ahead(media.read_frames(src)):  # decode ahead, in a thread
             writer.write_frame(frame)
     return info.frames
 

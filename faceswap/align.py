@@ -135,20 +135,17 @@ def crop_face(image: np.ndarray, matrix: np.ndarray, size: int, padding: float =
     return warp(image, crop_matrix(matrix, size, padding), size)
 
 
-def coverage_crop(crop: np.ndarray, coverage: float) -> np.ndarray:
-    """The centre `coverage` fraction of a crop (a model sees this part, resized to its input size)."""
-    size = crop.shape[0]
-    side = int(round(size * coverage))
-    start = (size - side) // 2
-    return crop[start:start + side, start:start + side]
-
-
-def model_matrix(matrix: np.ndarray, crop_size: int, coverage: float, model_size: int,
+def model_matrix(matrix: np.ndarray, model_size: int, coverage: float,
                  padding: float = DEFAULT_PADDING) -> np.ndarray:
-    """2x3 matrix from image pixels straight to a model's input pixels (coverage crop, resized)."""
-    side = int(round(crop_size * coverage))
-    start = (crop_size - side) // 2
-    scale = model_size / side
-    full = np.vstack([crop_matrix(matrix, crop_size, padding), [0, 0, 1]])
-    to_model = np.array([[scale, 0, -start * scale], [0, scale, -start * scale], [0, 0, 1]])
-    return (to_model @ full)[:2]
+    """What a model sees, for training and convert alike: 2x3 matrix from the space `matrix` maps to mean-face
+    units (image pixels, for an alignment matrix) to the model's input pixels. The input is the central
+    `coverage` of a crop padded by `padding` around the mean face, resized to `model_size`."""
+    scale = model_size / (coverage * (1 + 2 * padding))
+    offset = model_size / 2 - 0.5 * scale  # the mean face's centre is the input's centre
+    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0, 0, 1]])
+    return (np.array([[scale, 0, offset], [0, scale, offset], [0, 0, 1]]) @ full)[:2]
+
+
+def crop_to_face(size: int, padding: float = DEFAULT_PADDING) -> np.ndarray:
+    """2x3 matrix from the pixels of an aligned `size` crop back to mean-face units."""
+    return invert(crop_matrix(np.eye(2, 3), size, padding))

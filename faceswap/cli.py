@@ -119,8 +119,12 @@ def samples_fetch():
 @click.pass_context
 def extract(ctx, inputs, output, **options):
     """Detect, align and save faces from videos, image folders or folders of videos into a face set."""
+    import cv2
+
     from faceswap.extract import extract as run_extract
 
+    # reading, finding and writing already run side by side; OpenCV's own threads on small warps only wait on them
+    cv2.setNumThreads(1)
     summary = run_extract(list(inputs), output, settings.parse(ExtractSettings, options, cli=True),
                           progress=not ctx.obj["quiet"])
     click.echo(summary.line())
@@ -159,8 +163,10 @@ def train(ctx, faceset_a, faceset_b, model_dir, **options):
 @click.pass_context
 def convert(ctx, inputs, output, model_dir, alignments, jobs, **options):
     """Swap faces in videos or image folders; timing and audio kept, output marked as synthetic."""
+    from faceswap.device import share_cpu_with_video
     from faceswap.swap.batch import convert_many
 
+    share_cpu_with_video()
     convert_many(list(inputs), output, model_dir, settings.parse(ConvertSettings, options, cli=True), alignments,
                  progress=not ctx.obj["quiet"], echo=click.echo, jobs=jobs)
 

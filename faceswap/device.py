@@ -1,6 +1,7 @@
 """Which device and which reduced precision pay off here."""
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,11 +43,9 @@ def use_tf32() -> None:
     torch.backends.cudnn.allow_tf32 = True
 
 
-def share_cpu(device: torch.device) -> int:
-    """On the CPU, give torch half the cores while a video is converted: decoding, face finding and encoding
-    run beside the model, and threads that outnumber the cores spin against each other (2 cores: 97 fps
-    with one torch thread against 84 with two). Returns the previous count, for torch.set_num_threads."""
-    previous = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, previous // 2))
-    return previous
+def share_cpu_with_video() -> None:
+    """Once per process, before converting on the CPU (never inside library code that may run in threads):
+    torch gets half the cores, since decoding, face finding and encoding run beside the model and threads
+    that outnumber the cores spin against each other (2 cores: 97 fps with one torch thread, 84 with two)."""
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))

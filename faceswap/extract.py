@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +17,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from faceswap import align, atomic, faceset, images, media
+from faceswap import align, atomic, faceset, images, media, threads
 from faceswap.errors import FaceswapError
-from faceswap.faces import REDETECT_FRAMES, Face, FaceCounts, Smoother, Tracker, keyframes, make_finder
+from faceswap.faces import REDETECT_FRAMES, Face, FaceCounts, keyframes, make_finder
+from faceswap.faces.stage import FaceStage
 from faceswap.settings import ExtractSettings
 
 log = logging.getLogger(__name__)
@@ -45,30 +44,6 @@ def blur_score(crop: np.ndarray) -> float:
     grey = cv2.cvtColor(cv2.resize(crop, (128, 128), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
     _, std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F))
     return float(std[0, 0]) ** 2
-
-
-class TrackChooser:
-    """Keeps one person: 'largest', 'center' (nearest the frame centre) or a numeric track id."""
-
-    def __init__(self, rule: str | None):
-        self.rule = rule
-        self.current: int | None = None
-
-    def __call__(self, faces: list[Face], shape) -> list[Face]:
-        if not self.rule or not faces:
-            return faces
-        if self.rule not in ("largest", "center"):
-            return [f for f in faces if f.track == int(self.rule)]
-        by_id = {f.track: f for f in faces}
-        if self.current in by_id:
-            return [by_id[self.current]]
-        if self.rule == "largest":
-            best = max(faces, key=lambda f: f.size)
-        else:
-            centre = np.array([shape[1] / 2, shape[0] / 2])
-            best = min(faces, key=lambda f: np.linalg.norm(f.centre - centre))
-        self.current = best.track
-        return [best]
 
 
 class Preview:
@@ -127,47 +102,37 @@ def _gap(settings: ExtractSettings) -> int:
 
 class _FrameSaver:
     """For one input, frame after frame in the single writer thread (records keep frame order and only
-    follow crops already on disk): keep, track and smooth the faces found, then align, crop, check and
-    write them and append the frame's record. Off the main thread, which only finds faces."""
+    follow crops already on disk): make the faces found final (the face stage), then crop, check and write
+    them and append the frame's record. Off the main thread, which only finds faces."""
 
     def __init__(self, source: str, output: Path, settings: ExtractSettings, writer: faceset.AlignmentsWriter,
                  summary: ExtractSummary, preview: Preview | None, consecutive: bool):
         self.source, self.output, self.settings = source, output, settings
         self.writer, self.summary, self.preview = writer, summary, preview
-        self.tracker = Tracker()
-        self.smoother = Smoother(settings.smooth_cutoff, settings.smooth_beta, settings.smooth and consecutive)
-        self.chooser = TrackChooser(settings.track)
+        self.stage = FaceStage(settings.min_size, settings.track, settings.max_faces, settings.smooth,
+                               settings.smooth_cutoff, settings.smooth_beta, consecutive=consecutive)
 
-    def __call__(self, frame: media.Frame, found: list[Face], measured: bool) -> None:
-        settings = self.settings
-        faces = [f for f in found if f.size >= settings.min_size]
-        faces = self.smoother(self.tracker.update(faces, frame.index), frame.pts)
-        faces = self.chooser(faces, frame.image.shape)
-        if settings.max_faces:
-            faces = sorted(faces, key=lambda f: -f.size)[:settings.max_faces]
-        if self.preview is not None:
-            self.preview.add(frame, faces)
-        records = [r for number, face in enumerate(faces) if (r := self._save_face(frame, face, number))]
-        record = {"source": self.source, "frame": frame.index, "pts": round(frame.pts, 6), "faces": records}
-        if records and not measured:
-            record["interpolated"] = True
-            self.summary.interpolated += 1
-        self.writer.append(record)
-        self.summary.count(len(records))
+    def __call__(self, item: tuple) -> None:
+        for frame, faces, measured in self.stage.push(*item):  # no bridging: final at once
+            if self.preview is not None:
+                self.preview.add(frame, faces)
+            records = [r for number, face in enumerate(faces) if (r := self._save_face(frame, face, number))]
+            record = {"source": self.source, "frame": frame.index, "pts": round(frame.pts, 6), "faces": records}
+            if records and not measured:
+                record["interpolated"] = True
+                self.summary.interpolated += 1
+            self.writer.append(record)
+            self.summary.count(len(records))
 
     def _save_face(self, frame: media.Frame, face: Face, number: int) -> dict | None:
-        """Align, crop, check and write one face; its record, or None when it is too blurred."""
+        """Crop, check and write one face; its record, or None when it is too blurred."""
         settings = self.settings
-        face.matrix = align.alignment_matrix(face.landmarks)
         crop = align.crop_face(frame.image, face.matrix, settings.size, settings.padding)
         blur = blur_score(crop)
         if blur < settings.min_blur:
             return None
         name = f"{Path(self.source).stem}_{frame.index:06d}_{number}.png"
-        record = {"bbox": [round(float(v), 2) for v in face.bbox], "score": round(float(face.score), 4),
-                  "landmarks": np.round(face.landmarks, 2).tolist(),
-                  "matrix": [[float(v) for v in row] for row in face.matrix],
-                  "track": int(face.track), "blur": round(blur, 2), "file": name}
+        record = face.to_record(blur, name)
         meta = dict(record, source=self.source, frame=frame.index, pts=frame.pts, size=settings.size,
                     padding=settings.padding)
         path = self.output / faceset.FACES / name
@@ -207,19 +172,12 @@ def _extract_all(inputs, infos, output, created, settings, finder, progress) -> 
     summary = ExtractSummary()
     preview = Preview(settings.preview, sum(i.frames for i in infos)) if settings.preview else None
     started = time.perf_counter()
-    pool = ThreadPoolExecutor(max_workers=1)
-    cv_threads = cv2.getNumThreads()
-    # reading, finding and writing already run side by side; OpenCV's own threads on small warps only
-    # wait on them (2 cores: 5.7 against 6.0 ms of CPU a frame)
-    cv2.setNumThreads(1)
     failed = True
     try:
         for path, info in zip(inputs, infos):
-            _extract_one(path, info, output, settings, finder, writer, pool, preview, summary, progress)
+            _extract_one(path, info, output, settings, finder, writer, preview, summary, progress)
         failed = False
     finally:
-        cv2.setNumThreads(cv_threads)
-        pool.shutdown(wait=True)
         writer.close()
         summary.seconds = time.perf_counter() - started
         if preview is not None:
@@ -231,7 +189,7 @@ def _extract_all(inputs, infos, output, created, settings, finder, progress) -> 
     return summary
 
 
-def _extract_one(path, info, output, settings, finder, writer, pool, preview, summary, progress) -> None:
+def _extract_one(path, info, output, settings, finder, writer, preview, summary, progress) -> None:
     source = path.name
     start = settings.start
     if source in writer.done:
@@ -249,20 +207,15 @@ def _extract_one(path, info, output, settings, finder, writer, pool, preview, su
     video = consecutive and settings.every <= 2
     finder.reset()
     saver = _FrameSaver(source, output, settings, writer, summary, preview, consecutive)
-    pending: deque = deque()
     total = len(range(start, end, settings.every))
     bar = tqdm(total=total, desc=f"extract {source}", unit="frame", disable=not progress, leave=False)
     # frames in flight: up to 16 decoded ahead and 32 being written, fewer where frames are large (4K: 5
     # and 10), besides the few the face finder holds back; memory stays under about 1 GB at any size
     frame_bytes = max(1, info.width * info.height * 3)
     ahead, behind = max(2, min(16, (128 << 20) // frame_bytes)), max(4, min(32, (256 << 20) // frame_bytes))
-    frames = media.prefetch(media.read_frames(path, start=start, end=end, step=settings.every), ahead)
-    with bar:  # closed (and cleared) before any error is printed
-        for frame, found, measured in keyframes.find_faces(frames, finder, _gap(settings), video=video):
-            pending.append(pool.submit(saver, frame, found, measured))
-            while pending and (len(pending) > behind or pending[0].done()):
-                pending.popleft().result()  # re-raises a failed write here
+    frames = threads.run_ahead(media.read_frames(path, start=start, end=end, step=settings.every), ahead)
+    with bar, threads.Behind(saver, behind) as saving:  # the bar is closed (and cleared) before any error shows
+        for item in keyframes.find_faces(frames, finder, _gap(settings), video=video):
+            saving.put(item)
             bar.update(1)
             bar.set_postfix(faces=summary.faces, refresh=False)
-        while pending:
-            pending.popleft().result()

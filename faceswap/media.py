@@ -8,8 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
-import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -48,6 +46,10 @@ class Frame:
     index: int
     ticks: int | None = None         # raw pts in time_base units, when it came from a container
     time_base: Fraction | None = None
+
+    @property
+    def shape(self) -> tuple:
+        return self.image.shape
 
 
 @dataclass
@@ -285,38 +287,6 @@ def read_frames(path: Path, start: int = 0, end: int | None = None, step: int = 
             yield Frame(image, seconds, index, ticks, tb)
     finally:
         container.close()
-
-
-def prefetch(iterator, size: int = 16):
-    """Run an iterator in a thread, yielding its items (and re-raising its error) in order."""
-    items: queue.Queue = queue.Queue(maxsize=size)
-    done = object()
-    stop = threading.Event()
-
-    def work():
-        try:
-            for item in iterator:
-                if stop.is_set():
-                    return
-                items.put(item)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            items.put(exc)
-        items.put(done)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while (item := items.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                items.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
 
 
 class _AudioCopier:

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from faceswap import assets, atomic, faceset, settings
+from faceswap.device import share_cpu_with_video
 from faceswap.errors import FaceswapError, Interrupted
 from faceswap.extract import extract
 from faceswap.media import VIDEO_SUFFIXES
@@ -206,6 +207,7 @@ class Pipeline:
         set_b = self._extract("b", progress, echo)
         model = self._train(set_a, set_b, progress, echo)
         model_key = self._fingerprint(model)
+        share_cpu_with_video()  # training is done: from here on the model shares the CPU with video work
         (self.work / "output").mkdir(exist_ok=True)
         rows, todo = [], []
         for source, output, name, settings in clips:

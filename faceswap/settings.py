@@ -59,34 +59,38 @@ class _Settings(BaseModel):
         return self.model_dump(mode="json")
 
 
-class ExtractSettings(_Settings):
+class FaceSettings(_Settings):
+    """How faces are found and made final (the face stage): shared by extract and convert."""
     aligner: Literal["litert", "fan"] = Field("litert", description="litert: offline MediaPipe models; fan: "
                                                                     "face-alignment S3FD + 2DFAN4.")
     detector: Literal["full", "short"] = Field("full", description="BlazeFace model for litert: full range, or "
                                                                    "short range (faces near the camera).")
+    min_score: float = Field(0.5, gt=0, lt=1, description="Detector score threshold.")
+    min_size: int = Field(32, ge=1, description="Ignore faces smaller than this (px).")
+    max_faces: int = Field(0, ge=0, description="Keep at most N faces per frame, the largest (0: all).")
+    track: Optional[str] = Field(None, description="Keep one person only: largest, center, or a track id.")
+    smooth: bool = Field(True, description="One-Euro smoothing of landmarks.")
+    smooth_cutoff: float = Field(1.0, gt=0, description="One-Euro minimum cut-off (Hz).")
+    smooth_beta: float = Field(0.3, ge=0, description="One-Euro speed coefficient.")
+    sequence: bool = Field(False, description=(
+        "Image folders hold consecutive video frames: track and smooth across them (by default each image is "
+        "searched on its own)."))
+
+    _track = field_validator("track", mode="before")(_check_track)
+
+
+class ExtractSettings(FaceSettings):
     size: int = Field(256, ge=32, le=2048, description="Side of the aligned crops in pixels.")
     padding: float = Field(DEFAULT_PADDING, ge=0, le=1, description="Margin around the mean face in the crops.")
     every: int = Field(1, ge=1, description="Use every Nth frame.")
     start: int = Field(0, ge=0, description="First frame index.")
     end: Optional[int] = Field(None, ge=1, description="Stop before this frame index.")
-    max_faces: int = Field(0, ge=0, description="Keep at most N faces per frame (0: all).")
-    min_size: int = Field(32, ge=1, description="Ignore faces smaller than this (px).")
-    min_score: float = Field(0.5, gt=0, lt=1, description="Detector score threshold.")
-    track: Optional[str] = Field(None, description="Keep one person: largest, center, or a track id.")
     min_blur: float = Field(0.0, ge=0, description="Drop crops whose sharpness is below this.")
-    smooth: bool = Field(True, description="One-Euro smoothing of landmarks.")
-    smooth_cutoff: float = Field(1.0, gt=0, description="One-Euro minimum cut-off (Hz).")
-    smooth_beta: float = Field(0.3, ge=0, description="One-Euro speed coefficient.")
     interpolate: int = Field(DEFAULT_GAP, ge=0, le=10, description=(
         "Video frames in a row whose landmarks may be interpolated where the face barely moves (0: measure "
         "every frame)."))
-    sequence: bool = Field(False, description=(
-        "Image folders hold consecutive video frames: track, smooth and interpolate across them (by default "
-        "each image is searched on its own)."))
     preview: Optional[Path] = Field(None, description="Write a contact sheet (.png) or video (.mp4) with boxes "
                                                       "and landmarks drawn.")
-
-    _track = field_validator("track", mode="before")(_check_track)
 
     @model_validator(mode="after")
     def _range(self):
@@ -142,7 +146,7 @@ class TrainSettings(_Settings):
             raise FaceswapError("give --iterations (total steps to reach) or --minutes")
 
 
-class ConvertSettings(_Settings):
+class ConvertSettings(FaceSettings):
     direction: Literal["a2b", "b2a"] = Field("a2b", description="a2b: A's faces become B's; b2a the reverse.")
     color: Literal["rct", "avg", "hist", "none"] = Field("rct", description="Colour matching of the new face.")
     mask: Optional[Literal["landmarks", "predicted", "combined"]] = Field(
@@ -153,27 +157,16 @@ class ConvertSettings(_Settings):
     blend: Literal["alpha", "seamless"] = Field("alpha", description="How the face is blended in.")
     sharpen: float = Field(0.0, ge=0, le=5, description="Unsharp-mask amount for the new face.")
     batch_size: int = Field(16, ge=1, le=1024, description="Faces per model call.")
-    track: Optional[str] = Field(None, description="Swap one person only: largest, center or a track id.")
     bridge: int = Field(5, ge=0, le=100, description="Bridge a face lost for up to N frames.")
-    sequence: bool = Field(False, description=(
-        "Image folders hold consecutive video frames: track, smooth and bridge across them (by default each "
-        "image is searched on its own)."))
     watermark: Optional[str] = Field(None, description="Draw this visible label on every frame.")
     codec: str = Field("libx264", description="Video encoder (an FFmpeg encoder name).")
     crf: int = Field(18, ge=0, le=63, description="Encoder quality: lower is better (x264: 0-51).")
     preset: str = Field("fast", description="Encoder speed preset.")
-    aligner: Literal["litert", "fan"] = Field("litert", description="Face finder when no --alignments is given.")
-    detector: Literal["full", "short"] = Field("full", description="BlazeFace model for litert.")
-    min_score: float = Field(0.5, gt=0, lt=1, description="Detector score threshold.")
-    min_size: int = Field(32, ge=1, description="Ignore faces smaller than this (px).")
-    smooth: bool = Field(True, description="One-Euro smoothing of landmarks.")
     device: Optional[str] = Field(None, description="torch device (default: cuda when there is one, else cpu).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Inference precision.")
     force_alignments: bool = Field(False, description="Use --alignments even when they record another input.")
     manifest_paths: bool = Field(False, description="Write full paths into the manifest (by default only names, "
                                                     "sizes and hashes: a path names the user's folders).")
-
-    _track = field_validator("track", mode="before")(_check_track)
 
 
 def _message(error: dict) -> str:

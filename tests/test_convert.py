@@ -16,7 +16,7 @@ import pytest
 
 from faceswap import align, media
 from faceswap.swap import blend, color
-from faceswap.swap.convert import ConvertSettings, FaceStream, Swapper, convert, manifest_path
+from faceswap.swap.convert import ConvertSettings, Swapper, convert, faces_in_order, manifest_path
 from helpers import run_cli
 from test_media import assert_same_timing
 
@@ -115,9 +115,9 @@ def test_photos_in_a_folder_are_searched_one_by_one(photos_abba, face_models, tm
     for name, image in (("a", a), ("b", b)):
         with media.ImageFolderWriter(tmp_path / name) as writer:
             writer.write(image)
-        alone[name] = FaceStream(tmp_path / name, ConvertSettings()).faces(0, image.shape)[0]["landmarks"]
-    stream = FaceStream(folder, ConvertSettings())
-    found = [stream.faces(i, a.shape)[0]["landmarks"] for i in range(4)]
+        alone[name] = next(faces_in_order(tmp_path / name, ConvertSettings()))[1][0].landmarks
+    found = [faces[0].landmarks for _, faces in faces_in_order(folder, ConvertSettings())]
+    assert len(found) == 4
     for landmarks, name in zip(found, "abba"):
         assert np.abs(landmarks - alone[name]).max() < 0.5
 
@@ -267,3 +267,26 @@ def test_bad_input(case, sample_b, sample_no_face, small_model, tmp_path):
         assert not out.exists()
     else:
         assert "overwrite the input" in line
+
+
+def test_training_crop_equals_converts_crop(facesets, small_model, sample_b):
+    """One model geometry: the un-augmented training input of a face set crop is convert's model input of the
+    same frame (the matrices compose to the same map; the pixels differ only by resampling)."""
+    from faceswap import align, faceset
+    from faceswap.training.data import FaceData
+
+    swapper = Swapper(small_model, ConvertSettings())
+    data = FaceData(facesets[1], swapper.size, swapper.cfg.coverage, holdout=0)
+    _, records = faceset.read_alignments(facesets[1])
+    face = records[0]["faces"][0]
+    assert data.files[0] == face["file"] and records[0]["frame"] == 0
+    to_work = np.diag([data.work / 256, data.work / 256, 1])
+    training = (np.vstack([data.centre_matrix(), [0, 0, 1]]) @ to_work
+                @ np.vstack([align.crop_matrix(face["matrix"], 256), [0, 0, 1]]))[:2]
+    # (the record keeps landmarks to 0.01 px, its matrix from the unrounded ones)
+    assert np.allclose(training, swapper.model_matrix(np.asarray(face["landmarks"])), atol=2e-3)
+    plain, _ = data.plain(data.images[:1], data.landmarks[:1])
+    frame = next(media.read_frames(sample_b)).image
+    converted = align.warp(frame, swapper.model_matrix(np.asarray(face["landmarks"])), swapper.size)
+    diff = np.abs(plain[0].astype(int) - converted.astype(int))
+    assert diff.mean() < 3 and np.percentile(diff, 99) < 25, (diff.mean(), np.percentile(diff, 99))

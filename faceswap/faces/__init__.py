@@ -39,6 +39,20 @@ class Face:
     track: int = -1
     matrix: np.ndarray | None = None  # 2x3 alignment matrix, filled by extract/convert
     detection: float | None = None   # the detector's score, carried along while the face is tracked
+    bridged: bool = False            # interpolated over a frame where its track was lost
+
+    def to_record(self, blur: float, file: str | None) -> dict:
+        """The face as the alignments file holds it (faceset.FACE_KEYS), after alignment."""
+        return {"bbox": [round(float(v), 2) for v in self.bbox], "score": round(float(self.score), 4),
+                "landmarks": np.round(self.landmarks, 2).tolist(),
+                "matrix": [[float(v) for v in row] for row in self.matrix],
+                "track": int(self.track), "blur": round(blur, 2), "file": file}
+
+    @classmethod
+    def from_record(cls, record: dict) -> Face:
+        return cls(bbox=np.asarray(record["bbox"], np.float64), score=float(record["score"]),
+                   landmarks=np.asarray(record["landmarks"], np.float64), track=int(record["track"]),
+                   matrix=np.asarray(record["matrix"], np.float64))
 
     @property
     def size(self) -> float:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import datetime
 import logging
-import queue
-import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceswap import __version__, align, assets, atomic, faceset, media
-from faceswap.device import autocast_dtype, share_cpu, use_tf32
+from faceswap import __version__, align, assets, atomic, faceset, media, threads
+from faceswap.device import autocast_dtype, use_tf32
 from faceswap.errors import FaceswapError
-from faceswap.extract import TrackChooser
-from faceswap.faces import Face, FaceCounts, Smoother, Tracker, keyframes, make_finder
+from faceswap.faces import Face, FaceCounts, keyframes, make_finder
+from faceswap.faces.stage import FaceStage, FrameRef
 from faceswap.models import store
 from faceswap.settings import ConvertSettings
 from faceswap.swap import blend, color
@@ -46,11 +45,11 @@ class ConvertSummary(FaceCounts):
 IDENTITY = ("bytes", "sampled_sha256", "frames", "width", "height")
 
 
-def faces_from_alignments(path: Path, info: media.MediaInfo, force: bool = False) -> tuple[dict[int, list[dict]], float]:
+def faces_from_alignments(path: Path, info: media.MediaInfo, force: bool = False) -> dict[int, list[Face]]:
     """Each frame's faces from an extract face set, after checking that it was made from this input: the same
     file (by name and content) or a renamed copy of it. Anything else is refused unless `force`."""
     path = Path(path)
-    header, records = faceset.read_alignments(path)
+    _, records = faceset.read_alignments(path)
     sources = faceset.read_summary(path if path.is_dir() else path.parent).get("sources", {})
     names = sorted({r["source"] for r in records})
     mine = media.fingerprint(info)
@@ -72,104 +71,27 @@ def faces_from_alignments(path: Path, info: media.MediaInfo, force: bool = False
         log.warning("%s: %s; used anyway (--force-alignments)", path, problem)
         if name not in names and len(names) == 1:
             name = names[0]
-    timeline = {}
-    for record in records:
-        if record["source"] == name:
-            timeline[record["frame"]] = [{"landmarks": np.asarray(f["landmarks"], np.float64), "track": f["track"]}
-                                         for f in record["faces"]]
-    return timeline, float(header["padding"])
+    return {r["frame"]: [Face.from_record(f) for f in r["faces"]] for r in records if r["source"] == name}
 
 
-class FaceStream:
-    """Where the faces are, found by a thread running ahead of the swap.
-
-    Frame i's faces are final once faces are known up to i + bridge + 1 (a track lost for up to
-    `bridge` frames is then bridged by interpolation); older entries are dropped, so memory stays flat.
-    With an alignments file everything is known from the start.
-    """
-
-    def __init__(self, source: Path, settings: ConvertSettings, known: dict[int, list[dict]] | None = None):
-        # photos (an image folder, unless settings.sequence) are each searched on their own: no tracking,
-        # smoothing or bridging from one photo into an unrelated next one
-        self.consecutive = settings.sequence or not media.is_image_folder(source)
-        self.bridge = settings.bridge if self.consecutive else 0
-        self.timeline: dict[int, list[dict]] = known if known is not None else {}
-        self.known_upto = -1
-        self.pruned_below = 0
-        self.finished = known is not None
-        self.error: BaseException | None = None
-        self.condition = threading.Condition()
-        self.chooser = TrackChooser(settings.track)
-        self.bridged = 0
-        if known is None:
-            self.thread = threading.Thread(target=self._find, args=(source, settings), daemon=True)
-            self.thread.start()
-
-    def _find(self, source: Path, settings: ConvertSettings) -> None:
-        try:
-            finder = make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score)
-            tracker, smoother = Tracker(), Smoother(enabled=settings.smooth and self.consecutive)
-            # every frame measured (gap 0), held back a few frames so faces coming into view are followed back
-            for frame, found, _ in keyframes.find_faces(media.read_frames(source), finder, 0, video=self.consecutive):
-                faces = [f for f in found if f.size >= settings.min_size]
-                faces = smoother(tracker.update(faces, frame.index), frame.pts)
-                with self.condition:
-                    self.timeline[frame.index] = [{"landmarks": f.landmarks.copy(), "track": f.track} for f in faces]
-                    self.known_upto = frame.index
-                    self.condition.notify_all()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the swapping thread
-            self.error = exc
-        with self.condition:
-            self.finished = True
-            self.condition.notify_all()
-
-    def faces(self, index: int, shape) -> list[dict]:
-        """The faces to swap in frame `index` (frames must be asked for in order)."""
-        with self.condition:
-            self.condition.wait_for(lambda: self.finished or self.known_upto >= index + self.bridge + 1)
-            if self.error is not None:
-                raise self.error
-            window = {k: list(self.timeline[k]) for k in range(index - self.bridge - 1, index + self.bridge + 2)
-                      if k in self.timeline}
-            for old in range(self.pruned_below, index - self.bridge - 1):
-                self.timeline.pop(old, None)
-            self.pruned_below = max(self.pruned_below, index - self.bridge - 1)
-        self.bridged += bridge_gaps(window, self.bridge, only=index)
-        return self._choose(window.get(index, []), shape)
-
-    def _choose(self, faces: list[dict], shape) -> list[dict]:
-        if not self.chooser.rule or not faces:
-            return faces
-        candidates = [Face(bbox=np.concatenate([f["landmarks"].min(0), f["landmarks"].max(0)]), score=1.0,
-                           landmarks=f["landmarks"], track=f["track"]) for f in faces]
-        keep = {f.track for f in self.chooser(candidates, shape)}
-        return [f for f in faces if f["track"] in keep]
-
-
-def bridge_gaps(timeline: dict[int, list[dict]], max_gap: int, only: int | None = None) -> int:
-    """Fill frames where a track vanished for <= max_gap frames by interpolating its landmarks
-    (all such frames, or just frame `only`)."""
-    by_track: dict[int, list[int]] = {}
-    for index, faces in timeline.items():
-        for face in faces:
-            by_track.setdefault(face["track"], []).append(index)
-    added = 0
-    for track, frames in by_track.items():
-        frames.sort()
-        for before, after in zip(frames, frames[1:]):
-            gap = after - before - 1
-            if not 0 < gap <= max_gap:
-                continue
-            first = next(f for f in timeline[before] if f["track"] == track)["landmarks"]
-            last = next(f for f in timeline[after] if f["track"] == track)["landmarks"]
-            for step in range(1, gap + 1):
-                if only is not None and before + step != only:
-                    continue
-                t = step / (gap + 1)
-                timeline.setdefault(before + step, []).append(
-                    {"landmarks": first * (1 - t) + last * t, "track": track, "bridged": True})
-                added += 1
-    return added
+def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, list[Face]] | None = None) -> Iterator:
+    """(frame ref, faces to swap) for every frame, in order: found (every frame measured, arrivals followed
+    back) or read from an alignments file, then made final by the face stage (bridged and chosen)."""
+    # photos (an image folder, unless settings.sequence) are each searched on their own: no tracking,
+    # smoothing or bridging from one photo into an unrelated next one
+    consecutive = settings.sequence or not media.is_image_folder(source)
+    frames = media.read_frames(source)
+    if known is None:
+        finder = make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score)
+        found = keyframes.find_faces(frames, finder, 0, video=consecutive)
+    else:
+        found = ((frame, list(known.get(frame.index, [])), True) for frame in frames)
+    stage = FaceStage(settings.min_size, settings.track, settings.max_faces, settings.smooth, settings.smooth_cutoff,
+                      settings.smooth_beta, settings.bridge, consecutive, tracked=known is not None)
+    for ref, faces, _ in stage.run((FrameRef.of(frame), faces, measured) for frame, faces, measured in found):
+        yield ref, faces
+    if stage.bridged:
+        log.info("bridged %d lost faces inside tracks", stage.bridged)
 
 
 # -- pass 2: swap ---------------------------------------------------------------------------------------
@@ -187,14 +109,15 @@ class Swapper:
         self.mask_kind = settings.mask or ("combined" if self.cfg.mask else "landmarks")
         if self.mask_kind != "landmarks" and not self.cfg.mask:
             raise FaceswapError(f"this {self.cfg.name} model has no learned mask; use --mask landmarks")
-        self.padding = align.DEFAULT_PADDING  # an alignments file may say otherwise
+        self.padding = float(self.config.get("padding", align.DEFAULT_PADDING))
         self.amp = autocast_dtype(settings.precision, self.device, self.cfg.size)
         if self.device.type == "cuda":
             use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
 
     def model_matrix(self, landmarks: np.ndarray) -> np.ndarray:
-        return align.model_matrix(align.alignment_matrix(landmarks), 256, self.cfg.coverage, self.size, self.padding)
+        """The window the model was trained on (align.model_matrix, as training uses it)."""
+        return align.model_matrix(align.alignment_matrix(landmarks), self.size, self.cfg.coverage, self.padding)
 
     @torch.inference_mode()
     def infer(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -222,22 +145,6 @@ class Swapper:
         return frame
 
 
-def _writer_thread(writer, items: queue.Queue, errors: list) -> threading.Thread:
-    def work():
-        try:
-            while (item := items.get()) is not None:
-                frame, image = item
-                writer.write_frame(frame, image)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-            while items.get() is not None:
-                pass
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    return thread
-
-
 def manifest_path(output: Path) -> Path:
     output = Path(output)
     return output / "faceswap-manifest.json" if output.suffix == "" else output.with_name(output.name + ".json")
@@ -257,12 +164,9 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
 
 
 def _convert(source, info, model_dir, output, settings, alignments, progress) -> ConvertSummary:
-    known, padding = (None, align.DEFAULT_PADDING) if not alignments else \
-        faces_from_alignments(Path(alignments), info, settings.force_alignments)
+    known = faces_from_alignments(Path(alignments), info, settings.force_alignments) if alignments else None
     swapper = Swapper(model_dir, settings)
-    swapper.padding = padding
     started = time.perf_counter()
-    faces = FaceStream(source, settings, known)
     metadata = {"comment": SYNTHETIC_NOTE.format(version=__version__),
                 "description": SYNTHETIC_NOTE.format(version=__version__),
                 "encoder": f"faceswap {__version__}"}
@@ -270,49 +174,40 @@ def _convert(source, info, model_dir, output, settings, alignments, progress) ->
                                preset=settings.preset, metadata=metadata) \
         if output.suffix else media.open_writer(output, like=info)
     summary = ConvertSummary(output=str(output))
-    items: queue.Queue = queue.Queue(maxsize=32)
-    errors: list = []
-    thread = _writer_thread(writer, items, errors)
     bar = tqdm(total=info.frames, desc=f"convert {source.name}", unit="frame", disable=not progress, leave=False)
-    torch_threads = share_cpu(swapper.device)
+    faces = threads.run_ahead(faces_in_order(source, settings, known), 64)  # pass 1, ahead of the swap
     try:
-        pending: list = []  # (frame, [(matrix, landmarks in model space, aligned face)]) awaiting the model
-        queued_faces = 0
-        for frame in media.prefetch(media.read_frames(source)):
-            if errors:
-                raise errors[0]
-            jobs = []
-            for face in faces.faces(frame.index, frame.image.shape):
-                matrix = swapper.model_matrix(face["landmarks"])
-                aligned = align.warp(frame.image, matrix, swapper.size)
-                jobs.append((matrix, align.transform_points(face["landmarks"], matrix), aligned))
-            pending.append((frame, jobs))
-            queued_faces += len(jobs)
-            if queued_faces >= settings.batch_size or len(pending) >= 2 * settings.batch_size:
-                _flush(pending, swapper, settings, items, summary, bar)
-                pending, queued_faces = [], 0
-        _flush(pending, swapper, settings, items, summary, bar)
-        items.put(None)
-        thread.join()
-        if errors:
-            raise errors[0]
+        with threads.Behind(lambda item: writer.write_frame(*item), 32) as writing:
+            pending: list = []  # (frame, [(matrix, landmarks in model space, aligned face)]) awaiting the model
+            queued_faces = 0
+            for frame in threads.run_ahead(media.read_frames(source)):
+                ref, found = next(faces, (None, []))
+                if ref is None or ref.index != frame.index:
+                    raise FaceswapError(f"{source}: the face pass and the swap pass decoded different frames")
+                jobs = []
+                for face in found:
+                    matrix = swapper.model_matrix(face.landmarks)
+                    aligned = align.warp(frame.image, matrix, swapper.size)
+                    jobs.append((matrix, align.transform_points(face.landmarks, matrix), aligned))
+                pending.append((frame, jobs))
+                queued_faces += len(jobs)
+                if queued_faces >= settings.batch_size or len(pending) >= 2 * settings.batch_size:
+                    _flush(pending, swapper, settings, writing.put, summary, bar)
+                    pending, queued_faces = [], 0
+            _flush(pending, swapper, settings, writing.put, summary, bar)
         writer.close()
     except BaseException:
-        items.put(None)
-        thread.join(timeout=30)
         writer.abort()
         raise
     finally:
+        faces.close()
         bar.close()
-        torch.set_num_threads(torch_threads)
     summary.seconds = time.perf_counter() - started
-    if faces.bridged:
-        log.info("bridged %d lost faces inside tracks", faces.bridged)
     write_manifest(source, model_dir, output, settings, swapper.config, summary, alignments)
     return summary
 
 
-def _flush(pending, swapper: Swapper, settings: ConvertSettings, items: queue.Queue, summary, bar) -> None:
+def _flush(pending, swapper: Swapper, settings: ConvertSettings, put, summary, bar) -> None:
     aligned = [job[2] for _, jobs in pending for job in jobs]
     if aligned:
         swapped, masks = swapper.infer(np.stack(aligned))
@@ -328,7 +223,7 @@ def _flush(pending, swapper: Swapper, settings: ConvertSettings, items: queue.Qu
             image = swapper.composite(image, batch_jobs)
         if settings.watermark:
             image = blend.watermark(image, settings.watermark)
-        items.put((frame, image))
+        put((frame, image))
         summary.count(len(jobs))
         bar.update(1)
 

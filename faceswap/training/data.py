@@ -35,6 +35,10 @@ class FaceData:
             raise FaceswapError(f"{folder}: face set {label} has {len(entries)} faces; training needs at least "
                                 f"{MIN_FACES}")
         crop_size = int(entries[0][1].get("size", 256))
+        paddings = {float(meta.get("padding", align.DEFAULT_PADDING)) for _, meta in entries}
+        if len(paddings) > 1:
+            raise FaceswapError(f"{folder}: face set {label} mixes crops of paddings {sorted(paddings)}")
+        self.padding = paddings.pop()
         if crop_size * coverage < model_size:
             raise FaceswapError(f"{folder}: crops are {crop_size} px, too small for a {model_size} px model at "
                                 f"coverage {coverage} (need {math.ceil(model_size / coverage)} px); "
@@ -66,10 +70,9 @@ class FaceData:
         return len(self.images)
 
     def centre_matrix(self) -> np.ndarray:
-        """Work-size crop -> model input, no augmentation: the coverage centre, resized."""
-        scale = self.model_size / (self.work * self.coverage)
-        offset = self.model_size / 2 - scale * self.work / 2
-        return np.array([[scale, 0, offset], [0, scale, offset]])
+        """Work-size crop -> model input, no augmentation: convert's window (align.model_matrix)."""
+        return align.model_matrix(align.crop_to_face(self.work, self.padding), self.model_size, self.coverage,
+                                  self.padding)
 
     def plain(self, images: np.ndarray, landmarks: np.ndarray):
         """Un-augmented model inputs (and masks) for previews and evaluation."""
@@ -106,10 +109,12 @@ class Augmenter:
     def affine(self, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
         s, data = self.s, self.data
         angle = rng.uniform(-s.rotation, s.rotation)
-        scale = (1 + rng.uniform(-s.zoom, s.zoom)) * data.model_size / (data.work * data.coverage)
+        zoom = 1 + rng.uniform(-s.zoom, s.zoom)
         shift = rng.uniform(-s.shift, s.shift, 2) * data.model_size
-        matrix = cv2.getRotationMatrix2D((data.work / 2, data.work / 2), angle, scale)
-        matrix[:, 2] += data.model_size / 2 - data.work / 2 + shift
+        centre = data.model_size / 2  # rotate and zoom about the input's centre, after the plain window
+        jitter = cv2.getRotationMatrix2D((centre, centre), angle, zoom)
+        jitter[:, 2] += shift
+        matrix = jitter @ np.vstack([data.centre_matrix(), [0, 0, 1]])
         flip = rng.random() < s.flip
         if flip:
             matrix[0] = -matrix[0]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceswap import __version__, atomic, images
+from faceswap import __version__, align, atomic, images
 from faceswap.device import autocast_dtype, use_tf32
 from faceswap.errors import FaceswapError
 from faceswap.models import arch as arch_mod
@@ -171,6 +171,12 @@ class Trainer:
         self.loss_weights = s.loss if s.kl_weight is None else replace(s.loss, kl=s.kl_weight)
         self.data_a = FaceData(faceset_a, self.cfg.size, self.cfg.coverage, s.holdout, "A")
         self.data_b = FaceData(faceset_b, self.cfg.size, self.cfg.coverage, s.holdout, "B")
+        if self.data_a.padding != self.data_b.padding:
+            raise FaceswapError(f"face sets A and B were extracted with different --padding ({self.data_a.padding}, "
+                                f"{self.data_b.padding}); extract them alike")
+        if existing and existing.get("padding", align.DEFAULT_PADDING) != self.data_a.padding:
+            raise FaceswapError(f"{self.model_dir}: was trained on crops of padding {existing.get('padding')}, "
+                                f"these are {self.data_a.padding}")
         torch.manual_seed(s.seed + self.rank)
         self.model = arch_mod.build(self.cfg).to(self.device)
         self.amp_dtype = autocast_dtype(s.amp, self.device, self.cfg.size)
@@ -223,6 +229,7 @@ class Trainer:
         return {
             "faceswap_version": __version__,
             "architecture": self.cfg.as_dict(),
+            "padding": self.data_a.padding,  # with coverage, the window convert gives the model (align.model_matrix)
             "step": self.step,
             "batch_size": self.batch_size, "lr": self.lr, "beta1": s.beta1, "schedule": self.schedule,
             "seed": s.seed, "world_size": self.world,
