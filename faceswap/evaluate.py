@@ -17,6 +17,7 @@ import torch
 from faceswap import atomic, images, masks, metrics
 from faceswap.errors import FaceswapError
 from faceswap.faces import make_finder
+from faceswap.faces.hands import HandFinder
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,21 @@ def reconstruction(model_dir: Path) -> dict:
 
 
 # -- video ------------------------------------------------------------------------------------------------
+def occlusion_change(src: np.ndarray, out: np.ndarray, landmarks: np.ndarray, hands: list) -> tuple:
+    """Mean absolute change (0-255) from SRC to OUT inside the part of the hands that lies over the face (their
+    outline left out: codec and feather), and inside the uncovered face (the hull less the grown hands)."""
+    shape = src.shape[:2]
+    hull = masks.hull_mask(landmarks, shape) > 0.5
+    size = float(np.ptp(np.asarray(landmarks), axis=0).max())
+    inner = cv2.erode((masks.hand_mask(hands, shape) > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    covered = masks.hand_mask(hands, shape, margin=0.06 * size) > 0.01
+    diff = np.abs(src.astype(np.int16) - out.astype(np.int16)).mean(-1)
+    on_hand, uncovered = inner & hull, hull & ~covered
+    if on_hand.sum() < 50 or uncovered.sum() < 50:
+        return None, None
+    return float(diff[on_hand].mean()), float(diff[uncovered].mean())
+
+
 def _largest(faces):
     return max(faces, key=lambda f: f.size) if faces else None
 
@@ -110,6 +126,8 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[
         raise FaceswapError(f"{out}: is {b.width}x{b.height} and {src} is {a.width}x{a.height}; give a clip and "
                             "its own converted output")
     finder_src, finder_out = make_finder("litert"), make_finder("litert")
+    hand_finder = HandFinder()
+    hand_change, uncovered_change = [], []
     errors_px, errors_iod, track_src, track_out = [], [], [], []
     flicker_src, flicker_out, seam_src, seam_out = [], [], [], []
     previous = None
@@ -120,7 +138,14 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[
         pts_out.append(fb.pts)
         if fa.index % every:
             continue
-        face_a, face_b = _largest(finder_src(fa.image)), _largest(finder_out(fb.image))
+        faces_src = finder_src(fa.image)
+        face_a, face_b = _largest(faces_src), _largest(finder_out(fb.image))
+        hands = hand_finder(fa.image, faces_src, video=every == 1)
+        if face_a is not None and hands:
+            on_hand, uncovered = occlusion_change(fa.image, fb.image, face_a.landmarks, hands)
+            if on_hand is not None:
+                hand_change.append(on_hand)
+                uncovered_change.append(uncovered)
         if face_a is not None and face_b is not None:
             px, iod = landmark_error(face_a.landmarks, face_b.landmarks)
             errors_px.append(px)
@@ -156,6 +181,9 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[
         "flicker_ratio": round(np.mean(flicker_out) / max(np.mean(flicker_src), 1e-6), 3) if flicker_src else None,
         "seam_src": mean(seam_src), "seam_out": mean(seam_out),
         "seam_excess": round(float(np.mean(seam_out) - np.mean(seam_src)), 3) if seam_src else None,
+        # frames with a hand over the face: how much OUT differs from SRC on the hand, and on the rest of the face
+        "hand_frames": len(hand_change), "hand_change": mean(hand_change),
+        "uncovered_face_change": mean(uncovered_change),
     })
     image = None
     if strip:
@@ -220,7 +248,8 @@ def format_report(report: dict) -> str:
                 ("landmark error (/IOD)", "landmark_error_iod"), ("jitter src", "jitter_src"),
                 ("jitter out", "jitter_out"), ("flicker src", "flicker_src"), ("flicker out", "flicker_out"),
                 ("flicker ratio", "flicker_ratio"), ("seam src", "seam_src"), ("seam out", "seam_out"),
-                ("seam excess", "seam_excess")]
+                ("seam excess", "seam_excess"), ("frames with a hand", "hand_frames"),
+                ("change on the hand", "hand_change"), ("change on the rest", "uncovered_face_change")]
         lines.append(f"{'metric':<26}" + "".join(f"{v:>16}" for v in videos))
         for label, key in rows:
             lines.append(f"{label:<26}" + "".join(f"{str(report[v].get(key)):>16}" for v in videos))

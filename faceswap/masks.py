@@ -1,12 +1,36 @@
-"""Masks drawn from 68 landmarks: the face hull (with a forehead margin), the eyes and the mouth."""
+"""Masks drawn from landmarks: the face hull (with a forehead margin), eye and mouth loss weights (68
+face points), and hands (21 points: the palm polygon plus each finger as a thick line)."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-EYES = (list(range(36, 42)), list(range(42, 48)))
 BROWS_EYES = (list(range(17, 22)) + list(range(36, 42)), list(range(22, 27)) + list(range(42, 48)))
 MOUTH = list(range(48, 60))
+PALM = [0, 1, 2, 5, 9, 13, 17]
+FINGERS = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20]]
+
+
+def hand_mask(hands: list[np.ndarray], shape: tuple[int, int], margin: float = 0.0) -> np.ndarray:
+    """float32 mask (H x W), 1 over each hand (21 points, in this mask's pixels): the palm polygon and every
+    finger as a line as thick as a finger, grown by `margin` px and then eased to 0 over `margin` px outside,
+    so a blend that keeps the source under the mask keeps every hand pixel whole (no halo on the fingers)."""
+    mask = np.zeros(shape, np.uint8)
+    for points in hands:
+        points = np.asarray(points, np.float64)
+        palm_width = np.linalg.norm(points[5] - points[17])
+        thick = max(2, int(round(0.45 * palm_width)))  # a finger is about a quarter of the palm wide, plus slack
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points[PALM]).astype(np.int32)), 255)
+        for finger in FINGERS:
+            chain = np.round(points[finger]).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(mask, [chain], False, 255, thick, lineType=cv2.LINE_8)
+            cv2.circle(mask, tuple(int(v) for v in chain[-1, 0]), thick // 2 + 1, 255, -1)
+    if margin > 0 and mask.any():
+        grow = int(round(margin))
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+        soft = cv2.GaussianBlur(mask, (0, 0), margin / 2)
+        mask = np.maximum(mask, soft)
+    return mask.astype(np.float32) / 255
 
 
 def face_hull_points(landmarks: np.ndarray, forehead: float = 0.35) -> np.ndarray:

@@ -150,7 +150,11 @@ class ConvertSettings(FaceSettings):
     direction: Literal["a2b", "b2a"] = Field("a2b", description="a2b: A's faces become B's; b2a the reverse.")
     color: Literal["rct", "avg", "hist", "none"] = Field("rct", description="Colour matching of the new face.")
     mask: Optional[Literal["landmarks", "predicted", "combined"]] = Field(
-        None, description="Default: combined when the model learned a mask, else landmarks.")
+        None, description="Default: combined when the model learned a mask (and --occlusion is not hands or "
+                          "off), else landmarks.")
+    occlusion: Literal["auto", "hands", "learned", "off"] = Field("auto", description=(
+        "What stays in front of the face: hands (found near faces, their pixels kept from the source), learned "
+        "(the model's learned mask of the visible face), auto (both, where the model has a learned mask), off."))
     erode: int = Field(0, ge=-100, le=100, description="Shrink (or, negative, grow) the mask by PX.")
     blur: Optional[float] = Field(None, ge=0, le=200, description="Feather the mask edge by PX (default 8% of "
                                                                   "the face).")

@@ -290,3 +290,47 @@ def test_training_crop_equals_converts_crop(facesets, small_model, sample_b):
     converted = align.warp(frame, swapper.model_matrix(np.asarray(face["landmarks"])), swapper.size)
     diff = np.abs(plain[0].astype(int) - converted.astype(int))
     assert diff.mean() < 3 and np.percentile(diff, 99) < 25, (diff.mean(), np.percentile(diff, 99))
+
+
+def test_a_hand_in_front_of_the_face_stays_in_front(converted_a, sample_a, small_model, tmp_path):
+    """Sample A's hand over her mouth, nose and eyes (about frames 64-230): OUT keeps SRC's pixels on the hand
+    (within codec noise) while the rest of the face is swapped; with --occlusion off the hand is painted over."""
+    from faceswap.evaluate import occlusion_change
+    from faceswap.faces import make_finder
+    from faceswap.faces.hands import HandFinder
+
+    out, _ = converted_a
+    off = tmp_path / "off.mp4"
+    convert(sample_a, small_model, off, ConvertSettings(occlusion="off"), progress=False)
+    wanted = {84, 110, 170, 200}
+    finder, hands_of = make_finder("litert"), HandFinder()
+    changes = {"on": [], "off": []}
+    for src, on_frame, off_frame in zip(media.read_frames(sample_a), media.read_frames(out), media.read_frames(off)):
+        if src.index not in wanted:
+            continue
+        faces = finder(src.image, video=False)
+        hands = hands_of(src.image, faces, video=False)
+        assert faces and hands, f"frame {src.index}: her face and hand"
+        for name, frame in (("on", on_frame), ("off", off_frame)):
+            changes[name].append(occlusion_change(src.image, frame.image, faces[0].landmarks, hands))
+    on_hand, on_rest = np.mean(changes["on"], axis=0)
+    off_hand, off_rest = np.mean(changes["off"], axis=0)
+    assert on_hand < 4 and on_rest > 3 * on_hand, changes  # the hand kept, the face still swapped
+    assert off_hand > 10, changes                           # without occlusion the hand is painted over
+
+
+def test_missing_hand_model_is_one_line_and_occlusion_off_needs_none(sample_b, small_model, face_models, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("face_detection_full_range.tflite", "face_detection_short_range.tflite", "face_landmark.tflite"):
+        shutil.copy(face_models / name, models / name)
+    env = dict(os.environ, FACESWAP_MODELS=str(models))
+    result = run_cli("convert", sample_b, "-m", small_model, "-o", tmp_path / "o.mp4", env=env)
+    line = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0 and "palm_detection_lite.tflite" in line and "faceswap models fetch" in line
+    assert not (tmp_path / "o.mp4").exists()
+    (models / "palm_detection_lite.tflite").write_bytes(b"tampered")
+    result = run_cli("convert", sample_b, "-m", small_model, "-o", tmp_path / "o.mp4", env=env)
+    assert "fails its sha256 check" in result.stderr.strip().splitlines()[-1]
+    result = run_cli("convert", sample_b, "-m", small_model, "-o", tmp_path / "o.mp4", "--occlusion", "off", env=env)
+    assert result.returncode == 0, result.stderr

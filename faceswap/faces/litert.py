@@ -62,13 +62,23 @@ class _Model:
             self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
         details = self.interpreter.get_output_details()
+        self.order = [d["index"] for d in details]  # the model's own output order
         self.outputs = {int(np.prod(d["shape"])): d["index"] for d in details}
-        assert len(self.outputs) == len(details), f"{name}: two outputs of the same size"
+        self.by_size = len(self.outputs) == len(details)  # unique sizes: outputs can be told apart by size
 
     def run(self, fill) -> dict[int, np.ndarray]:
+        assert self.by_size, "two outputs of the same size: use run_list"
+        self._invoke(fill)
+        return {size: self.interpreter.get_tensor(index) for size, index in self.outputs.items()}
+
+    def run_list(self, fill) -> list[np.ndarray]:
+        """The outputs in the model's own order."""
+        self._invoke(fill)
+        return [self.interpreter.get_tensor(index) for index in self.order]
+
+    def _invoke(self, fill) -> None:
         fill(self.interpreter.tensor(self.input)()[0])  # the view must be gone before invoke
         self.interpreter.invoke()
-        return {size: self.interpreter.get_tensor(index) for size, index in self.outputs.items()}
 
 
 def _model(name: str, threads: int) -> _Model:

@@ -19,14 +19,16 @@ from faceswap.faces import Face, Smoother, Tracker
 
 @dataclass(frozen=True)
 class FrameRef:
-    """A frame without its image, where only the faces are wanted: its index, time and shape."""
+    """A frame without its image, where only the faces are wanted: its index, time, shape, and the hands
+    found in it (21 x 2 points each: occluders of the faces they overlap)."""
     index: int
     pts: float
     shape: tuple
+    hands: tuple = ()
 
     @classmethod
-    def of(cls, frame) -> FrameRef:
-        return cls(frame.index, frame.pts, frame.image.shape)
+    def of(cls, frame, hands=()) -> FrameRef:
+        return cls(frame.index, frame.pts, frame.image.shape, tuple(hands))
 
 
 class TrackChooser:

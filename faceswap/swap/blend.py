@@ -54,8 +54,9 @@ def sharpen(image: np.ndarray, amount: float) -> np.ndarray:
 
 
 def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndarray, blend: str = "alpha",
-          ) -> np.ndarray:
-    """Warp `face` (float RGB, model space) and `mask` back through `matrix` (image -> model) into `frame`.
+          hands: list[np.ndarray] = (), hand_margin: float = 0.0) -> np.ndarray:
+    """Warp `face` (float RGB, model space) and `mask` back through `matrix` (image -> model) into `frame`;
+    where `hands` (21 points each, image px) lie, the frame keeps its own pixels, at full resolution.
 
     Works on the frame box that the mask covers, in uint8 with one weighted blend (cv2.blendLinear):
     the frame outside it is never touched or converted. Writes into `frame` and returns it."""
@@ -71,6 +72,8 @@ def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndar
     face_u8 = np.clip(face * 255 + 0.5, 0, 255).astype(np.uint8)
     face_img = cv2.warpAffine(face_u8, shifted, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(mask, shifted, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    if len(hands):
+        alpha *= 1 - masks.hand_mask([np.asarray(h) - [x0, y0] for h in hands], alpha.shape, hand_margin)
     if blend == "seamless":
         binary = (alpha > 0.5).astype(np.uint8) * 255
         if binary.any():

@@ -23,12 +23,14 @@ from faceswap import __version__, align, assets, atomic, faceset, media, threads
 from faceswap.device import autocast_dtype, use_tf32
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, FaceCounts, keyframes, make_finder
+from faceswap.faces.hands import HandFinder, near
 from faceswap.faces.stage import FaceStage, FrameRef
 from faceswap.models import store
 from faceswap.settings import ConvertSettings
 from faceswap.swap import blend, color
 
 log = logging.getLogger(__name__)
+HAND_MARGIN = 0.03  # hands are kept whole: grown and eased out by this share of the face's size
 SYNTHETIC_NOTE = "Synthetic media: one or more faces in this video were replaced by faceswap {version} (AI face swap)."
 
 
@@ -86,9 +88,16 @@ def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, lis
         found = keyframes.find_faces(frames, finder, 0, video=consecutive)
     else:
         found = ((frame, list(known.get(frame.index, [])), True) for frame in frames)
+    hand_finder = HandFinder() if settings.occlusion in ("auto", "hands") else None
+
+    def refs():
+        for frame, faces, measured in found:
+            hands = hand_finder(frame.image, faces, consecutive) if hand_finder is not None else ()
+            yield FrameRef.of(frame, hands), faces, measured
+
     stage = FaceStage(settings.min_size, settings.track, settings.max_faces, settings.smooth, settings.smooth_cutoff,
                       settings.smooth_beta, settings.bridge, consecutive, tracked=known is not None)
-    for ref, faces, _ in stage.run((FrameRef.of(frame), faces, measured) for frame, faces, measured in found):
+    for ref, faces, _ in stage.run(refs()):
         yield ref, faces
     if stage.bridged:
         log.info("bridged %d lost faces inside tracks", stage.bridged)
@@ -106,7 +115,10 @@ class Swapper:
         self.cfg = self.model.cfg
         self.size = self.cfg.size
         self.side = "b" if settings.direction == "a2b" else "a"
-        self.mask_kind = settings.mask or ("combined" if self.cfg.mask else "landmarks")
+        learned = settings.occlusion in ("learned", "auto") and self.cfg.mask
+        if settings.occlusion == "learned" and not self.cfg.mask:
+            raise FaceswapError(f"this {self.cfg.name} model has no learned mask; use --occlusion hands or off")
+        self.mask_kind = settings.mask or ("combined" if learned else "landmarks")
         if self.mask_kind != "landmarks" and not self.cfg.mask:
             raise FaceswapError(f"this {self.cfg.name} model has no learned mask; use --mask landmarks")
         self.padding = float(self.config.get("padding", align.DEFAULT_PADDING))
@@ -131,9 +143,10 @@ class Swapper:
         return rgb, mask
 
     def composite(self, frame: np.ndarray, jobs: list[tuple]) -> np.ndarray:
-        """jobs: (model matrix, landmarks in model space, original aligned uint8, swapped float, predicted mask)."""
+        """jobs: (model matrix, landmarks in model space, original aligned uint8, hands over the face (image
+        px), swapped float, predicted mask)."""
         s = self.settings
-        for matrix, landmarks, original, swapped, predicted in jobs:
+        for matrix, landmarks, original, hands, swapped, predicted in jobs:
             face_mask = blend.face_mask(self.mask_kind, landmarks, predicted, self.size)
             swapped = color.match(s.color, swapped, original.astype(np.float32) / 255, face_mask)
             swapped = blend.sharpen(swapped, s.sharpen)
@@ -141,7 +154,7 @@ class Swapper:
             feather = s.blur if s.blur is not None else 0.08 * face_px
             scale = self.size / face_px  # frame px -> model px
             refined = blend.refine(face_mask, int(round(s.erode * scale)), feather * scale)
-            frame = blend.paste(frame, swapped, refined, matrix, s.blend)
+            frame = blend.paste(frame, swapped, refined, matrix, s.blend, hands, HAND_MARGIN * face_px)
         return frame
 
 
@@ -188,7 +201,8 @@ def _convert(source, info, model_dir, output, settings, alignments, progress) ->
                 for face in found:
                     matrix = swapper.model_matrix(face.landmarks)
                     aligned = align.warp(frame.image, matrix, swapper.size)
-                    jobs.append((matrix, align.transform_points(face.landmarks, matrix), aligned))
+                    hands = [h for h in ref.hands if near(h, face)]
+                    jobs.append((matrix, align.transform_points(face.landmarks, matrix), aligned, hands))
                 pending.append((frame, jobs))
                 queued_faces += len(jobs)
                 if queued_faces >= settings.batch_size or len(pending) >= 2 * settings.batch_size:
@@ -216,8 +230,8 @@ def _flush(pending, swapper: Swapper, settings: ConvertSettings, put, summary, b
         image = frame.image
         if jobs:
             batch_jobs = []
-            for matrix, landmarks, original in jobs:
-                batch_jobs.append((matrix, landmarks, original, swapped[cursor],
+            for matrix, landmarks, original, hands in jobs:
+                batch_jobs.append((matrix, landmarks, original, hands, swapped[cursor],
                                    None if masks is None else masks[cursor]))
                 cursor += 1
             image = swapper.composite(image, batch_jobs)

@@ -1,0 +1,150 @@
+"""Hands near faces, offline: MediaPipe's palm detector and 21-point hand landmark model on ai-edge-litert.
+
+Palms are looked for only in a square region around each face (a hand in front of a face lies in it), every
+`REDETECT_FRAMES` frames while hands are tracked (for hands that come in) and every `IDLE_REDETECT` frames
+while none is. In between, as MediaPipe does, each hand is measured again in the region its last landmarks
+give. Semantics, from MediaPipe's graphs: palm input 192 px RGB in [0, 1]; 2016 SSD anchors (strides 8, 16,
+16, 16; 2 per cell); 18 regressors per anchor (centre dx, dy, w, h, then 7 keypoints: wrist first, the
+middle finger's base third), sigmoid score > 0.5, weighted NMS at IoU 0.3. A palm becomes a hand region 2.6x
+its box, moved half a box towards the fingers and turned so the wrist-to-middle-finger line points up. The
+landmark model takes that region at 224 px in [0, 1] and gives 21 x (x, y, z) in input pixels, a presence
+probability (> 0.5), handedness and world points.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from faceswap import align, assets
+from faceswap.faces import REDETECT_FRAMES, Face, iou
+from faceswap.faces.litert import _anchors, _model, weighted_nms
+
+PALM_FILE, PALM_SIZE = "palm_detection_lite.tflite", 192
+HAND_FILE, HAND_SIZE = "hand_landmark_lite.tflite", 224
+PALM_ANCHORS = _anchors(PALM_SIZE, [(8, 2), (16, 6)])  # 24 x 24 x 2 + 12 x 12 x 6 = 2016
+IDLE_REDETECT = 4          # frames between palm searches while no hand is tracked
+SEARCH_SCALE = 2.5         # the palm search region around a face, times the face's size
+MIN_PRESENCE = 0.5
+
+
+def _roi_matrix(centre, side: float, up: float, size: int) -> np.ndarray:
+    """2x3 matrix from the image to a `size` px square of `side` px around `centre`, turned so the direction
+    `up` (radians, image axes) points up in it."""
+    turn = -np.pi / 2 - up
+    scale = size / side
+    cos, sin = np.cos(turn) * scale, np.sin(turn) * scale
+    cx, cy = centre
+    return np.array([[cos, -sin, size / 2 - (cos * cx - sin * cy)], [sin, cos, size / 2 - (sin * cx + cos * cy)]])
+
+
+def _direction(a, b) -> float:
+    return float(np.arctan2(b[1] - a[1], b[0] - a[0]))
+
+
+class HandFinder:
+    """Hands (21 x 2 points in image pixels each) near the given faces, tracked across calls in a video."""
+
+    def __init__(self, threads: int = 1, redetect_every: int = REDETECT_FRAMES):
+        self.threads, self.redetect_every = threads, redetect_every
+        assets.model_file(PALM_FILE)  # fail early, with the fixing command, if missing or altered
+        assets.model_file(HAND_FILE)
+        self.tracked: list[np.ndarray] = []
+        self.since_detect = 10 ** 6
+
+    def reset(self) -> None:
+        self.tracked, self.since_detect = [], 10 ** 6
+
+    def __call__(self, image: np.ndarray, faces: list[Face], video: bool = True) -> list[np.ndarray]:
+        """Hands near `faces`; in a video, tracked hands are followed on even through frames where the face
+        they cover was lost (a hand over a face is what most often loses it)."""
+        if not video:
+            self.reset()
+        hands = [h for h in (self._landmarks(image, *self._roi_from_points(p)) for p in self.tracked) if h is not None]
+        if not faces:
+            self.tracked = hands
+            return hands
+        wait = self.redetect_every if hands else IDLE_REDETECT
+        if not video or self.since_detect + 1 >= wait:
+            self.since_detect = 0
+            for face in faces:
+                for roi in self._palms(image, face):
+                    hand = self._landmarks(image, *roi)
+                    if hand is not None and not any(_overlap(hand, h) > 0.3 for h in hands):
+                        hands.append(hand)
+        else:
+            self.since_detect += 1
+        hands = [h for h in hands if any(near(h, f) for f in faces)]
+        self.tracked = hands if video else []
+        return hands
+
+    # -- palm detector ----------------------------------------------------------------------------
+    def _palms(self, image: np.ndarray, face: Face) -> list[tuple]:
+        """Hand regions (centre, side, up) from the palms found in the square around `face`."""
+        side = face.size * SEARCH_SCALE
+        matrix = _roi_matrix(face.centre, side, -np.pi / 2, PALM_SIZE)
+        crop = align.warp(image, matrix, PALM_SIZE, border=0)
+        outputs = _model(PALM_FILE, self.threads).run_list(
+            lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))
+        raw, logits = outputs[0].reshape(-1, 18), outputs[1].reshape(-1)
+        scores = 1 / (1 + np.exp(-np.clip(logits, -100, 100)))
+        keep = scores > 0.5
+        if not keep.any():
+            return []
+        raw, anchors = raw[keep], PALM_ANCHORS[keep]
+        centre = anchors + raw[:, :2] / PALM_SIZE
+        half = raw[:, 2:4] / PALM_SIZE / 2
+        boxes = np.concatenate([centre - half, centre + half], 1)
+        keypoints = anchors[:, None, :] + raw[:, 4:18].reshape(-1, 7, 2) / PALM_SIZE
+        back = align.invert(matrix)
+        regions = []
+        for box, kps, _ in weighted_nms(boxes, keypoints, scores[keep]):
+            kps = align.transform_points(kps * PALM_SIZE, back)
+            corners = align.transform_points(box.reshape(2, 2) * PALM_SIZE, back)
+            palm = float(np.abs(corners[1] - corners[0]).max())
+            up = _direction(kps[0], kps[2])  # wrist -> base of the middle finger
+            centre_px = align.transform_points(((box[:2] + box[2:]) / 2 * PALM_SIZE)[None], back)[0]
+            centre_px = centre_px + 0.5 * palm * np.array([np.cos(up), np.sin(up)])
+            regions.append((centre_px, 2.6 * palm, up))
+        return regions
+
+    # -- landmarks ------------------------------------------------------------------------------
+    def _landmarks(self, image: np.ndarray, centre, side: float, up: float) -> np.ndarray | None:
+        matrix = _roi_matrix(centre, side, up, HAND_SIZE)
+        crop = align.warp(image, matrix, HAND_SIZE, border=0)
+        outputs = _model(HAND_FILE, self.threads).run_list(
+            lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))
+        if float(outputs[1].flat[0]) < MIN_PRESENCE:
+            return None
+        points = outputs[0].reshape(21, 3)[:, :2].astype(np.float64)
+        return align.transform_points(points, align.invert(matrix))
+
+    @staticmethod
+    def _roi_from_points(points: np.ndarray) -> tuple:
+        """The next frame's region from a hand's landmarks: turned wrist-to-middle-finger up, 2x the box of the
+        palm and finger bases, moved a tenth of it towards the fingers (MediaPipe's landmarks-to-ROI)."""
+        up = _direction(points[0], points[9])
+        subset = points[[0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18]]
+        turn = -np.pi / 2 - up
+        cos, sin = np.cos(turn), np.sin(turn)
+        rotation = np.array([[cos, -sin], [sin, cos]])
+        turned = subset @ rotation.T
+        lo, hi = turned.min(0), turned.max(0)
+        side = float(max(hi - lo)) * 2.0
+        centre = ((lo + hi) / 2) @ rotation  # back to image axes
+        centre = centre + 0.1 * side / 2.0 * np.array([np.cos(up), np.sin(up)])
+        return centre, side, up
+
+
+def _box(points: np.ndarray) -> np.ndarray:
+    return np.concatenate([points.min(0), points.max(0)])
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return float(iou(_box(a), _box(b)[None])[0])
+
+
+def near(hand: np.ndarray, face: Face) -> bool:
+    """The hand's box reaches into the face's box grown by half its size."""
+    grow = face.size / 2
+    x1, y1, x2, y2 = face.bbox[0] - grow, face.bbox[1] - grow, face.bbox[2] + grow, face.bbox[3] + grow
+    hx1, hy1, hx2, hy2 = _box(hand)
+    return hx1 < x2 and hx2 > x1 and hy1 < y2 and hy2 > y1
