@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from faceswap import align, atomic, faceset, images, media, threads
+from faceswap import align, atomic, faceset, images, masks, media, threads
 from faceswap.errors import FaceswapError
 from faceswap.faces import REDETECT_FRAMES, Face, FaceCounts, keyframes, make_finder
+from faceswap.faces.hands import HandFinder
 from faceswap.faces.stage import FaceStage
 from faceswap.settings import ExtractSettings
 
@@ -52,14 +53,19 @@ class Preview:
     def __init__(self, path: Path, total_frames: int, cells: int = 16):
         self.path = Path(path)
         self.video = self.path.suffix.lower() in (".mp4", ".mov", ".mkv")
+        self.hands = HandFinder()  # the occlusion regions are drawn too (training leaves them out of the loss)
         self.every = 1 if self.video else max(1, total_frames // cells)
+        self.seen = 0
         self.cells = cells
         self.tiles: list[np.ndarray] = []
         self.writer = None
 
     @staticmethod
-    def draw(image: np.ndarray, faces: list[Face]) -> np.ndarray:
+    def draw(image: np.ndarray, faces: list[Face], hands: list[np.ndarray] = ()) -> np.ndarray:
         out = image.copy()
+        if hands:
+            covered = masks.hand_mask(hands, image.shape[:2]) > 0.5
+            out[covered] = (out[covered] * 0.5 + np.array([0, 220, 255]) * 0.5).astype(np.uint8)
         thick = max(1, image.shape[1] // 400)
         for face in faces:
             x1, y1, x2, y2 = np.asarray(face.bbox).astype(int)
@@ -71,9 +77,10 @@ class Preview:
         return out
 
     def add(self, frame: media.Frame, faces: list[Face]) -> None:
-        if frame.index % self.every:
+        self.seen += 1
+        if (self.seen - 1) % self.every:  # counted, not by index: with --every the indices skip
             return
-        drawn = self.draw(frame.image, faces)
+        drawn = self.draw(frame.image, faces, self.hands(frame.image, faces, video=self.video))
         if self.video:
             if self.writer is None:
                 self.writer = media.VideoWriter(self.path, crf=23, preset="veryfast")
@@ -170,7 +177,8 @@ def _extract_all(inputs, infos, output, created, settings, finder, progress) -> 
     finder = finder or make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,
                                    redetect_every=max(1, REDETECT_FRAMES // (_gap(settings) + 1)))
     summary = ExtractSummary()
-    preview = Preview(settings.preview, sum(i.frames for i in infos)) if settings.preview else None
+    processed = sum(len(range(settings.start, min(settings.end or i.frames, i.frames), settings.every)) for i in infos)
+    preview = Preview(settings.preview, processed) if settings.preview else None
     started = time.perf_counter()
     failed = True
     try:

@@ -18,6 +18,8 @@ from torch.utils.data import DataLoader, IterableDataset
 from faceswap import align, faceset, masks
 from faceswap.images import read_image
 from faceswap.errors import FaceswapError
+from faceswap.faces import Face
+from faceswap.faces.hands import HandFinder
 from faceswap.settings import Augment
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,10 @@ MIN_FACES = 32
 class FaceData:
     """One identity's crops, resized to the work size (model size / coverage), with crop-space landmarks."""
 
-    def __init__(self, folder, model_size: int, coverage: float, holdout: float = 0.1, label: str = "A"):
+    def __init__(self, folder, model_size: int, coverage: float, holdout: float = 0.1, label: str = "A",
+                 occlusion: bool = True):
+        """`occlusion`: find the hands over each face (left out of the loss; the mask head learns they are not
+        face). They are found once, when the face set is loaded, on its 256 px crops."""
         entries = list(faceset.face_entries(folder))
         if not entries:
             raise FaceswapError(f"{folder}: face set {label} holds no faces (make one with faceswap extract)")
@@ -52,19 +57,35 @@ class FaceData:
         held_entries = entries[len(entries) - count:]
         self.files = [p.name for p, _ in train_entries]
         self.holdout_files = [p.name for p, _ in held_entries]
-        self.images, self.landmarks = self._load(train_entries)
-        self.holdout_images, self.holdout_landmarks = self._load(held_entries)
+        hand_finder = HandFinder() if occlusion else None
+        self.images, self.landmarks, self.hands = self._load(train_entries, hand_finder)
+        self.holdout_images, self.holdout_landmarks, self.holdout_hands = self._load(held_entries, hand_finder)
 
-    def _load(self, entries):
+    def _load(self, entries, hand_finder):
+        """Crops at work size, their landmarks, and {index: hands (21 x 2 points each)} in work-size pixels."""
         images = np.zeros((len(entries), self.work, self.work, 3), np.uint8)
         points = np.zeros((len(entries), 68, 2), np.float32)
+        hands = {}
         for i, (path, meta) in enumerate(entries):
             crop = read_image(path)
             size = crop.shape[0]
             images[i] = cv2.resize(crop, (self.work, self.work), interpolation=cv2.INTER_AREA)
             matrix = align.crop_matrix(meta["matrix"], size, meta.get("padding", align.DEFAULT_PADDING))
-            points[i] = align.transform_points(meta["landmarks"], matrix) * self.work / size
-        return images, points
+            landmarks = align.transform_points(meta["landmarks"], matrix)
+            points[i] = landmarks * self.work / size
+            if hand_finder is not None:
+                face = Face(bbox=np.concatenate([landmarks.min(0), landmarks.max(0)]), score=1.0, landmarks=landmarks)
+                found = hand_finder(crop, [face], video=False)
+                if found:
+                    hands[i] = [h * self.work / size for h in found]
+        return images, points, hands
+
+    def occlusion(self, hands: list | None, matrix: np.ndarray) -> np.ndarray | None:
+        """The hands of one crop moved by `matrix` (work px -> model px), as a mask at model size, or None."""
+        if not hands:
+            return None
+        moved = [align.transform_points(h, matrix) for h in hands]
+        return masks.hand_mask(moved, (self.model_size,) * 2, margin=0.02 * self.model_size)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -82,6 +103,13 @@ class FaceData:
         mask = np.stack([masks.hull_mask(align.transform_points(p, matrix), (self.model_size,) * 2)
                          for p in landmarks])
         return out, mask
+
+    def holdout_visible(self, index: int) -> np.ndarray:
+        """The plain window's face mask of held-out face `index`, less its hands (what evaluation scores)."""
+        matrix = self.centre_matrix()
+        mask = masks.hull_mask(align.transform_points(self.holdout_landmarks[index], matrix), (self.model_size,) * 2)
+        occluded = self.occlusion(self.holdout_hands.get(index), matrix)
+        return mask if occluded is None else mask * (1 - occluded)
 
 
 def random_warp(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
@@ -144,6 +172,9 @@ class Augmenter:
         points = align.transform_points(data.landmarks[index], matrix)
         mask = masks.hull_mask(points, (size, size))
         weights = masks.region_weights(points, (size, size), self.s.eyes, self.s.mouth)
+        occluded = data.occlusion(data.hands.get(index), matrix)
+        if occluded is not None:  # the visible face: a hand is neither learned as face nor scored
+            mask, weights = mask * (1 - occluded), weights * (1 - occluded)
         return warped, target, mask, weights
 
 
