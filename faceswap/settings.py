@@ -41,6 +41,7 @@ class Augment:
     warp_share: float = 1.0     # share of inputs that are warped (the rest teach exact detail)
     eyes: float = 3.0
     mouth: float = 2.0
+    occluders: float = 0.25     # share of examples given a synthetic occluder (a hand or a blob of surroundings)
 
 
 def _check_track(value: str | int | None) -> str | None:

@@ -207,3 +207,27 @@ def test_bad_input(case, facesets, tmp_path):
     expected = {"missing": "not found", "empty": "no faces", "too_few": "at least 32", "too_small": "too small",
                 "unwritable": "cannot write"}[case]
     assert expected in line
+
+
+def test_hands_and_synthetic_occluders_are_left_out_of_the_loss(facesets):
+    """Sample A's hands are found on her crops; what covers a face (her hands, pasted occluders) is neither
+    learned as face by the mask head nor scored."""
+    from faceswap.training.data import Augmenter, Occluders
+
+    data_a, data_b = FaceData(facesets[0], 64, 0.625), FaceData(facesets[1], 64, 0.625)
+    assert len(data_a.hands) > 40 and not data_b.hands  # her hand is over her face in a third of the clip
+    occluders = Occluders((data_a, data_b))
+    assert occluders.patches
+    rng = np.random.default_rng(0)
+    target, alpha = occluders.put(data_b.images[0][:64, :64].copy(), rng)
+    assert alpha.max() == pytest.approx(1.0, abs=0.01) and 0.02 < (alpha > 0.5).mean() < 0.6
+    plain = Augmenter(data_b, Augment(occluders=0.0), occluders)
+    covered = Augmenter(data_b, Augment(occluders=1.0), occluders)
+    _, _, mask_plain, _ = plain(3, np.random.default_rng(5))
+    _, _, mask, weights = covered(3, np.random.default_rng(5))
+    assert mask.sum() < 0.95 * mask_plain.sum() and (weights == 0).sum() > (mask_plain == 0).sum()
+    blind = FaceData(facesets[0], 64, 0.625, occlusion=False)  # no hand finding
+    index = max(data_a.hands, key=lambda i: np.ptp(data_a.hands[i][0][:, 1]))
+    _, _, mask_a, weights_a = Augmenter(data_a, Augment(occluders=0.0))(index, np.random.default_rng(1))
+    _, _, hull_a, weights_blind = Augmenter(blind, Augment(occluders=0.0))(index, np.random.default_rng(1))
+    assert mask_a.sum() < 0.9 * hull_a.sum() and weights_a.sum() < 0.9 * weights_blind.sum()

@@ -125,11 +125,55 @@ def random_warp(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+class Occluders:
+    """Things to put in front of training faces, so the mask head learns to call what covers a face not-face
+    (a microphone, a cup, hair; no detector knows them): the hands found in both face sets, cut out with their
+    masks, else patches of the crops' own surroundings (hair, background, clothes) in random blob shapes."""
+
+    def __init__(self, datas: tuple[FaceData, ...], limit: int = 64):
+        self.patches: list[tuple[np.ndarray, np.ndarray]] = []  # (RGB uint8, alpha float32), work-size pixels
+        for data in datas:
+            for index in sorted(data.hands)[:limit]:
+                alpha = masks.hand_mask(data.hands[index], data.images.shape[1:3], margin=1)
+                ys, xs = np.nonzero(alpha > 0.5)
+                if len(xs) > 100:
+                    box = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
+                    self.patches.append((data.images[index][box], alpha[box]))
+        self.surroundings = datas
+
+    def put(self, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """`target` with an occluder over its face; and the occluder's mask (float32, 1 where it covers)."""
+        size = target.shape[0]
+        if self.patches:
+            rgb, alpha = self.patches[int(rng.integers(len(self.patches)))]
+        else:
+            rgb, alpha = self._blob(rng)
+        scale = rng.uniform(0.35, 0.7) * size / max(rgb.shape[:2])
+        matrix = cv2.getRotationMatrix2D((rgb.shape[1] / 2, rgb.shape[0] / 2), rng.uniform(-60, 60), scale)
+        matrix[:, 2] += rng.uniform(0.2, 0.8, 2) * size - [rgb.shape[1] / 2, rgb.shape[0] / 2]
+        rgb = cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        alpha = cv2.warpAffine(alpha, matrix, (size, size), flags=cv2.INTER_LINEAR)[..., None]
+        out = (target * (1 - alpha) + rgb * alpha + 0.5).astype(np.uint8)
+        return out, alpha[..., 0]
+
+    def _blob(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A patch of a crop's edge (outside the face) in a random smooth blob shape."""
+        data = self.surroundings[int(rng.integers(len(self.surroundings)))]
+        image = data.images[int(rng.integers(len(data.images)))]
+        side = image.shape[0] // 3
+        corner = rng.integers(0, 2, 2) * (image.shape[0] - side)
+        patch = image[corner[0]:corner[0] + side, corner[1]:corner[1] + side]
+        points = rng.uniform(0.1, 0.9, (7, 2)) * side
+        alpha = np.zeros((side, side), np.uint8)
+        cv2.fillConvexPoly(alpha, cv2.convexHull(points.astype(np.int32)), 255)
+        return patch, cv2.GaussianBlur(alpha, (0, 0), 1.5).astype(np.float32) / 255
+
+
 class Augmenter:
-    def __init__(self, data: FaceData, settings: Augment):
+    def __init__(self, data: FaceData, settings: Augment, occluders: Occluders | None = None):
         import albumentations as A
 
-        self.data, self.s = data, settings
+        self.data, self.s, self.occluders = data, settings, occluders
         self.colour = A.Compose([
             A.CLAHE(clip_limit=2.0, tile_grid_size=(4, 4), p=settings.clahe),
         ])
@@ -168,12 +212,15 @@ class Augmenter:
         target = self.lab_shift(target, rng)
         self.colour.set_random_seed(int(rng.integers(2 ** 31)))  # albumentations' own RNG, driven by ours
         target = self.colour(image=target)["image"]
+        occluded = data.occlusion(data.hands.get(index), matrix)
+        if self.occluders is not None and rng.random() < self.s.occluders:
+            target, extra = self.occluders.put(target, rng)
+            occluded = extra if occluded is None else np.maximum(occluded, extra)
         warped = random_warp(target, rng, self.s.warp) if rng.random() < self.s.warp_share else target
         points = align.transform_points(data.landmarks[index], matrix)
         mask = masks.hull_mask(points, (size, size))
         weights = masks.region_weights(points, (size, size), self.s.eyes, self.s.mouth)
-        occluded = data.occlusion(data.hands.get(index), matrix)
-        if occluded is not None:  # the visible face: a hand is neither learned as face nor scored
+        if occluded is not None:  # the visible face: what covers it is neither learned as face nor scored
             mask, weights = mask * (1 - occluded), weights * (1 - occluded)
         return warped, target, mask, weights
 
@@ -199,7 +246,8 @@ class PairStream(IterableDataset):
             cv2.setNumThreads(1)
             torch.set_num_threads(1)
             os.nice(19)  # the model step comes first; the worker fills the queue in the gaps (nice 5: -4 %)
-        augmenters = [Augmenter(d, self.settings) for d in self.data]
+        occluders = Occluders(self.data) if self.settings.occluders > 0 else None
+        augmenters = [Augmenter(d, self.settings, occluders) for d in self.data]
         # each rank draws from its own shard of each face set
         shards = [np.arange(self.rank, len(d), self.world) for d in self.data]
         # The DataLoader takes batches from its workers in turn, so worker w makes the batches of steps
