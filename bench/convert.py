@@ -1,7 +1,8 @@
 """Convert fps (lite model, sample A) against pass-through fps (decode + encode + audio copy with our media
 module, no face work), in one run; and peak RSS of convert on sample A and on a 4x longer clip.
 
-Last line: `ratio: X.XX` = convert fps / pass-through fps (goals on CPU: >= 0.5; RSS growth 1x -> 4x <= 10 %).
+Last line: `ratio: X.XX` = convert fps (occlusion on, the default) / pass-through fps (goals on CPU: >= 0.5;
+RSS growth 1x -> 4x <= 10 %). Convert with --occlusion off is printed beside it.
 Usage: python bench/convert.py [MODEL_DIR]   (without one, a lite model is trained for a few steps)
 """
 import json
@@ -20,12 +21,14 @@ import json, re, sys, time
 sys.path.insert(0, {root!r})
 from faceswap import media, threads
 from faceswap.device import share_cpu_with_video
+from faceswap.settings import ConvertSettings
 from faceswap.swap.convert import convert
 src, model, out, mode = sys.argv[1:5]
 start = time.perf_counter()
-if mode == "convert":
+if mode.startswith("convert"):
     share_cpu_with_video()  # as the convert command does
-    frames = convert(src, model, out, progress=False).frames
+    settings = ConvertSettings(occlusion="off" if mode == "convert-off" else "auto")
+    frames = convert(src, model, out, settings, progress=False).frames
 else:
     info = media.probe(src)
     with media.open_writer(out, like=info, audio_from=src) as writer:
@@ -67,10 +70,13 @@ def main():
         passthrough = max(child(src, model, tmp / "p.mp4", "pass")["fps"] for _ in range(2))
         runs = [child(src, model, tmp / "c.mp4", "convert") for _ in range(2)]
         converted = max(r["fps"] for r in runs)
+        no_occlusion = max(child(src, model, tmp / "o.mp4", "convert-off")["fps"] for _ in range(2))
         rss_1x = min(r["rss_mb"] for r in runs)
         rss_4x = child(long, model, tmp / "c4.mp4", "convert")["rss_mb"]
     print(f"pass-through (decode+encode+audio): {passthrough:7.1f} fps")
     print(f"convert (find faces, swap, encode):  {converted:7.1f} fps")
+    print(f"convert --occlusion off (no hands):  {no_occlusion:7.1f} fps (occlusion costs "
+          f"{100 * (1 - converted / no_occlusion):.0f} %)")
     print(f"peak RSS: 1x {rss_1x:.0f} MB, 4x {rss_4x:.0f} MB, growth {100 * (rss_4x / rss_1x - 1):+.1f} %")
     print(f"ratio: {converted / passthrough:.2f}")
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from faceswap import align, atomic, faceset, images, masks, media, threads
 from faceswap.errors import FaceswapError
-from faceswap.faces import REDETECT_FRAMES, Face, FaceCounts, keyframes, make_finder
+from faceswap.faces import Face, FaceCounts, keyframes, make_finder
 from faceswap.faces.hands import HandFinder
 from faceswap.faces.stage import FaceStage
 from faceswap.settings import ExtractSettings
@@ -172,10 +172,8 @@ def _extract_all(inputs, infos, output, created, settings, finder, progress) -> 
               "padding": settings.padding, "aligner": settings.aligner, "detector": settings.detector,
               "landmarks": "ibug68", "matrix": "image pixels -> mean-face units"}
     writer = faceset.AlignmentsWriter(output, header)
-    # re-detect (to find faces that came in) every REDETECT_FRAMES frames; with interpolation the finder is
-    # called only on key frames, so that is every REDETECT_FRAMES // (gap + 1) calls
     finder = finder or make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,
-                                   redetect_every=max(1, REDETECT_FRAMES // (_gap(settings) + 1)))
+                                   redetect_every=keyframes.redetect_calls(_gap(settings)))
     summary = ExtractSummary()
     processed = sum(len(range(settings.start, min(settings.end or i.frames, i.frames), settings.every)) for i in infos)
     preview = Preview(settings.preview, processed) if settings.preview else None

@@ -76,6 +76,9 @@ class FaceSettings(_Settings):
     sequence: bool = Field(False, description=(
         "Image folders hold consecutive video frames: track and smooth across them (by default each image is "
         "searched on its own)."))
+    interpolate: int = Field(DEFAULT_GAP, ge=0, le=10, description=(
+        "Video frames in a row whose landmarks may be interpolated where the face barely moves (0: measure "
+        "every frame)."))
 
     _track = field_validator("track", mode="before")(_check_track)
 
@@ -87,9 +90,6 @@ class ExtractSettings(FaceSettings):
     start: int = Field(0, ge=0, description="First frame index.")
     end: Optional[int] = Field(None, ge=1, description="Stop before this frame index.")
     min_blur: float = Field(0.0, ge=0, description="Drop crops whose sharpness is below this.")
-    interpolate: int = Field(DEFAULT_GAP, ge=0, le=10, description=(
-        "Video frames in a row whose landmarks may be interpolated where the face barely moves (0: measure "
-        "every frame)."))
     preview: Optional[Path] = Field(None, description="Write a contact sheet (.png) or video (.mp4) with boxes "
                                                       "and landmarks drawn.")
 

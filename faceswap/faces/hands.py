@@ -21,7 +21,7 @@ from faceswap.faces.litert import _anchors, _model, weighted_nms
 PALM_FILE, PALM_SIZE = "palm_detection_lite.tflite", 192
 HAND_FILE, HAND_SIZE = "hand_landmark_lite.tflite", 224
 PALM_ANCHORS = _anchors(PALM_SIZE, [(8, 2), (16, 6)])  # 24 x 24 x 2 + 12 x 12 x 6 = 2016
-IDLE_REDETECT = 4          # frames between palm searches while no hand is tracked
+IDLE_REDETECT = 8          # frames between palm searches while no hand is tracked
 SEARCH_SCALE = 2.5         # the palm search region around a face, times the face's size
 MIN_PRESENCE = 0.5
 
@@ -53,6 +53,10 @@ class HandFinder:
     def reset(self) -> None:
         self.tracked, self.since_detect = [], 10 ** 6
 
+    def search_due(self) -> bool:
+        """Whether the next call looks for palms (else it only follows the tracked hands)."""
+        return self.since_detect + 1 >= (self.redetect_every if self.tracked else IDLE_REDETECT)
+
     def __call__(self, image: np.ndarray, faces: list[Face], video: bool = True) -> list[np.ndarray]:
         """Hands near `faces`; in a video, tracked hands are followed on even through frames where the face
         they cover was lost (a hand over a face is what most often loses it)."""
@@ -62,8 +66,7 @@ class HandFinder:
         if not faces:
             self.tracked = hands
             return hands
-        wait = self.redetect_every if hands else IDLE_REDETECT
-        if not video or self.since_detect + 1 >= wait:
+        if not video or self.search_due():
             self.since_detect = 0
             for face in faces:
                 for roi in self._palms(image, face):
@@ -132,6 +135,19 @@ class HandFinder:
         centre = ((lo + hi) / 2) @ rotation  # back to image axes
         centre = centre + 0.1 * side / 2.0 * np.array([np.cos(up), np.sin(up)])
         return centre, side, up
+
+
+def between(before: list[np.ndarray], after: list[np.ndarray]) -> list[np.ndarray]:
+    """The hands of a frame between two measured ones: each hand half-way to its match (by box overlap); a hand
+    in only one of the two is kept as it is there (arriving or leaving: better kept whole than painted over)."""
+    hands, left = [], list(after)
+    for hand in before:
+        overlaps = [_overlap(hand, other) for other in left]
+        if overlaps and max(overlaps) > 0.3:
+            hands.append((hand + left.pop(int(np.argmax(overlaps)))) / 2)
+        else:
+            hands.append(hand)
+    return hands + left
 
 
 def _box(points: np.ndarray) -> np.ndarray:

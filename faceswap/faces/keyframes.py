@@ -26,6 +26,12 @@ DEFAULT_TOLERANCE = 0.08  # largest landmark move between key frames, as a share
 ARRIVAL_LOOKBACK = REDETECT_FRAMES  # frames held back to follow an arriving face into
 
 
+def redetect_calls(gap: int) -> int:
+    """Finder calls between detector runs, so the detector still runs every REDETECT_FRAMES frames when only key
+    frames (one in gap + 1) reach the finder."""
+    return max(1, REDETECT_FRAMES // (max(0, gap) + 1))
+
+
 def eye_distance(landmarks68: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks68[36:42].mean(0) - landmarks68[42:48].mean(0)))
 

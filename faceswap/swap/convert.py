@@ -23,7 +23,7 @@ from faceswap import __version__, align, assets, atomic, faceset, media, threads
 from faceswap.device import autocast_dtype, use_tf32
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, FaceCounts, keyframes, make_finder
-from faceswap.faces.hands import HandFinder, near
+from faceswap.faces.hands import HandFinder, between, near
 from faceswap.faces.stage import FaceStage, FrameRef
 from faceswap.models import store
 from faceswap.settings import ConvertSettings
@@ -77,23 +77,39 @@ def faces_from_alignments(path: Path, info: media.MediaInfo, force: bool = False
 
 
 def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, list[Face]] | None = None) -> Iterator:
-    """(frame ref, faces to swap) for every frame, in order: found (every frame measured, arrivals followed
-    back) or read from an alignments file, then made final by the face stage (bridged and chosen)."""
+    """(frame ref, faces to swap) for every frame, in order: found (key frames measured and the frames between
+    interpolated where faces barely move, arrivals followed back) or read from an alignments file, with the
+    hands over them, then made final by the face stage (bridged and chosen)."""
     # photos (an image folder, unless settings.sequence) are each searched on their own: no tracking,
     # smoothing or bridging from one photo into an unrelated next one
     consecutive = settings.sequence or not media.is_image_folder(source)
     frames = media.read_frames(source)
     if known is None:
-        finder = make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score)
-        found = keyframes.find_faces(frames, finder, 0, video=consecutive)
+        finder = make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,
+                             redetect_every=keyframes.redetect_calls(settings.interpolate))
+        found = keyframes.find_faces(frames, finder, settings.interpolate, video=consecutive)
     else:
         found = ((frame, list(known.get(frame.index, [])), True) for frame in frames)
     hand_finder = HandFinder() if settings.occlusion in ("auto", "hands") else None
 
     def refs():
+        """Each frame with the hands over its faces. While hands are followed, every other frame gets them
+        half-way between its neighbours' (the hand model is the costliest step of occlusion)."""
+        held = None
         for frame, faces, measured in found:
-            hands = hand_finder(frame.image, faces, consecutive) if hand_finder is not None else ()
+            if hand_finder is None:
+                yield FrameRef.of(frame), faces, measured
+                continue
+            if consecutive and held is None and faces and hand_finder.tracked and not hand_finder.search_due():
+                held = (frame, faces, measured, list(hand_finder.tracked))
+                continue
+            hands = hand_finder(frame.image, faces, consecutive)
+            if held is not None:
+                yield FrameRef.of(held[0], between(held[3], hands)), *held[1:3]
+                held = None
             yield FrameRef.of(frame, hands), faces, measured
+        if held is not None:
+            yield FrameRef.of(held[0], held[3]), *held[1:3]
 
     stage = FaceStage(settings.min_size, settings.track, settings.max_faces, settings.smooth, settings.smooth_cutoff,
                       settings.smooth_beta, settings.bridge, consecutive, tracked=known is not None)
