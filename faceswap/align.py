@@ -103,8 +103,8 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int, border: int = cv2.BOR
     rest, a shrink of less than 2x, which bilinear sampling handles.
 
     The part read is padded (by `border`) to all the output covers before the warp: warpAffine's path
-    for samples outside the image is slow, and faces near a frame's edge often reach past it (256 px
-    crops of sample A: 0.26 against 0.45 ms; the output is the same but for 1/32 px rounding)."""
+    for samples outside the image is slow, and faces near a frame's edge often reach past it (the output is
+    the same but for 1/32 px rounding)."""
     matrix = np.asarray(matrix, dtype=np.float64)
     scale = max(math.sqrt(abs(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0])), 1e-6)
     factor = 2 ** max(0, math.floor(math.log2(1 / scale)))

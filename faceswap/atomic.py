@@ -119,6 +119,20 @@ def discard(partial: Path) -> None:
         partial.unlink()
 
 
+class Committing:
+    """`with writer:` calls close() when the block succeeds and abort() when it raises."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path):
     """Yield a temporary path to write; rename it to `final` only if the block finishes."""

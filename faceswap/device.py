@@ -46,6 +46,6 @@ def use_tf32() -> None:
 def share_cpu_with_video() -> None:
     """Once per process, before converting on the CPU (never inside library code that may run in threads):
     torch gets half the cores, since decoding, face finding and encoding run beside the model and threads
-    that outnumber the cores spin against each other (2 cores: 97 fps with one torch thread, 84 with two)."""
+    that outnumber the cores spin against each other."""
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))

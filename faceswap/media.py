@@ -254,7 +254,7 @@ def read_frames(path: Path, start: int = 0, end: int | None = None, step: int = 
         stream = container.streams.video[0]
         if stream.codec_context.width * stream.codec_context.height > 500_000:
             stream.thread_type = "AUTO"  # frame threads pay on large frames; on small ones they cost more
-        else:                            # CPU than they save (640x360: 1.25 against 0.97 ms a frame)
+        else:                            # CPU than they save
             stream.thread_count = 1
         rotation = _rotation(container, stream)
         container.seek(0)
@@ -356,21 +356,7 @@ class _AudioCopier:
         self.container.close()
 
 
-class _Committing:
-    """`with writer:` commits the output on success and removes the temporary one on error."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-        return False
-
-
-class VideoWriter(_Committing):
+class VideoWriter(atomic.Committing):
     """Encode RGB frames to a video at their own timestamps, copying audio from `audio_from`.
 
     Written to a hidden temporary name and renamed by close(); abort() (or an exception inside a
@@ -484,7 +470,7 @@ class VideoWriter(_Committing):
         atomic.discard(self.partial)
 
 
-class ImageFolderWriter(_Committing):
+class ImageFolderWriter(atomic.Committing):
     """Write frames as numbered PNGs plus timestamps.json, into a temporary folder renamed on close()."""
 
     def __init__(self, path: Path, fps: Fraction = Fraction(25), **_ignored):

@@ -7,7 +7,6 @@ pipeline file are relative to the file's own folder.
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
 import hashlib
 import json
@@ -210,10 +209,10 @@ class Pipeline:
         share_cpu_with_video()  # training is done: from here on the model shares the CPU with video work
         (self.work / "output").mkdir(exist_ok=True)
         rows, todo = [], []
-        for source, output, name, settings in clips:
+        for source, output, name, clip_settings in clips:
             stage = f"convert:{name}"
             try:
-                key = self._key("convert", settings, self._fingerprint(source), model_key)
+                key = self._key("convert", clip_settings, self._fingerprint(source), model_key)
             except OSError as exc:
                 rows.append({"clip": str(source), "output": str(output), "status": f"failed: {exc}"})
                 continue
@@ -222,7 +221,7 @@ class Pipeline:
                 rows.append({"clip": str(source), "output": str(output), "frames": record.get("frames", 0),
                              "faces": record.get("faces", 0), "fps": 0.0, "status": "skipped (unchanged)"})
                 continue
-            todo.append((source, output, {"stage": stage, "key": key, "settings": settings}))
+            todo.append((source, output, {"stage": stage, "key": key, "settings": clip_settings}))
         for settings_json in {json.dumps(t[2]["settings"], sort_keys=True) for t in todo}:
             group = [t for t in todo if json.dumps(t[2]["settings"], sort_keys=True) == settings_json]
             results = run_batch(group, model, ConvertSettings(**json.loads(settings_json)), self.jobs,

@@ -8,6 +8,8 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
+from faceswap.atomic import Committing
+
 _DONE = object()
 
 
@@ -53,7 +55,7 @@ def run_ahead(iterable: Iterable, size: int = 16) -> Iterator:
         _drain(items, thread)
 
 
-class Behind:
+class Behind(Committing):
     """Call `work(item)` in a thread for each item `put`, in order, at most `size` items behind. `put` and
     `close` re-raise the first error of `work`; `abort` stops it without waiting for the rest."""
 
@@ -92,12 +94,3 @@ class Behind:
         self.stopped.set()
         self.items.put(_DONE)
         self.thread.join()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

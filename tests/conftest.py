@@ -80,3 +80,15 @@ def small_model(facesets, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("models") / "lite"
     train(*facesets, model_dir, TrainSettings(iterations=20, preview_every=10, save_every=10, workers=0), progress=False)
     return model_dir
+
+
+SLOW_FIXTURES = {"facesets", "small_model", "converted_a", "tiny"}  # each trains or converts for real
+
+
+def pytest_collection_modifyitems(items):
+    """`pytest -m "not slow"` is the quick check (under a minute): tests that train a model, convert a clip,
+    or run the CLI as a subprocess are marked slow; `make test` runs them all."""
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if uses & SLOW_FIXTURES or "run_cli" in getattr(item.module, "__dict__", {}) and "tmp_path" in uses:
+            item.add_marker(pytest.mark.slow)

@@ -9,3 +9,10 @@ def run_cli(*args, timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
     """Run `python -m faceswap ARGS` as a user would; returns the finished process (output captured)."""
     return subprocess.run([sys.executable, "-m", "faceswap", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+
+
+def start_cli(*args, **kwargs) -> subprocess.Popen:
+    """Start `python -m faceswap ARGS` in the background (output discarded unless redirected)."""
+    kwargs.setdefault("stdout", subprocess.DEVNULL)
+    kwargs.setdefault("stderr", subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", "faceswap", *map(str, args)], **kwargs)

@@ -52,8 +52,6 @@ def test_alignment_matrix_maps_a_placed_mean_face_back():
 
 
 def test_model_matrix_is_coverage_crop_resized():
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
     matrix = similarity(1 / 150, 0.1, -0.8, -0.5)
     direct = align.model_matrix(matrix, 64, 0.75)
     a = align.transform_points([[200, 150]], direct)

@@ -5,8 +5,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import av
@@ -17,7 +15,7 @@ import pytest
 from faceswap import align, media
 from faceswap.swap import blend, color
 from faceswap.swap.convert import ConvertSettings, Swapper, convert, faces_in_order, manifest_path
-from helpers import run_cli
+from helpers import run_cli, start_cli
 from test_media import assert_same_timing
 
 
@@ -137,21 +135,22 @@ def test_batched_inference_equals_one_by_one(small_model, facesets):
 
 def test_interrupted_convert_leaves_no_output(sample_a, small_model, tmp_path):
     out = tmp_path / "interrupted.mp4"
-    process = subprocess.Popen([sys.executable, "-m", "faceswap", "-q", "convert", str(sample_a), "-m",
-                                str(small_model), "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".interrupted.partial*")):
-        time.sleep(0.05)
+
+    def started_writing(process):
+        deadline = time.time() + 120  # each run its own
+        while time.time() < deadline and not list(tmp_path.glob(".interrupted.partial*")):
+            assert process.poll() is None, "convert ended before it wrote a frame"
+            time.sleep(0.05)
+        return process
+
+    process = started_writing(start_cli("-q", "convert", sample_a, "-m", small_model, "-o", out))
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     process.wait(timeout=60)
     assert process.returncode != 0
     assert not out.exists() and not manifest_path(out).exists()
     assert not list(tmp_path.glob(".interrupted.partial*"))
-    process = subprocess.Popen([sys.executable, "-m", "faceswap", "-q", "convert", str(sample_a), "-m",
-                                str(small_model), "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while time.time() < deadline and not list(tmp_path.glob(".interrupted.partial*")):
-        time.sleep(0.05)
+    process = started_writing(start_cli("-q", "convert", sample_a, "-m", small_model, "-o", out))
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not out.exists()
@@ -212,9 +211,15 @@ def test_paste_puts_the_face_where_the_matrix_says():
     matrix = np.array([[0.5, 0, -10], [0, 0.5, -20]])  # image (20..60, 40..80) -> model 0..20
     out = blend.paste(frame, face, mask, matrix)
     assert out[45:75, 25:55].min() == 255 and out[:35].max() == 0 and out[:, :15].max() == 0
-    seamless = blend.paste(np.full((100, 120, 3), 80, np.uint8), face * 0.5, blend.refine(mask, erode=2), matrix,
-                           "seamless")
+    background = np.full((100, 120, 3), 80, np.uint8)
+    yy, xx = np.mgrid[0:20, 0:20]
+    bump = np.dstack([0.3 + 0.5 * np.exp(-((xx - 9.5) ** 2 + (yy - 9.5) ** 2) / 32).astype(np.float32)] * 3)
+    seamless = blend.paste(background.copy(), bump, blend.refine(mask, erode=2), matrix, "seamless")
     assert seamless.shape == frame.shape
+    outside = cv2.warpAffine(mask, cv2.invertAffineTransform(matrix), (120, 100)) == 0
+    assert np.array_equal(seamless[outside], background[outside])  # Poisson leaves the rest alone
+    # Poisson keeps the face's detail (a bright bump, 100 levels high in the face) and meets the frame at the edge
+    assert int(seamless[59, 39, 0]) - 80 > 40 and abs(int(seamless[41, 21, 0]) - 80) < 15  # centre, corner
 
 
 def test_paste_matches_a_float_composite_and_leaves_the_rest_alone():

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 
+from helpers import run_cli
 from faceswap import masks, media
 from faceswap.evaluate import evaluate, jitter, landmark_error, masked_change, seam_strength, video
 
@@ -75,9 +74,8 @@ def test_evaluate_command_on_model_and_output(small_model, sample_b, tmp_path):
     out = tmp_path / "b_swapped.mp4"
     convert(sample_b, small_model, out, progress=False)
     report_path = tmp_path / "report.json"
-    result = subprocess.run([sys.executable, "-m", "faceswap", "evaluate", "-m", str(small_model), "--video",
-                             str(sample_b), str(out), "--report", str(report_path), "--every", "3"],
-                            capture_output=True, text=True, timeout=600)
+    result = run_cli("evaluate", "-m", small_model, "--video", sample_b, out, "--report", report_path, "--every", "3",
+                     timeout=600)
     assert result.returncode == 0, result.stderr
     assert "SSIM" in result.stdout and "flicker ratio" in result.stdout
     report = json.loads(report_path.read_text())

@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -15,7 +13,7 @@ from faceswap import align, faceset, images, media
 from faceswap.evaluate import jitter
 from faceswap.extract import ExtractSettings, extract
 from faceswap.faces import fan
-from helpers import run_cli
+from helpers import run_cli, start_cli
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +107,7 @@ def test_smoothing_bounds_landmark_jitter(sample_b, face_models, tmp_path):
 
 def test_resume_after_kill(sample_a, face_models, tmp_path):
     out = tmp_path / "resumed"
-    cmd = [sys.executable, "-m", "faceswap", "-q", "extract", str(sample_a), "-o", str(out)]
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_cli("-q", "extract", sample_a, "-o", out)
     alignments = out / "alignments.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline:

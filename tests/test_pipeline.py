@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import yaml
 from faceswap import media
 from faceswap.errors import FaceswapError
 from faceswap.pipeline import Pipeline
+from helpers import run_cli
 
 
 def write(path: Path, spec: dict) -> Path:
@@ -71,11 +70,19 @@ def test_rerun_skips_every_stage(tiny):
     assert all(r["status"] == "skipped (unchanged)" for r in report["clips"])
 
 
-def test_changed_convert_setting_reruns_only_that_clip(tiny):
-    root, _, spec, _, _ = tiny
+def own_work_dir(tiny, tmp_path) -> Path:
+    """A copy of the tiny pipeline's work folder, so a test that changes its state leaves the others' alone."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny[0] / "work", work)
+    return work
+
+
+def test_changed_convert_setting_reruns_only_that_clip(tiny, tmp_path):
+    _, _, spec, _, _ = tiny
     spec = json.loads(json.dumps(spec))
     spec["convert"][1]["settings"]["color"] = "hist"
-    path = write(root / "job_changed.yaml", spec)
+    spec["work_dir"] = str(own_work_dir(tiny, tmp_path))
+    path = write(tmp_path / "job_changed.yaml", spec)
     lines = []
     report = Pipeline(path).run(progress=False, echo=lines.append)
     statuses = {Path(r["output"]).name: r["status"] for r in report["clips"]}
@@ -89,14 +96,14 @@ def test_bad_clip_is_reported_and_others_succeed(tiny, sample_a, sample_b, tmp_p
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 1000)
     spec = tiny_spec(sample_a, sample_b, [{"input": str(bad)}, {"input": str(root / "clips" / "b_short.mp4")}])
-    spec["work_dir"] = str(root / "work")  # reuse the trained stages
+    work = own_work_dir(tiny, tmp_path)  # the trained stages, reused
+    spec["work_dir"] = str(work)
     path = write(tmp_path / "job.yaml", spec)
-    result = subprocess.run([sys.executable, "-m", "faceswap", "-q", "run", str(path)], capture_output=True,
-                            text=True, timeout=600)
+    result = run_cli("-q", "run", path, timeout=600)
     assert result.returncode != 0
     assert "1 of 2 clips failed" in result.stderr
     assert "broken" in result.stdout and "ok" in result.stdout
-    assert (root / "work" / "output" / "b_short_a2b.mp4").is_file()
+    assert (work / "output" / "b_short_a2b.mp4").is_file()
 
 
 @pytest.mark.parametrize("mutate,message", [
@@ -122,16 +129,14 @@ def test_unwritable_work_folder(sample_a, sample_b, tmp_path):
     blocker.write_text("x")
     spec = tiny_spec(sample_a, sample_b, [])
     spec["work_dir"] = str(blocker / "work")
-    result = subprocess.run([sys.executable, "-m", "faceswap", "run", str(write(tmp_path / "j.yaml", spec))],
-                            capture_output=True, text=True, timeout=120)
+    result = run_cli("run", write(tmp_path / "j.yaml", spec), timeout=120)
     assert result.returncode != 0 and "cannot write the work folder" in result.stderr
 
 
 def test_convert_command_takes_a_folder_of_clips(tiny, tmp_path):
     root = tiny[0]
-    result = subprocess.run([sys.executable, "-m", "faceswap", "-q", "convert", str(root / "clips"), "-m",
-                             str(root / "work" / "model"), "-o", str(tmp_path / "out")], capture_output=True,
-                            text=True, timeout=600)
+    result = run_cli("-q", "convert", root / "clips", "-m", root / "work" / "model", "-o", tmp_path / "out",
+                     timeout=600)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "out").glob("*.mp4")) == ["b_full.mp4", "b_short.mp4"]
     assert json.loads((tmp_path / "out" / "report.json").read_text())["clips"][0]["status"] == "ok"

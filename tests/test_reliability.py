@@ -21,7 +21,7 @@ from faceswap.models import store
 from faceswap.pipeline import Pipeline
 from faceswap.settings import ConvertSettings
 from faceswap.swap.convert import convert
-from helpers import run_cli
+from helpers import run_cli, start_cli
 
 
 def error_line(result) -> str:
@@ -80,8 +80,8 @@ def test_second_convert_to_one_output_is_refused(sample_b, small_model, tmp_path
 
 def test_two_converts_at_once_both_end_well(sample_b, small_model, tmp_path):
     out = tmp_path / "same.mp4"
-    cmd = [sys.executable, "-m", "faceswap", "-q", "convert", str(sample_b), "-m", str(small_model), "-o", str(out)]
-    first, second = (subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2))
+    first, second = (start_cli("-q", "convert", sample_b, "-m", small_model, "-o", out, stderr=subprocess.PIPE, text=True)
+                     for _ in range(2))
     results = [(p.wait(timeout=300), p.stderr.read()) for p in (first, second)]
     codes = sorted(code for code, _ in results)
     assert codes[0] == 0 and codes[1] != 0 or codes == [0, 0]  # the loser says so; never a broken file
@@ -188,9 +188,8 @@ def test_pipeline_with_zero_iterations_is_refused(facesets, tmp_path):
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_train_exits_non_zero(sig, code, facesets, tmp_path):
     model_dir = tmp_path / "m"
-    process = subprocess.Popen([sys.executable, "-m", "faceswap", "-q", "train", *map(str, facesets), "-m",
-                                str(model_dir), "--iterations", "100000", "--save-every", "3", "--workers", "0"],
-                               stderr=subprocess.PIPE, text=True)
+    process = start_cli("-q", "train", *facesets, "-m", model_dir, "--iterations", "100000", "--save-every", "3",
+                        "--workers", "0", stderr=subprocess.PIPE, text=True)
     wait_for_step(model_dir, 3)
     process.send_signal(sig)
     assert process.wait(timeout=120) == code
@@ -204,7 +203,7 @@ def test_interrupted_pipeline_train_is_marked_and_resumes(facesets, tmp_path):
             "train": {"iterations": 100000, "save_every": 3, "workers": 0}}
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(spec))
-    process = subprocess.Popen([sys.executable, "-m", "faceswap", "-q", "run", str(path)], stderr=subprocess.PIPE)
+    process = start_cli("-q", "run", path)
     wait_for_step(tmp_path / "work" / "model", 3)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == 143
@@ -215,9 +214,8 @@ def test_interrupted_pipeline_train_is_marked_and_resumes(facesets, tmp_path):
 # -- 9. loss.csv keeps its history through kill -9 ----------------------------------------------------
 def test_loss_history_survives_kill_9(facesets, tmp_path):
     model_dir = tmp_path / "m"
-    process = subprocess.Popen([sys.executable, "-m", "faceswap", "-q", "train", *map(str, facesets), "-m",
-                                str(model_dir), "--iterations", "100000", "--save-every", "20", "--workers", "0"],
-                               stderr=subprocess.DEVNULL)
+    process = start_cli("-q", "train", *facesets, "-m", model_dir, "--iterations", "100000", "--save-every", "20",
+                        "--workers", "0")
     wait_for_step(model_dir, 40)
     process.kill()
     process.wait()

@@ -19,7 +19,7 @@ from faceswap.errors import FaceswapError
 from faceswap.models import build, config_for, load_model, parameter_count, read_config
 from faceswap.training.data import Augment, FaceData, PairStream, loader
 from faceswap.training.loop import TrainSettings, Trainer, train
-from helpers import run_cli
+from helpers import run_cli, start_cli
 
 
 @pytest.mark.parametrize("name,size,params", [("original", 64, (81e6, 83e6)), ("lite", 64, (2e6, 20e6)),
@@ -100,9 +100,8 @@ def test_checkpoint_files_config_and_preview(small_model):
 
 def test_kill_9_then_resume(facesets, tmp_path):
     model_dir = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "faceswap", "-q", "train", str(facesets[0]), str(facesets[1]), "-m", str(model_dir),
-           "--iterations", "100000", "--save-every", "5", "--preview-every", "1000"]  # with a spawned worker
-    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_cli("-q", "train", *facesets, "-m", model_dir, "--iterations", "100000", "--save-every", "5",
+                        "--preview-every", "1000")  # with a spawned worker
     deadline = time.time() + 300
     while time.time() < deadline:
         config = model_dir / "config.json"

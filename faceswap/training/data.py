@@ -245,7 +245,7 @@ class PairStream(IterableDataset):
         if info:
             cv2.setNumThreads(1)
             torch.set_num_threads(1)
-            os.nice(19)  # the model step comes first; the worker fills the queue in the gaps (nice 5: -4 %)
+            os.nice(19)  # the model step comes first; the worker fills the queue in the gaps
         occluders = Occluders(self.data) if self.settings.occluders > 0 else None
         augmenters = [Augmenter(d, self.settings, occluders) for d in self.data]
         # each rank draws from its own shard of each face set
@@ -274,7 +274,7 @@ def to_tensors(warped, target, mask, weights):
 class _Packed(IterableDataset):
     """The stream as it crosses from a worker process: each batch as two tensors (uint8 images, float maps).
     Every tensor passed between processes costs a shared-memory segment and a file descriptor; two
-    instead of eight, images a quarter of the bytes (lite, 2 cores, one worker: 105-107 -> 110 EGs/s)."""
+    instead of eight, images a quarter of the bytes."""
 
     def __init__(self, stream: PairStream):
         self.stream = stream
