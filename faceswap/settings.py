@@ -101,7 +101,7 @@ class ExtractSettings(FaceSettings):
 
 
 class TrainSettings(_Settings):
-    model: Optional[Literal["lite", "original", "hd"]] = Field(
+    model: Optional[Literal["lite", "lite128", "original", "hd"]] = Field(
         None, description="Architecture for a new model (default lite); must match an existing one.")
     size: Optional[int] = Field(None, description="Model size in px (hd: 128 or 256).")
     latent: Optional[Literal["dense", "vae"]] = Field(None, description="Bottleneck type.")

@@ -29,9 +29,14 @@ class ArchConfig:
     bottleneck: str = "dense"      # "dense": flatten + linear; "conv": a 1x1-conv spatial code (keeps detail)
     coverage: float = 0.75         # share of the aligned crop the model sees
     defaults: dict = field(default_factory=dict)  # training defaults for this architecture
+    output: int | None = None      # output side in pixels when larger than the input (None: `size`)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def out_size(self) -> int:
+        return self.output or self.size
 
 
 ARCHITECTURES = {
@@ -46,6 +51,13 @@ ARCHITECTURES = {
                        coverage=0.625, defaults={"lr": 5e-4, "batch_size": 8, "schedule": "cosine",
                                                 "augment": {"brightness": 0.1, "colour": 0.02, "clahe": 0.2,
                                                             "warp_share": 0.5}}),
+    # lite with one more, light decoder stage: 64 px in, 128 px out (as faceswap's "DFaker"), trained on the
+    # identity's own 128 px crops. A 64 px face pasted onto a 240 px one is a 4x enlargement; 128 px is the
+    # least that can look sharp there.
+    "lite128": ArchConfig("lite128", 64, [32, 64, 128, 256], 256, 256, 256, [128, 64, 32, 16], res_blocks=1,
+                          mask=True, coverage=0.625, output=128,
+                          defaults={"lr": 5e-4, "batch_size": 8, "schedule": "cosine",
+                                    "augment": {"brightness": 0.1, "colour": 0.02, "clahe": 0.2, "warp_share": 0.5}}),
     # The quality model for GPUs: 128 px (size 256 adds a level), residual decoder, learned mask.
     "hd": ArchConfig("hd", 128, [128, 256, 512, 1024], 512, 512, 512, [512, 256, 128], res_blocks=2,
                      mask=True, coverage=0.75, defaults={"lr": 5e-5, "batch_size": 16}),
@@ -136,8 +148,8 @@ class FaceSwapModel(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoders = nn.ModuleDict({"a": Decoder(cfg), "b": Decoder(cfg)})
         expected = cfg.size // 2 ** len(cfg.encoder) * 2 * 2 ** len(cfg.decoder)
-        if expected != cfg.size:
-            raise ValueError(f"{cfg.name}: encoder/decoder depths give {expected} px, not {cfg.size}")
+        if expected != cfg.out_size:
+            raise ValueError(f"{cfg.name}: encoder/decoder depths give {expected} px, not {cfg.out_size}")
 
     def forward(self, x, side: str):
         return self.decoders[side](self.encoder(x)[0])

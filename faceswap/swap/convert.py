@@ -129,7 +129,7 @@ class Swapper:
         self.device = torch.device(device)
         self.model, self.config = store.load_model(model_dir, self.device)
         self.cfg = self.model.cfg
-        self.size = self.cfg.size
+        self.size = self.cfg.out_size   # what it gives: the swapped face is composited at this size
         self.side = "b" if settings.direction == "a2b" else "a"
         learned = settings.occlusion in ("learned", "auto") and self.cfg.mask
         if settings.occlusion == "learned" and not self.cfg.mask:
@@ -143,9 +143,19 @@ class Swapper:
             use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
 
-    def model_matrix(self, landmarks: np.ndarray) -> np.ndarray:
-        """The window the model was trained on (align.model_matrix, as training uses it)."""
-        return align.model_matrix(align.alignment_matrix(landmarks), self.size, self.cfg.coverage, self.padding)
+    def model_matrix(self, landmarks: np.ndarray, size: int | None = None) -> np.ndarray:
+        """The window the model was trained on (align.model_matrix, as training uses it), at `size` px (default:
+        the output's)."""
+        return align.model_matrix(align.alignment_matrix(landmarks), size or self.size, self.cfg.coverage,
+                                  self.padding)
+
+    def prepare(self, image: np.ndarray, face, hands: list) -> tuple:
+        """One face's job: (matrix, landmarks and the frame's face at the output size, hands, model input)."""
+        matrix = self.model_matrix(face.landmarks)
+        aligned = align.warp(image, matrix, self.size)
+        model_input = aligned if self.cfg.size == self.size else \
+            align.warp(image, self.model_matrix(face.landmarks, self.cfg.size), self.cfg.size)
+        return matrix, align.transform_points(face.landmarks, matrix), aligned, hands, model_input
 
     @torch.inference_mode()
     def infer(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -207,18 +217,13 @@ def _convert(source, info, model_dir, output, settings, alignments, progress) ->
     faces = threads.run_ahead(faces_in_order(source, settings, known), 64)  # pass 1, ahead of the swap
     try:
         with threads.Behind(lambda item: writer.write_frame(*item), 32) as writing:
-            pending: list = []  # (frame, [(matrix, landmarks in model space, aligned face)]) awaiting the model
+            pending: list = []  # (frame, [Swapper.prepare's jobs]) awaiting the model
             queued_faces = 0
             for frame in threads.run_ahead(media.read_frames(source)):
                 ref, found = next(faces, (None, []))
                 if ref is None or ref.index != frame.index:
                     raise FaceswapError(f"{source}: the face pass and the swap pass decoded different frames")
-                jobs = []
-                for face in found:
-                    matrix = swapper.model_matrix(face.landmarks)
-                    aligned = align.warp(frame.image, matrix, swapper.size)
-                    hands = [h for h in ref.hands if near(h, face)]
-                    jobs.append((matrix, align.transform_points(face.landmarks, matrix), aligned, hands))
+                jobs = [swapper.prepare(frame.image, face, [h for h in ref.hands if near(h, face)]) for face in found]
                 pending.append((frame, jobs))
                 queued_faces += len(jobs)
                 if queued_faces >= settings.batch_size or len(pending) >= 2 * settings.batch_size:
@@ -238,15 +243,15 @@ def _convert(source, info, model_dir, output, settings, alignments, progress) ->
 
 
 def _flush(pending, swapper: Swapper, settings: ConvertSettings, put, summary, bar) -> None:
-    aligned = [job[2] for _, jobs in pending for job in jobs]
-    if aligned:
-        swapped, masks = swapper.infer(np.stack(aligned))
+    inputs = [job[-1] for _, jobs in pending for job in jobs]
+    if inputs:
+        swapped, masks = swapper.infer(np.stack(inputs))
     cursor = 0
     for frame, jobs in pending:
         image = frame.image
         if jobs:
             batch_jobs = []
-            for matrix, landmarks, original, hands in jobs:
+            for matrix, landmarks, original, hands, _ in jobs:
                 batch_jobs.append((matrix, landmarks, original, hands, swapped[cursor],
                                    None if masks is None else masks[cursor]))
                 cursor += 1

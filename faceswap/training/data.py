@@ -30,13 +30,19 @@ class FaceData:
     """One identity's crops, resized to the work size (model size / coverage), with crop-space landmarks."""
 
     def __init__(self, folder, model_size: int, coverage: float, holdout: float = 0.1, label: str = "A",
-                 occlusion: bool = True):
-        """`occlusion`: find the hands over each face (left out of the loss; the mask head learns they are not
-        face). They are found once, when the face set is loaded, on its 256 px crops."""
+                 occlusion: bool = True, input_size: int | None = None, only: list[str] | None = None):
+        """`model_size`: the model's output side (its targets); `input_size`: its input side where smaller.
+        `occlusion`: find the hands over each face (left out of the loss; the mask head learns they are not
+        face), once, when the face set is loaded, on its 256 px crops. `only`: load just these crops, all
+        held out (evaluation scores the faces training kept out)."""
         entries = list(faceset.face_entries(folder))
+        if only is not None:
+            wanted = set(only)
+            entries = [e for e in entries if e[0].name in wanted]
+            holdout = 1.0
         if not entries:
             raise FaceswapError(f"{folder}: face set {label} holds no faces (make one with faceswap extract)")
-        if len(entries) < MIN_FACES:
+        if len(entries) < MIN_FACES and only is None:
             raise FaceswapError(f"{folder}: face set {label} has {len(entries)} faces; training needs at least "
                                 f"{MIN_FACES}")
         crop_size = int(entries[0][1].get("size", 256))
@@ -50,6 +56,7 @@ class FaceData:
                                 "extract again with a larger --size")
         self.work = int(math.ceil(model_size / coverage))
         self.model_size, self.coverage = model_size, coverage
+        self.input_size = input_size or model_size
         # hold out a contiguous block (the last frames): neighbouring frames are near-copies
         entries.sort(key=lambda e: (e[1].get("source", ""), e[1].get("frame", 0), e[0].name))
         count = max(1, int(round(len(entries) * holdout))) if holdout > 0 else 0
@@ -103,6 +110,13 @@ class FaceData:
         mask = np.stack([masks.hull_mask(align.transform_points(p, matrix), (self.model_size,) * 2)
                          for p in landmarks])
         return out, mask
+
+    def inputs(self, faces: np.ndarray) -> np.ndarray:
+        """Model inputs from faces at the output size (area-shrunk where the input is smaller)."""
+        if self.input_size == self.model_size:
+            return faces
+        side = (self.input_size,) * 2
+        return np.stack([cv2.resize(face, side, interpolation=cv2.INTER_AREA) for face in faces])
 
     def holdout_visible(self, index: int) -> np.ndarray:
         """The plain window's face mask of held-out face `index`, less its hands (what evaluation scores)."""
@@ -217,6 +231,8 @@ class Augmenter:
             target, extra = self.occluders.put(target, rng)
             occluded = extra if occluded is None else np.maximum(occluded, extra)
         warped = random_warp(target, rng, self.s.warp) if rng.random() < self.s.warp_share else target
+        if data.input_size != size:  # a model with a larger output learns it from its own larger crops
+            warped = cv2.resize(warped, (data.input_size,) * 2, interpolation=cv2.INTER_AREA)
         points = align.transform_points(data.landmarks[index], matrix)
         mask = masks.hull_mask(points, (size, size))
         weights = masks.region_weights(points, (size, size), self.s.eyes, self.s.mouth)

@@ -169,8 +169,8 @@ class Trainer:
             augment["warp_share"] = s.warp_share
         self.augment = Augment(**augment)
         self.loss_weights = s.loss if s.kl_weight is None else replace(s.loss, kl=s.kl_weight)
-        self.data_a = FaceData(faceset_a, self.cfg.size, self.cfg.coverage, s.holdout, "A")
-        self.data_b = FaceData(faceset_b, self.cfg.size, self.cfg.coverage, s.holdout, "B")
+        self.data_a = FaceData(faceset_a, self.cfg.out_size, self.cfg.coverage, s.holdout, "A", input_size=self.cfg.size)
+        self.data_b = FaceData(faceset_b, self.cfg.out_size, self.cfg.coverage, s.holdout, "B", input_size=self.cfg.size)
         if self.data_a.padding != self.data_b.padding:
             raise FaceswapError(f"face sets A and B were extracted with different --padding ({self.data_a.padding}, "
                                 f"{self.data_b.padding}); extract them alike")
@@ -267,7 +267,7 @@ class Trainer:
             points = data.holdout_landmarks if len(data.holdout_images) >= PREVIEW_FACES else data.landmarks
             index = np.linspace(0, len(images) - 1, PREVIEW_FACES).astype(int)
             faces, _ = data.plain(images[index], points[index])
-            return torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255).to(self.device)
+            return torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255).to(self.device)
 
         return pick(self.data_a), pick(self.data_b)
 

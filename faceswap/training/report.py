@@ -27,11 +27,12 @@ def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, scale: int
     rows = [faces_a, model(faces_a, "a")[0], model(faces_a, "b")[0],
             faces_b, model(faces_b, "b")[0], model(faces_b, "a")[0]]
     model.train(was_training)
-    size = faces_a.shape[-1] * scale
+    size = rows[1].shape[-1] * (scale if rows[1].shape[-1] <= 64 else 1)  # shown at the output's size
     label_w = 70
     lines = []
     for label, row in zip(ROWS, rows):
-        tiles = [cv2.resize(t, (size, size), interpolation=cv2.INTER_NEAREST) for t in _to_uint8(row)]
+        tiles = [cv2.resize(t, (size, size), interpolation=cv2.INTER_NEAREST if t.shape[0] <= size else cv2.INTER_AREA)
+                 for t in _to_uint8(row)]
         strip = np.hstack(tiles)
         tag = np.full((size, label_w, 3), 32, np.uint8)
         cv2.putText(tag, label, (6, size // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
