@@ -31,6 +31,8 @@ setup(
         "pyyaml>=6",
         "pillow>=10",
         "scipy>=1.10",
+        "pydantic>=2.5,<3",  # the typed settings of each stage
+        "dlib-bin>=19.24",   # runs the identity embedding (faces/identity.py) without a compiler
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2"]},
     entry_points={"console_scripts": ["faceswap=faceswap.cli:main"]},

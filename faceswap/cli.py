@@ -132,6 +132,70 @@ def extract(ctx, inputs, output, **options):
         click.echo(f"note: no face found in {', '.join(str(p) for p in inputs)}", err=True)
 
 
+@cli.group()
+def faceset():
+    """Look at, order and clean a face set (identity, blur, pose, size, near-duplicates)."""
+
+
+@faceset.command("sheet")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Contact sheet PNG to write.")
+@click.option("--sort-by", type=click.Choice(["identity", "blur", "yaw", "pitch", "size"]), default=None,
+              help="Order the faces, worst first, and print the measure under each.")
+@click.option("--reference", type=click.Path(path_type=Path), default=None, help="Photo for --sort-by identity.")
+def faceset_sheet(folder, output, sort_by, reference):
+    """Write a contact sheet of a face set."""
+    from faceswap import curate
+
+    entries = curate.measure(folder, reference)
+    if sort_by:
+        entries = curate.sort(entries, sort_by)
+    curate.sheet(entries, output, label=sort_by)
+    click.echo(f"sheet of {len(entries)} faces: {output}")
+
+
+@faceset.command("sort")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--by", "key", type=click.Choice(["identity", "blur", "yaw", "pitch", "size"]), required=True)
+@click.option("--reference", type=click.Path(path_type=Path), default=None, help="Photo for --by identity.")
+@click.option("--head", default=20, show_default=True, help="How many of the worst to list.")
+def faceset_sort(folder, key, reference, head):
+    """List a face set's faces worst first by one measure."""
+    from faceswap import curate
+
+    if key == "identity" and not reference:
+        raise click.BadParameter("give --reference PHOTO to sort by identity", param_hint="--by")
+    for entry in curate.sort(curate.measure(folder, reference), key)[:head]:
+        click.echo(f"{entry.path.name}  " + "  ".join(f"{k} {v}" for k, v in entry.measures.items()))
+
+
+@faceset.command("filter")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="Keep only faces of the person in this photo.")
+@click.option("--max-distance", type=click.FloatRange(0, 2), default=0.6, show_default=True,
+              help="Largest identity distance to --reference that is kept.")
+@click.option("--min-blur", type=click.FloatRange(0), default=None, help="Drop crops less sharp than this.")
+@click.option("--max-yaw", type=click.FloatRange(0, 90), default=None, help="Drop faces turned more (degrees).")
+@click.option("--max-pitch", type=click.FloatRange(0, 90), default=None, help="Drop faces tilted more (degrees).")
+@click.option("--min-size", type=click.FloatRange(0), default=None, help="Drop faces smaller than this (px).")
+@click.option("--duplicates", type=click.FloatRange(0, 255), default=None,
+              help="Drop near-duplicates: thumbnails closer than this (mean grey difference, e.g. 3).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be moved.")
+def faceset_filter(folder, reference, max_distance, min_blur, max_yaw, max_pitch, min_size, duplicates, dry_run):
+    """Move the faces that fail the limits to FOLDER.rejected/ (nothing is deleted); training uses what is left."""
+    from faceswap import curate
+
+    entries = curate.measure(folder, reference)
+    why = curate.rejections(entries, max_distance if reference else None, min_blur, max_yaw, max_pitch, min_size,
+                            duplicates)
+    for name, reason in sorted(why.items()):
+        click.echo(f"{'would reject' if dry_run else 'rejected'} {name}: {reason}")
+    moved = 0 if dry_run else curate.apply(folder, entries, why)
+    click.echo(f"faceset filter: {len(entries)} faces, {len(why)} {'to reject' if dry_run else 'rejected'}, "
+               f"{len(entries) - moved} kept" + (f" (moved to {folder}.rejected)" if moved else ""))
+
+
 @cli.command()
 @click.argument("faceset_a", type=click.Path(path_type=Path))
 @click.argument("faceset_b", type=click.Path(path_type=Path))
@@ -181,6 +245,26 @@ def run(ctx, pipeline_file, work_dir, jobs):
     from faceswap.pipeline import Pipeline
 
     Pipeline(pipeline_file, work_dir, jobs).run(progress=not ctx.obj["quiet"], echo=click.echo)
+
+
+@cli.command()
+@click.option("-m", "--model-dir", required=True, type=click.Path(path_type=Path), help="A --latent vae model.")
+@click.option("--side", type=click.Choice(["a", "b"]), default="a", show_default=True, help="Whose decoder.")
+@click.option("-n", "--count", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Sheet PNG to write.")
+def sample(model_dir, side, count, seed, output):
+    """Decode random codes of a variational model into a sheet of new faces."""
+    from faceswap import images
+    from faceswap.models import load_model
+    from faceswap.training.report import sample_sheet
+
+    model, _ = load_model(model_dir)
+    if model.cfg.latent_type != "vae":
+        raise click.UsageError(f"{model_dir}: a {model.cfg.latent_type} model has no code distribution to sample; "
+                               "train one with --latent vae")
+    images.write_png(output, sample_sheet(model, side, count, seed))
+    click.echo(f"sample: {count} faces from decoder {side.upper()}: {output}")
 
 
 @cli.command()

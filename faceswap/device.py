@@ -1,11 +1,17 @@
 """Which device and which reduced precision pay off here."""
 from __future__ import annotations
 
+import json
+import logging
 import os
+import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -35,6 +41,52 @@ def autocast_dtype(choice: str, device: torch.device, model_size: int = 128) -> 
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_fast_bf16() else None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def amp_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "faceswap" / "amp.json"
+
+
+def measured_cpu_amp(architecture: str, step: Callable[[torch.dtype | None], None], repeats: int = 3):
+    """bf16 or fp32 (None) for training `architecture` on this CPU, by timing `step(dtype)` (one forward and
+    backward) both ways on first use; cached per CPU model, torch version and architecture, since CPUs with
+    and without AMX differ by 1.5x or more and a CPU flag does not tell which way a model goes."""
+    from faceswap import atomic
+
+    key = f"{_cpu_name()} | {os.cpu_count()} cores | torch {torch.__version__} | {architecture}"
+    path = amp_cache()
+    try:
+        cache = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        seconds = {}
+        for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            step(dtype)  # warm-up: first calls pick kernels
+            started = time.perf_counter()
+            for _ in range(repeats):
+                step(dtype)
+            seconds[name] = (time.perf_counter() - started) / repeats
+        choice = "bf16" if seconds["bf16"] < 0.9 * seconds["fp32"] else "fp32"
+        cache[key] = {"choice": choice, "fp32_s": round(seconds["fp32"], 4), "bf16_s": round(seconds["bf16"], 4)}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_json(path, cache)
+        except OSError:
+            pass
+        log.info("--amp auto: a %s step takes %.0f ms in bf16 and %.0f ms in fp32 on this CPU: %s (kept in %s)",
+                 architecture, 1000 * seconds["bf16"], 1000 * seconds["fp32"], choice, path)
+    return torch.bfloat16 if cache[key]["choice"] == "bf16" else None
 
 
 def use_tf32() -> None:

@@ -18,6 +18,8 @@ from faceswap import atomic, images, masks, metrics
 from faceswap.errors import FaceswapError
 from faceswap.faces import make_finder
 from faceswap.faces.hands import HandFinder
+from faceswap.faces.identity import Embedder
+from faceswap.faces.identity import distance as identity_distance
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +128,44 @@ def occlusion_change(src: np.ndarray, out: np.ndarray, landmarks: np.ndarray, ha
     return float(diff[on_hand].mean()), float(diff[uncovered].mean())
 
 
+IDENTITY_SAMPLES = 12  # crops of each training face set that stand for its person
+IDENTITY_EVERY = 4     # frames between the faces of a video that are embedded
+
+
+def identities(model_dir: Path) -> dict[str, list[np.ndarray]] | None:
+    """Embeddings of a few crops of each face set the model was trained on: the two people of a swap."""
+    from faceswap import faceset
+    from faceswap.models import read_config
+
+    embedder, finder = Embedder(), make_finder("litert")
+    found = {}
+    for side, info in read_config(model_dir).get("facesets", {}).items():
+        crops = [path for path, _ in faceset.face_entries(Path(info.get("path", "")))] \
+            if Path(info.get("path", "")).exists() else []
+        if not crops:
+            return None
+        embeddings = []
+        for path in [crops[i] for i in np.linspace(0, len(crops) - 1, IDENTITY_SAMPLES).astype(int)]:
+            crop = images.read_image(path)
+            faces = finder(crop, video=False)
+            if faces:
+                embeddings.append(embedder(crop, _largest(faces)))
+        found[side] = embeddings
+    return found if all(found.values()) else None
+
+
+def _nearest(embedding, references: list) -> float:
+    return min(identity_distance(embedding, r) for r in references)
+
+
 def _largest(faces):
     return max(faces, key=lambda f: f.size) if faces else None
 
 
-def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[dict, np.ndarray | None]:
-    """Parity, pose/expression error, jitter, flicker and seam of OUT against SRC; and a comparison strip."""
+def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: dict | None = None
+          ) -> tuple[dict, np.ndarray | None]:
+    """Parity, pose/expression error, jitter, flicker, seam, sharpness, occlusion and (given the two `people`
+    of the model) identity of OUT against SRC; and a comparison strip."""
     from faceswap import media  # only here: model evaluation needs no video stack
 
     a, b = media.probe(src), media.probe(out)
@@ -141,6 +175,8 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[
     finder_src, finder_out = make_finder("litert"), make_finder("litert")
     hand_finder = HandFinder()
     hand_change, uncovered_change, sharp_src, sharp_out = [], [], [], []
+    embedder = Embedder() if people else None
+    to_source, to_target, swapped_to_target = [], [], []
     errors_px, errors_iod, track_src, track_out = [], [], [], []
     flicker_src, flicker_out, seam_src, seam_out = [], [], [], []
     previous = None
@@ -154,6 +190,15 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[
         faces_src = finder_src(fa.image)
         face_a, face_b = _largest(faces_src), _largest(finder_out(fb.image))
         hands = hand_finder(fa.image, faces_src, video=every == 1)
+        if embedder is not None and face_a is not None and face_b is not None and \
+                (fa.index // every) % IDENTITY_EVERY == 0:
+            # the source person is the one SRC's face is nearer; the swap should look like the other one
+            source = min(people, key=lambda side: _nearest(embedder(fa.image, face_a), people[side]))
+            target = next(side for side in people if side != source)
+            swapped = embedder(fb.image, face_b)
+            to_source.append(_nearest(swapped, people[source]))
+            to_target.append(_nearest(swapped, people[target]))
+            swapped_to_target.append(to_target[-1] < to_source[-1])
         if face_a is not None and not hands:  # sharpness where nothing covers the face
             sharp_src.append(face_sharpness(fa.image, face_a.landmarks))
             sharp_out.append(face_sharpness(fb.image, face_a.landmarks))
@@ -202,6 +247,11 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4) -> tuple[
         # frames with a hand over the face: how much OUT differs from SRC on the hand, and on the rest of the face
         "hand_frames": len(hand_change), "hand_change": mean(hand_change),
         "uncovered_face_change": mean(uncovered_change),
+        # identity (dlib descriptor; the two people: the model's face sets): the share of swapped faces nearer
+        # the target person than the source, and the mean distances to each
+        "identity_frames": len(swapped_to_target),
+        "identity_target_share": round(float(np.mean(swapped_to_target)), 3) if swapped_to_target else None,
+        "distance_to_target": mean(to_target), "distance_to_source": mean(to_source),
     })
     image = None
     if strip:
@@ -225,8 +275,9 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
     strips = []
     if model_dir is not None:
         report["model"] = {"path": str(model_dir), "reconstruction": reconstruction(model_dir)}
+    people = identities(model_dir) if model_dir is not None and out is not None else None
     if out is not None:
-        report["video"], strip = video(src, out, every)
+        report["video"], strip = video(src, out, every, people=people)
         strips.append(strip)
     if compare is not None:
         compare = Path(compare)
@@ -235,7 +286,7 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
         else:
             if src is None:
                 raise FaceswapError("--compare with a video needs --video SRC OUT")
-            report["compare_video"], strip = video(src, compare, every)
+            report["compare_video"], strip = video(src, compare, every, people=people)
             strips.append(strip)
     if report_path is not None:
         report_path = Path(report_path)
@@ -267,6 +318,8 @@ def format_report(report: dict) -> str:
                 ("jitter out", "jitter_out"), ("flicker src", "flicker_src"), ("flicker out", "flicker_out"),
                 ("flicker ratio", "flicker_ratio"), ("seam src", "seam_src"), ("seam out", "seam_out"),
                 ("seam excess", "seam_excess"), ("sharpness OUT / SRC", "sharpness_ratio"),
+                ("identity: share to target", "identity_target_share"),
+                ("distance to target", "distance_to_target"), ("distance to source", "distance_to_source"),
                 ("frames with a hand", "hand_frames"),
                 ("change on the hand", "hand_change"), ("change on the rest", "uncovered_face_change")]
         lines.append(f"{'metric':<26}" + "".join(f"{v:>16}" for v in videos))

@@ -21,6 +21,7 @@ from faceswap import align, atomic, faceset, images, masks, media, threads
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, FaceCounts, keyframes, make_finder
 from faceswap.faces.hands import HandFinder
+from faceswap.faces.identity import filters_for
 from faceswap.faces.stage import FaceStage
 from faceswap.settings import ExtractSettings
 
@@ -113,14 +114,16 @@ class _FrameSaver:
     them and append the frame's record. Off the main thread, which only finds faces."""
 
     def __init__(self, source: str, output: Path, settings: ExtractSettings, writer: faceset.AlignmentsWriter,
-                 summary: ExtractSummary, preview: Preview | None, consecutive: bool):
+                 summary: ExtractSummary, preview: Preview | None, consecutive: bool, identity: list):
         self.source, self.output, self.settings = source, output, settings
         self.writer, self.summary, self.preview = writer, summary, preview
         self.stage = FaceStage(settings.min_size, settings.track, settings.max_faces, settings.smooth,
-                               settings.smooth_cutoff, settings.smooth_beta, consecutive=consecutive)
+                               settings.smooth_cutoff, settings.smooth_beta, consecutive=consecutive,
+                               identity=[f.fresh() for f in identity])
 
-    def __call__(self, item: tuple) -> None:
-        for frame, faces, measured in self.stage.push(*item):  # no bridging: final at once
+    def __call__(self, item: tuple | None) -> None:
+        """One frame's found faces; None at the end of the input (the stage gives back what it holds)."""
+        for frame, faces, measured in (self.stage.push(*item) if item is not None else self.stage.flush()):
             if self.preview is not None:
                 self.preview.add(frame, faces)
             records = [r for number, face in enumerate(faces) if (r := self._save_face(frame, face, number))]
@@ -174,6 +177,7 @@ def _extract_all(inputs, infos, output, created, settings, finder, progress) -> 
     writer = faceset.AlignmentsWriter(output, header)
     finder = finder or make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,
                                    redetect_every=keyframes.redetect_calls(_gap(settings)))
+    identity = filters_for(settings, lambda: make_finder(settings.aligner, detector=settings.detector))
     summary = ExtractSummary()
     processed = sum(len(range(settings.start, min(settings.end or i.frames, i.frames), settings.every)) for i in infos)
     preview = Preview(settings.preview, processed) if settings.preview else None
@@ -181,7 +185,7 @@ def _extract_all(inputs, infos, output, created, settings, finder, progress) -> 
     failed = True
     try:
         for path, info in zip(inputs, infos):
-            _extract_one(path, info, output, settings, finder, writer, preview, summary, progress)
+            _extract_one(path, info, output, settings, finder, writer, preview, summary, progress, identity)
         failed = False
     finally:
         writer.close()
@@ -195,7 +199,7 @@ def _extract_all(inputs, infos, output, created, settings, finder, progress) -> 
     return summary
 
 
-def _extract_one(path, info, output, settings, finder, writer, preview, summary, progress) -> None:
+def _extract_one(path, info, output, settings, finder, writer, preview, summary, progress, identity) -> None:
     source = path.name
     start = settings.start
     if source in writer.done:
@@ -212,7 +216,7 @@ def _extract_one(path, info, output, settings, finder, writer, preview, summary,
     consecutive = settings.sequence or not media.is_image_folder(path)
     video = consecutive and settings.every <= 2
     finder.reset()
-    saver = _FrameSaver(source, output, settings, writer, summary, preview, consecutive)
+    saver = _FrameSaver(source, output, settings, writer, summary, preview, consecutive, identity)
     total = len(range(start, end, settings.every))
     bar = tqdm(total=total, desc=f"extract {source}", unit="frame", disable=not progress, leave=False)
     # frames in flight: up to 16 decoded ahead and 32 being written, fewer where frames are large (4K: 5
@@ -225,3 +229,4 @@ def _extract_one(path, info, output, settings, finder, writer, preview, summary,
             saving.put(item)
             bar.update(1)
             bar.set_postfix(faces=summary.faces, refresh=False)
+        saving.put(None)

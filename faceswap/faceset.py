@@ -116,9 +116,7 @@ def read_alignments(path: Path, complete: bool = True) -> tuple[dict, list[dict]
     if not path.is_file():
         raise FaceswapError(f"{path}: no alignments file (make one with faceswap extract)")
     data = path.read_bytes()
-    if complete:
-        _check_complete(path, data)
-    lines = data.decode("utf-8").splitlines()
+    lines = data.decode("utf-8", errors="replace").splitlines()
     try:
         header = json.loads(lines[0])
         validate_header(header)
@@ -137,6 +135,8 @@ def read_alignments(path: Path, complete: bool = True) -> tuple[dict, list[dict]
         except ValueError as exc:
             raise FaceswapError(f"{path}:{number}: {exc}") from None
         records.append(record)
+    if complete:  # after the lines: a damaged one is named by its number
+        _check_complete(path, data)
     return header, records
 
 

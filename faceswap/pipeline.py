@@ -108,6 +108,16 @@ class Pipeline:
     def _save_state(self) -> None:
         atomic.write_json(self.work / STATE, self.state)
 
+    PHOTO_KEYS = ("reference", "exclude")
+
+    def _with_paths(self, settings: dict) -> dict:
+        """A stage's settings with the photos they name made relative to the pipeline file."""
+        return {k: (str(self._path(v)) if k in self.PHOTO_KEYS and v else v) for k, v in settings.items()}
+
+    def _photos(self, settings: dict) -> list[str]:
+        """Content hashes of the reference photos: a changed photo reruns its stage."""
+        return [self._fingerprint(Path(settings[k])) for k in self.PHOTO_KEYS if settings.get(k)]
+
     @staticmethod
     def _key(*parts) -> str:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -143,9 +153,9 @@ class Pipeline:
         if len(sources) == 1 and (sources[0] / faceset.ALIGNMENTS).is_file():
             echo(f"[extract {side}] using the face set {sources[0]}")
             return sources[0]
-        settings = identity.get("extract", {})
+        settings = self._with_paths(identity.get("extract", {}))
         out = self.work / "facesets" / side
-        key = self._key("extract", settings, [self._fingerprint(s) for s in sources])
+        key = self._key("extract", settings, [self._fingerprint(s) for s in sources], self._photos(settings))
         if self._done(f"extract_{side}", key, out / faceset.SUMMARY):
             echo(f"[extract {side}] unchanged, skipped")
             return out
@@ -194,7 +204,7 @@ class Pipeline:
                     raise FaceswapError(f"pipeline: convert[{i}]: output name {name!r} is also made by "
                                         f"convert[{names[name]}]; give each clip its own output")
                 names[name] = i
-                settings = dict(clip.get("settings", {}), direction=clip.get("direction", "a2b"))
+                settings = dict(self._with_paths(clip.get("settings", {})), direction=clip.get("direction", "a2b"))
                 clips.append((source, self.work / "output" / name, name, settings))
         return clips
 
@@ -212,7 +222,8 @@ class Pipeline:
         for source, output, name, clip_settings in clips:
             stage = f"convert:{name}"
             try:
-                key = self._key("convert", clip_settings, self._fingerprint(source), model_key)
+                key = self._key("convert", clip_settings, self._fingerprint(source), model_key,
+                                self._photos(clip_settings))
             except OSError as exc:
                 rows.append({"clip": str(source), "output": str(output), "status": f"failed: {exc}"})
                 continue

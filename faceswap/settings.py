@@ -26,6 +26,7 @@ class LossWeights:
     kl: float = 1e-3
     background: float = 0.1    # weight of pixels outside the face hull
     edge: float = 0.0          # L1 on image gradients (bench/quality.py: no better than 0 at the demo's budget)
+    sparse: float = 0.0        # L1 on the encoder's code
 
 
 @dataclass
@@ -79,6 +80,11 @@ class FaceSettings(_Settings):
     interpolate: int = Field(DEFAULT_GAP, ge=0, le=10, description=(
         "Video frames in a row whose landmarks may be interpolated where the face barely moves (0: measure "
         "every frame)."))
+    reference: Optional[Path] = Field(None, description=(
+        "Keep only the person in this photo (or folder of photos), decided per track by face embedding."))
+    exclude: Optional[Path] = Field(None, description="Leave out the person in this photo (or folder of photos).")
+    reference_threshold: float = Field(0.6, gt=0, lt=2, description=(
+        "Largest embedding distance to the reference that is the same person (-v prints each track's)."))
 
     _track = field_validator("track", mode="before")(_check_track)
 
@@ -128,6 +134,8 @@ class TrainSettings(_Settings):
     workers: Optional[int] = Field(None, ge=0, le=64, description=(
         "Data worker processes (default: half the cores, at most 4; none on a 2-core CPU)."))
     kl_weight: Optional[float] = Field(None, ge=0, description="KL weight for --latent vae.")
+    sparse_weight: Optional[float] = Field(None, ge=0, description="L1 penalty on the encoder's code (sparse "
+                                                                   "codes; logged as code_l1 in loss.csv).")
     warp_share: Optional[float] = Field(None, ge=0, le=1, description=(
         "Share of inputs given the random warp (lite: 0.5, others: 1); the rest teach exact detail."))
     loss: LossWeights = Field(default_factory=LossWeights, json_schema_extra=NO_CLI)

@@ -80,7 +80,7 @@ def test_kl_of_side_a_reaches_side_a_loss(facesets, tmp_path):
     x_a = torch.rand(4, 3, 64, 64)
     x_b = torch.rand(4, 3, 64, 64) * 0.2
     batch = {"mask": torch.ones(4, 1, 64, 64), "weights": torch.ones(4, 1, 64, 64), "target": x_a}
-    loss_a, loss_b = trainer.losses(dict(batch, input=x_a), dict(batch, input=x_b))
+    loss_a, loss_b, _ = trainer.losses(dict(batch, input=x_a), dict(batch, input=x_b))
     kl_a = trainer.model.encoder(x_a)[1]
     kl_b = trainer.model.encoder(x_b)[1]
     assert torch.allclose(loss_a, kl_a) and torch.allclose(loss_b, kl_b) and not torch.allclose(kl_a, kl_b)

@@ -28,7 +28,7 @@ def test_model_shapes_and_parameter_counts(name, size, params):
     model = build(config_for(name))
     assert params[0] <= parameter_count(model) <= params[1]
     x = torch.rand(2, 3, size, size)
-    (rgb_a, mask_a, kl_a), (rgb_b, _, _) = model.both(x, x)
+    (rgb_a, mask_a, kl_a, _), (rgb_b, *_) = model.both(x, x)
     assert kl_a is None
     assert rgb_a.shape == rgb_b.shape == (2, 3, size, size)
     assert (mask_a is not None) == (name != "original")
@@ -230,3 +230,38 @@ def test_hands_and_synthetic_occluders_are_left_out_of_the_loss(facesets):
     _, _, mask_a, weights_a = Augmenter(data_a, Augment(occluders=0.0))(index, np.random.default_rng(1))
     _, _, hull_a, weights_blind = Augmenter(blind, Augment(occluders=0.0))(index, np.random.default_rng(1))
     assert mask_a.sum() < 0.9 * hull_a.sum() and weights_a.sum() < 0.9 * weights_blind.sum()
+
+
+def test_amp_auto_is_measured_once_per_machine(facesets, tmp_path, monkeypatch):
+    """On a CPU, --amp auto times bf16 and fp32 steps of the architecture on first use and keeps the choice."""
+    from faceswap import assets, device
+
+    monkeypatch.setenv("FACESWAP_MODELS", str(assets.models_dir()))  # the models stay where they are
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = Trainer(*facesets, tmp_path / "m1", TrainSettings(iterations=1, workers=0), progress=False)
+    cache = json.loads(device.amp_cache().read_text())
+    (entry,) = cache.values()
+    assert entry["fp32_s"] > 0 and entry["bf16_s"] > 0 and entry["choice"] in ("bf16", "fp32")
+    assert (first.amp_dtype == torch.bfloat16) == (entry["choice"] == "bf16")
+    entry["choice"] = "fp32" if entry["choice"] == "bf16" else "bf16"  # a cached choice is taken as it is
+    device.amp_cache().write_text(json.dumps(cache))
+    second = Trainer(*facesets, tmp_path / "m2", TrainSettings(iterations=1, workers=0), progress=False)
+    assert (second.amp_dtype == torch.bfloat16) == (entry["choice"] == "bf16")
+
+
+def test_vae_samples_sheet_preview_strip_and_sparse_codes(facesets, small_model, tmp_path):
+    from faceswap import images
+
+    model_dir = tmp_path / "vae"
+    train(*facesets, model_dir, TrainSettings(latent="vae", iterations=20, workers=0, sparse_weight=0.01,
+                                               preview_every=10, save_every=10), progress=False)
+    rows = [line.split(",") for line in (model_dir / "loss.csv").read_text().splitlines()]
+    assert rows[0][3] == "code_l1" and float(rows[-1][3]) > 0  # the code's L1, logged with the losses
+    assert read_config(model_dir)["loss"]["sparse"] == 0.01
+    result = run_cli("sample", "-m", model_dir, "-n", "8", "-o", tmp_path / "sheet.png")
+    assert result.returncode == 0, result.stderr
+    sheet = images.read_image(tmp_path / "sheet.png")
+    assert sheet.shape == (2 * 128, 4 * 128, 3) and sheet.std() > 3
+    assert images.read_image(model_dir / "preview.png").shape[0] == 7 * 128  # the A..B strip through the code
+    result = run_cli("sample", "-m", small_model, "-o", tmp_path / "no.png")
+    assert result.returncode != 0 and "--latent vae" in result.stderr and not (tmp_path / "no.png").exists()

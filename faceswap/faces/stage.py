@@ -15,6 +15,7 @@ import numpy as np
 
 from faceswap import align
 from faceswap.faces import Face, Smoother, Tracker
+from faceswap.faces.identity import DECISION_FRAMES
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,11 @@ class FrameRef:
     pts: float
     shape: tuple
     hands: tuple = ()
+    image: object = None  # kept only while the stage needs it (to tell who a face is)
 
     @classmethod
-    def of(cls, frame, hands=()) -> FrameRef:
-        return cls(frame.index, frame.pts, frame.image.shape, tuple(hands))
+    def of(cls, frame, hands=(), keep_image: bool = False) -> FrameRef:
+        return cls(frame.index, frame.pts, frame.image.shape, tuple(hands), frame.image if keep_image else None)
 
 
 class TrackChooser:
@@ -64,15 +66,19 @@ def _between(before: Face, after: Face, share: float, track: int) -> Face:
 class FaceStage:
     def __init__(self, min_size: float = 32, track: str | None = None, max_faces: int = 0, smooth: bool = True,
                  smooth_cutoff: float = 1.0, smooth_beta: float = 0.3, bridge: int = 0, consecutive: bool = True,
-                 tracked: bool = False):
+                 tracked: bool = False, identity: list | None = None):
         """`consecutive`: frames of one video (photos get no tracking, smoothing or bridging across them);
-        `tracked`: the faces come with track ids and smoothed landmarks already (an alignments file)."""
+        `tracked`: the faces come with track ids and smoothed landmarks already (an alignments file);
+        `identity`: track filters (faces/identity.py) that keep a person by a reference photo; frames are then
+        held back until each new track is decided."""
         self.min_size, self.max_faces = min_size, max_faces
         self.tracked = tracked
         self.tracker = Tracker()
         self.smoother = Smoother(smooth_cutoff, smooth_beta, smooth and consecutive and not tracked)
         self.chooser = TrackChooser(track)
         self.bridge = bridge if consecutive else 0
+        self.identity = identity or []
+        self.hold = max(self.bridge, DECISION_FRAMES if self.identity and consecutive else 0)
         self.pending: deque = deque()                       # kept, tracked faces not yet final
         self.history: deque = deque(maxlen=self.bridge + 1)  # the frames just made final, to bridge from
         self.bridged = 0
@@ -82,8 +88,10 @@ class FaceStage:
         faces = [f for f in found if f.size >= self.min_size]
         if not self.tracked:
             faces = self.smoother(self.tracker.update(faces, frame.index), frame.pts)
+        for track_filter in self.identity:
+            track_filter.observe(frame.image, frame.index, faces)
         self.pending.append((frame, faces, measured))
-        return [self._final()] if len(self.pending) > self.bridge else []
+        return [self._final()] if len(self.pending) > self.hold else []
 
     def flush(self) -> list[tuple]:
         return [self._final() for _ in range(len(self.pending))]
@@ -97,6 +105,7 @@ class FaceStage:
         frame, faces, measured = self.pending.popleft()
         self.history.append((frame, faces))
         faces = faces + self._bridged(frame, {f.track for f in faces})
+        faces = [f for f in faces if all(track_filter.keeps(f) for track_filter in self.identity)]
         faces = self.chooser(faces, frame.shape)
         if self.max_faces:
             faces = sorted(faces, key=lambda f: -f.size)[:self.max_faces]

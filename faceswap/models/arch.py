@@ -104,20 +104,31 @@ class Encoder(nn.Module):
         self.upscale = UpscaleBlock(cfg.grid_channels, cfg.bottleneck_upscale)
 
     def forward(self, x):
-        """(decoder input, KL term or None): the KL is returned, not stored, so each side's loss gets its own."""
-        features = self.convs(x)
-        z = self.to_latent(features if self.spatial else torch.flatten(features, 1))
+        """(decoder input, KL term or None, code): returned, not stored, so each side's loss gets its own."""
+        mu, logvar = self.code(x)
         kl = None
-        if self.variational:
-            mu, logvar = z.float().chunk(2, dim=1)
-            logvar = logvar.clamp(-10, 10)
+        if logvar is not None:
             kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-            z = z.to(x.dtype) if x.dtype != torch.float32 else z
+        else:
+            z = mu
+        return self.decode_code(z.to(x.dtype) if x.dtype != torch.float32 else z), kl, mu
+
+    def code(self, x):
+        """The code of x: (mean, log-variance) for a variational bottleneck, (code, None) otherwise."""
+        features = self.convs(x)
+        z = self.to_latent(features if self.spatial else torch.flatten(features, 1))
+        if not self.variational:
+            return z, None
+        mu, logvar = z.float().chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 10)
+
+    def decode_code(self, z):
+        """Decoder input from a code (for a VAE, codes drawn from N(0, 1) give new faces)."""
         grid = self.from_latent(z)
         if not self.spatial:
             grid = grid.view(-1, self.grid_channels, self.grid, self.grid)
-        return self.upscale(grid), kl
+        return self.upscale(grid)
 
 
 class Decoder(nn.Module):
@@ -155,9 +166,13 @@ class FaceSwapModel(nn.Module):
         return self.decoders[side](self.encoder(x)[0])
 
     def train_side(self, x, side: str):
-        """(rgb, mask or None, KL or None) for the loss of one side."""
-        code, kl = self.encoder(x)
-        return (*self.decoders[side](code), kl)
+        """(rgb, mask or None, KL or None, code) for the loss of one side."""
+        grid, kl, code = self.encoder(x)
+        return (*self.decoders[side](grid), kl, code)
+
+    def from_code(self, z, side: str):
+        """(rgb, mask or None) of the faces that codes `z` stand for, through one decoder."""
+        return self.decoders[side](self.encoder.decode_code(z))
 
     def both(self, x_a, x_b):
         """One forward for both identities (one call, so DDP sees every parameter used): two train_side results."""

@@ -8,6 +8,7 @@ a batch of frames plus a few hundred bytes of landmarks per face per frame.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import time
@@ -24,6 +25,7 @@ from faceswap.device import autocast_dtype, use_tf32
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, FaceCounts, keyframes, make_finder
 from faceswap.faces.hands import HandFinder, between, near
+from faceswap.faces.identity import filters_for
 from faceswap.faces.stage import FaceStage, FrameRef
 from faceswap.models import store
 from faceswap.settings import ConvertSettings
@@ -91,6 +93,8 @@ def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, lis
     else:
         found = ((frame, list(known.get(frame.index, [])), True) for frame in frames)
     hand_finder = HandFinder() if settings.occlusion in ("auto", "hands") else None
+    identity = filters_for(settings, lambda: make_finder(settings.aligner, detector=settings.detector))
+    keep = bool(identity)  # the stage tells who a face is from the frame's image
 
     def refs():
         """Each frame with the hands over its faces. While hands are followed, every other frame gets them
@@ -98,23 +102,23 @@ def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, lis
         held = None
         for frame, faces, measured in found:
             if hand_finder is None:
-                yield FrameRef.of(frame), faces, measured
+                yield FrameRef.of(frame, keep_image=keep), faces, measured
                 continue
             if consecutive and held is None and faces and hand_finder.tracked and not hand_finder.search_due():
                 held = (frame, faces, measured, list(hand_finder.tracked))
                 continue
             hands = hand_finder(frame.image, faces, consecutive)
             if held is not None:
-                yield FrameRef.of(held[0], between(held[3], hands)), *held[1:3]
+                yield FrameRef.of(held[0], between(held[3], hands), keep), *held[1:3]
                 held = None
-            yield FrameRef.of(frame, hands), faces, measured
+            yield FrameRef.of(frame, hands, keep), faces, measured
         if held is not None:
-            yield FrameRef.of(held[0], held[3]), *held[1:3]
+            yield FrameRef.of(held[0], held[3], keep), *held[1:3]
 
     stage = FaceStage(settings.min_size, settings.track, settings.max_faces, settings.smooth, settings.smooth_cutoff,
-                      settings.smooth_beta, settings.bridge, consecutive, tracked=known is not None)
+                      settings.smooth_beta, settings.bridge, consecutive, tracked=known is not None, identity=identity)
     for ref, faces, _ in stage.run(refs()):
-        yield ref, faces
+        yield dataclasses.replace(ref, image=None), faces
     if stage.bridged:
         log.info("bridged %d lost faces inside tracks", stage.bridged)
 

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from faceswap import __version__, align, atomic, images
-from faceswap.device import autocast_dtype, use_tf32
+from faceswap.device import autocast_dtype, measured_cpu_amp, use_tf32
 from faceswap.errors import FaceswapError
 from faceswap.models import arch as arch_mod
 from faceswap.models import store
@@ -168,7 +168,8 @@ class Trainer:
         if s.warp_share is not None:
             augment["warp_share"] = s.warp_share
         self.augment = Augment(**augment)
-        self.loss_weights = s.loss if s.kl_weight is None else replace(s.loss, kl=s.kl_weight)
+        self.loss_weights = replace(s.loss, **{k: v for k, v in (("kl", s.kl_weight), ("sparse", s.sparse_weight))
+                                               if v is not None})
         self.data_a = FaceData(faceset_a, self.cfg.out_size, self.cfg.coverage, s.holdout, "A", input_size=self.cfg.size)
         self.data_b = FaceData(faceset_b, self.cfg.out_size, self.cfg.coverage, s.holdout, "B", input_size=self.cfg.size)
         if self.data_a.padding != self.data_b.padding:
@@ -179,10 +180,14 @@ class Trainer:
                                 f"these are {self.data_a.padding}")
         torch.manual_seed(s.seed + self.rank)
         self.model = arch_mod.build(self.cfg).to(self.device)
-        self.amp_dtype = autocast_dtype(s.amp, self.device, self.cfg.size)
         if self.device.type == "cuda":
             use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
+        if s.amp == "auto" and self.device.type == "cpu":
+            with torch.random.fork_rng(devices=[]):  # the timing's random batches leave no trace in the run
+                self.amp_dtype = measured_cpu_amp(self.cfg.name, self._timing_step)
+        else:
+            self.amp_dtype = autocast_dtype(s.amp, self.device, self.cfg.size)
         # fused: one kernel for all parameters (CPU and CUDA)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(s.beta1, 0.999), fused=True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
@@ -223,6 +228,17 @@ class Trainer:
         self.step = int(config.get("step", 0))
         if self.main:
             log.info("resuming %s at step %d", self.model_dir, self.step)
+
+    def _timing_step(self, dtype: torch.dtype | None) -> None:
+        """One forward and backward of a batch of random faces, for --amp auto to time (gradients discarded)."""
+        batch = self.batch_size
+        x = torch.rand(batch, 3, self.cfg.size, self.cfg.size).contiguous(memory_format=torch.channels_last)
+        target = torch.rand(batch, 3, self.cfg.out_size, self.cfg.out_size)
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            (rgb, *_), _ = self.model.both(x, x)
+            loss = (rgb.float() - target).abs().mean()
+        loss.backward()
+        self.model.zero_grad(set_to_none=True)
 
     def _config(self) -> dict:
         s = self.settings
@@ -291,16 +307,17 @@ class Trainer:
         return out
 
     def losses(self, batch_a, batch_b):
-        """Each side's loss, with that side's own KL term."""
+        """Each side's loss, with that side's own KL term; and the mean absolute code of both sides."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             side_a, side_b = self.forward(batch_a["input"], batch_b["input"])
+            code_l1 = (side_a[3].detach().float().abs().mean() + side_b[3].detach().float().abs().mean()) / 2
             return (side_loss(*side_a, batch_a, self.loss_weights),
-                    side_loss(*side_b, batch_b, self.loss_weights))
+                    side_loss(*side_b, batch_b, self.loss_weights), code_l1)
 
     def train_step(self, batch_a, batch_b, lr: float):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss_a, loss_b = self.losses(batch_a, batch_b)
+        loss_a, loss_b, code_l1 = self.losses(batch_a, batch_b)
         total = loss_a + loss_b
         if not torch.isfinite(total):
             return None
@@ -312,7 +329,7 @@ class Trainer:
         else:
             total.backward()
             self.optimizer.step()
-        return float(loss_a.detach()), float(loss_b.detach())
+        return float(loss_a.detach()), float(loss_b.detach()), float(code_l1)
 
     def _handle_signals(self):
         def request_stop(signum, _frame):
@@ -368,14 +385,15 @@ class Trainer:
                 self.step += 1
                 summary.examples += 2 * self.batch_size * self.world
                 recent.append(losses)
-                summary.loss_a, summary.loss_b = losses
+                summary.loss_a, summary.loss_b = losses[:2]
                 bar.update(1)
                 if self.step % 10 == 0 or self.step == 1:
                     rate = summary.examples / max(1e-9, time.perf_counter() - started)
-                    mean_a, mean_b = np.mean(recent, axis=0)
+                    mean_a, mean_b, code_l1 = np.mean(recent, axis=0)
                     recent = []
                     bar.set_postfix(loss_a=f"{mean_a:.4f}", loss_b=f"{mean_b:.4f}", egs=f"{rate:.1f}", refresh=False)
-                    self.loss_log.add(step=self.step, loss_a=mean_a, loss_b=mean_b, lr=self.optimizer.param_groups[0]["lr"],
+                    self.loss_log.add(step=self.step, loss_a=mean_a, loss_b=mean_b, code_l1=code_l1,
+                                      lr=self.optimizer.param_groups[0]["lr"],
                               examples_per_s=rate, elapsed_s=time.perf_counter() - started)
                 if self.step % s.preview_every == 0:
                     self.write_preview(preview_faces)

@@ -8,8 +8,8 @@ from faceswap.metrics import masked_mean, ssim_map
 from faceswap.settings import LossWeights
 
 
-def side_loss(rgb, mask_out, kl, batch, weights: LossWeights) -> torch.Tensor:
-    """One side's loss from its model outputs (rgb, mask or None, KL or None) and its batch."""
+def side_loss(rgb, mask_out, kl, code, batch, weights: LossWeights) -> torch.Tensor:
+    """One side's loss from its model outputs (rgb, mask or None, KL or None, code) and its batch."""
     face = batch["mask"]
     pixel_weights = batch["weights"] * (face * (1 - weights.background) + weights.background)
     target = batch["target"]
@@ -21,6 +21,8 @@ def side_loss(rgb, mask_out, kl, batch, weights: LossWeights) -> torch.Tensor:
         loss = loss + weights.mask * F.mse_loss(mask_out.float(), face)
     if kl is not None and weights.kl:
         loss = loss + weights.kl * kl
+    if weights.sparse:  # L1 on the code: a sparse code (the lecture's sparse autoencoder)
+        loss = loss + weights.sparse * code.float().abs().mean()
     return loss
 
 

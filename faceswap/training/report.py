@@ -26,11 +26,17 @@ def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, scale: int
     model.eval()
     rows = [faces_a, model(faces_a, "a")[0], model(faces_a, "b")[0],
             faces_b, model(faces_b, "b")[0], model(faces_b, "a")[0]]
+    labels = list(ROWS)
+    if model.cfg.latent_type == "vae":  # the code space: A's first face to B's first, through decoder A
+        start, end = model.encoder.code(faces_a[:1])[0], model.encoder.code(faces_b[:1])[0]
+        steps = torch.linspace(0, 1, len(faces_a), device=start.device)[:, None]
+        rows.append(model.from_code(start + (end - start) * steps, "a")[0])
+        labels.append("A..B")
     model.train(was_training)
     size = rows[1].shape[-1] * (scale if rows[1].shape[-1] <= 64 else 1)  # shown at the output's size
     label_w = 70
     lines = []
-    for label, row in zip(ROWS, rows):
+    for label, row in zip(labels, rows):
         tiles = [cv2.resize(t, (size, size), interpolation=cv2.INTER_NEAREST if t.shape[0] <= size else cv2.INTER_AREA)
                  for t in _to_uint8(row)]
         strip = np.hstack(tiles)
@@ -38,6 +44,19 @@ def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, scale: int
         cv2.putText(tag, label, (6, size // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         lines.append(np.hstack([tag, strip]))
     return np.vstack(lines)
+
+
+@torch.no_grad()
+def sample_sheet(model, side: str, count: int = 16, seed: int = 0, columns: int = 4) -> np.ndarray:
+    """New faces of a variational model: codes drawn from N(0, 1) through one decoder, as a grid image."""
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(count, model.cfg.latent, generator=generator)
+    faces = _to_uint8(model.eval().from_code(z, side)[0])
+    size = max(128, faces.shape[1])
+    tiles = [cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in faces]
+    while len(tiles) % columns:
+        tiles.append(np.zeros_like(tiles[0]))
+    return np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
 
 
 def loss_plot(steps, loss_a, loss_b, width: int = 640, height: int = 320) -> np.ndarray:
@@ -69,7 +88,7 @@ def loss_plot(steps, loss_a, loss_b, width: int = 640, height: int = 320) -> np.
 
 class LossLog:
     """Appends to loss.csv (kept across resumes) and to TensorBoard when it is installed."""
-    FIELDS = ["step", "loss_a", "loss_b", "lr", "examples_per_s", "elapsed_s"]
+    FIELDS = ["step", "loss_a", "loss_b", "code_l1", "lr", "examples_per_s", "elapsed_s"]
 
     def __init__(self, model_dir: Path, enabled: bool = True, upto: int | None = None):
         """`upto`: the checkpoint's step; rows logged after it (by a run killed before its next save) are
