@@ -21,10 +21,9 @@ log = logging.getLogger(__name__)
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 SHAPE_FILE = "shape_predictor_5_face_landmarks.dat"
 DEFAULT_THRESHOLD = 0.6
-SAMPLES = 5          # faces of a track embedded to decide it
-FIRST_GAPS = (4, 4)  # frames between its first samples: a track is decided on three faces within 8 frames
-SAMPLE_EVERY = 12    # frames between the later ones
-DECISION_FRAMES = sum(FIRST_GAPS)  # how long the face stage holds frames back for a decision
+SAMPLES = 3          # faces of a track embedded to decide it (the median of three outvotes one odd face)
+SAMPLE_GAP = 4       # frames between them
+DECISION_FRAMES = SAMPLE_GAP * (SAMPLES - 1)  # how long the face stage holds frames back for a decision
 
 
 class Embedder:
@@ -74,7 +73,7 @@ def reference(path: Path, embedder: Embedder, finder) -> list[np.ndarray]:
 
 class TrackFilter:
     """Keeps the tracks whose person is (or, with `exclude`, is not) the reference. A track is embedded on up
-    to SAMPLES of its faces, SAMPLE_EVERY frames apart; its distance is the median of those, each the nearest
+    to SAMPLES of its faces, SAMPLE_GAP frames apart; its distance is the median of those, each the nearest
     reference's."""
 
     def __init__(self, references: list[np.ndarray], threshold: float = DEFAULT_THRESHOLD, exclude: bool = False,
@@ -92,8 +91,7 @@ class TrackFilter:
     def observe(self, image: np.ndarray, index: int, faces: list[Face]) -> None:
         for face in faces:
             seen = self.samples.setdefault(face.track, [])
-            gap = FIRST_GAPS[len(seen) - 1] if 0 < len(seen) <= len(FIRST_GAPS) else SAMPLE_EVERY
-            if len(seen) < SAMPLES and (not seen or index - self.last[face.track] >= gap):
+            if len(seen) < SAMPLES and (not seen or index - self.last[face.track] >= SAMPLE_GAP):
                 embedding = self.embedder(image, face)
                 seen.append(min(distance(embedding, r) for r in self.references))
                 self.last[face.track] = index

@@ -185,6 +185,7 @@ class Occluders:
 
 class Augmenter:
     def __init__(self, data: FaceData, settings: Augment, occluders: Occluders | None = None):
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import would look for updates online
         import albumentations as A
 
         self.data, self.s, self.occluders = data, settings, occluders

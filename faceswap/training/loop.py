@@ -278,14 +278,25 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------------
     def _preview_batches(self):
+        """Per side: the preview's model inputs and what covers each face (hands, tinted in the preview). Held-out
+        faces where there are enough; the last column shows a face with a hand over it where the set has one."""
         def pick(data):
-            images = data.holdout_images if len(data.holdout_images) >= PREVIEW_FACES else data.images
-            points = data.holdout_landmarks if len(data.holdout_images) >= PREVIEW_FACES else data.landmarks
-            index = np.linspace(0, len(images) - 1, PREVIEW_FACES).astype(int)
-            faces, _ = data.plain(images[index], points[index])
-            return torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255).to(self.device)
+            held = len(data.holdout_images) >= PREVIEW_FACES
+            images, points = (data.holdout_images, data.holdout_landmarks) if held else (data.images, data.landmarks)
+            hands = data.holdout_hands if held else data.hands
+            chosen = [(images[i], points[i], hands.get(i))
+                      for i in np.linspace(0, len(images) - 1, PREVIEW_FACES).astype(int)]
+            if data.hands and not any(h for _, _, h in chosen):
+                i = sorted(data.hands)[len(data.hands) // 2]
+                chosen[-1] = (data.images[i], data.landmarks[i], data.hands[i])
+            faces, _ = data.plain(np.stack([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
+            matrix = data.centre_matrix()
+            covered = [data.occlusion(h, matrix) for _, _, h in chosen]
+            inputs = torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255).to(self.device)
+            return inputs, covered
 
-        return pick(self.data_a), pick(self.data_b)
+        (inputs_a, covered_a), (inputs_b, covered_b) = pick(self.data_a), pick(self.data_b)
+        return inputs_a, inputs_b, covered_a, covered_b
 
     def write_preview(self, faces) -> None:
         if not self.main:

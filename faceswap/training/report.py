@@ -20,8 +20,10 @@ def _to_uint8(batch: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, scale: int = 2) -> np.ndarray:
-    """Rows A, A->A, A->B, B, B->B, B->A (one column per face), as an RGB image."""
+def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, covered_a=(), covered_b=(),
+                 scale: int = 2) -> np.ndarray:
+    """Rows A, A->A, A->B, B, B->B, B->A (one column per face), as an RGB image; what covers a face (`covered_*`:
+    masks at the output size, or None) is tinted in rows A and B: training leaves it out of the loss."""
     was_training = model.training
     model.eval()
     rows = [faces_a, model(faces_a, "a")[0], model(faces_a, "b")[0],
@@ -36,9 +38,14 @@ def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, scale: int
     size = rows[1].shape[-1] * (scale if rows[1].shape[-1] <= 64 else 1)  # shown at the output's size
     label_w = 70
     lines = []
-    for label, row in zip(labels, rows):
+    tints = {0: list(covered_a), 3: list(covered_b)}
+    for number, (label, row) in enumerate(zip(labels, rows)):
         tiles = [cv2.resize(t, (size, size), interpolation=cv2.INTER_NEAREST if t.shape[0] <= size else cv2.INTER_AREA)
                  for t in _to_uint8(row)]
+        for tile, covered in zip(tiles, tints.get(number, [])):
+            if covered is not None:
+                hit = cv2.resize(covered, (size, size)) > 0.5
+                tile[hit] = (tile[hit] * 0.55 + np.array([0, 200, 255]) * 0.45).astype(np.uint8)
         strip = np.hstack(tiles)
         tag = np.full((size, label_w, 3), 32, np.uint8)
         cv2.putText(tag, label, (6, size // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
