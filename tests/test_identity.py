@@ -77,6 +77,8 @@ def test_convert_swaps_only_the_reference_person(people, small_model):
         assert left.mean() < 1.5, src.index  # her half as it was (codec noise only)
         if src.index in (10, 30):
             assert right.max() > 60  # his face swapped
+    manifest = (people / "swapped.mp4.json").read_text()
+    assert str(people) not in manifest and '"reference": "b.png"' in manifest  # the photo by name, not path
 
 
 def test_no_face_clip_gives_no_faces_with_a_reference(people, sample_no_face):

@@ -301,7 +301,8 @@ def write_manifest(source: Path, model_dir: Path, output: Path, settings: Conver
                        "step": model_config.get("step"), "files_sha256": model_config.get("files", {}),
                        "facesets": facesets}, **({"path": str(Path(model_dir).resolve())} if paths else {})),
         "alignments": _described(alignments, paths),
-        "settings": settings.as_json(),
+        "settings": {k: (Path(v).name if k in ("reference", "exclude") and v and not paths else v)
+                     for k, v in settings.as_json().items()},
         "result": {"frames": summary.frames, "faces_swapped": summary.faces,
                    "frames_without_face": summary.frames_without_face},
     }
