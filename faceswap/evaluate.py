@@ -16,7 +16,7 @@ import torch
 
 from faceswap import atomic, images, masks, metrics
 from faceswap.errors import FaceswapError
-from faceswap.faces import make_finder
+from faceswap.faces import Face, make_finder
 from faceswap.faces.hands import HandFinder
 from faceswap.faces.identity import Embedder
 from faceswap.faces.identity import distance as identity_distance
@@ -69,8 +69,27 @@ def seam_strength(frame: np.ndarray, mask: np.ndarray, width: int | None = None)
 
 
 # -- model reconstruction --------------------------------------------------------------------------------
-def reconstruction(model_dir: Path) -> dict:
-    """SSIM / PSNR of A->A and B->B on the faces held out at training time, inside the face mask."""
+def swap_identity(model, x: torch.Tensor, side: str, people: dict, embedder) -> dict:
+    """The held-out faces of `side` through the other decoder: the share nearer the other person than their
+    own, and the mean distances (the model's output, enlarged to 256 px, its face box the window's middle)."""
+    other = "b" if side == "a" else "a"
+    with torch.no_grad():
+        swapped = torch.cat([model(x[i:i + 32], other)[0] for i in range(0, len(x), 32)])
+    crops = (swapped.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    box = Face(bbox=np.array([0.12, 0.06, 0.88, 0.96]) * 256, score=1.0, landmarks=np.zeros((68, 2)))
+    to_own, to_other = [], []
+    for crop in crops:
+        embedding = embedder(cv2.resize(crop, (256, 256), interpolation=cv2.INTER_CUBIC), box)
+        to_own.append(_nearest(embedding, people[side]))
+        to_other.append(_nearest(embedding, people[other]))
+    return {"swap_nearer_target": round(float(np.mean(np.less(to_other, to_own))), 3),
+            "swap_distance_to_target": round(float(np.mean(to_other)), 4),
+            "swap_distance_to_source": round(float(np.mean(to_own)), 4)}
+
+
+def reconstruction(model_dir: Path, people: dict | None = None) -> dict:
+    """SSIM / PSNR of A->A and B->B on the faces held out at training time, inside the face mask; given the two
+    `people`, the identity of those faces swapped."""
     from faceswap.models import load_model
     from faceswap.training.data import FaceData
 
@@ -97,6 +116,8 @@ def reconstruction(model_dir: Path) -> dict:
         mask = torch.from_numpy(np.stack([data.holdout_visible(i) for i in range(len(faces))]))[:, None]
         result[side] = {"faces": len(faces), "size": cfg.out_size, "ssim": round(metrics.ssim(rgb, target, mask), 4),
                         "psnr": round(metrics.psnr(rgb, target, mask), 2)}
+        if people:
+            result[side].update(swap_identity(model, x, side, people, Embedder()))
     return result
 
 
@@ -273,16 +294,17 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
         raise FaceswapError(f"{Path(report_path).parent}: the report's folder does not exist")
     report: dict = {}
     strips = []
+    people = identities(model_dir) if model_dir is not None else None
     if model_dir is not None:
-        report["model"] = {"path": str(model_dir), "reconstruction": reconstruction(model_dir)}
-    people = identities(model_dir) if model_dir is not None and out is not None else None
+        report["model"] = {"path": str(model_dir), "reconstruction": reconstruction(model_dir, people)}
     if out is not None:
         report["video"], strip = video(src, out, every, people=people)
         strips.append(strip)
     if compare is not None:
         compare = Path(compare)
         if compare.is_dir():
-            report["compare_model"] = {"path": str(compare), "reconstruction": reconstruction(compare)}
+            report["compare_model"] = {"path": str(compare),
+                                       "reconstruction": reconstruction(compare, identities(compare))}
         else:
             if src is None:
                 raise FaceswapError("--compare with a video needs --video SRC OUT")
@@ -310,6 +332,12 @@ def format_report(report: dict) -> str:
                 else:
                     lines.append(f"  {side.upper()}->{side.upper()} held-out: SSIM {values['ssim']:.4f}  "
                                  f"PSNR {values['psnr']:.2f} dB  ({values['faces']} faces)")
+                    if "swap_nearer_target" in values:
+                        other = "B" if side == "a" else "A"
+                        lines.append(f"  {side.upper()}->{other} held-out: nearer {other} in "
+                                     f"{100 * values['swap_nearer_target']:.0f} % (distance to {other} "
+                                     f"{values['swap_distance_to_target']}, to {side.upper()} "
+                                     f"{values['swap_distance_to_source']})")
     videos = [k for k in ("video", "compare_video") if k in report]
     if videos:
         rows = [("frames equal", "frames_equal"), ("timestamps equal", "timestamps_equal"),

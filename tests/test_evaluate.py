@@ -82,7 +82,9 @@ def test_evaluate_command_on_model_and_output(small_model, sample_b, tmp_path):
     for side in ("a", "b"):
         values = report["model"]["reconstruction"][side]
         assert 0 < values["ssim"] < 1 and values["psnr"] > 5
+        assert 0 <= values["swap_nearer_target"] <= 1 and values["swap_distance_to_target"] > 0  # identity
     assert report["video"]["frames_equal"] and report["video"]["timestamps_equal"]
+    assert 0 <= report["video"]["identity_target_share"] <= 1 and report["video"]["sharpness_ratio"] > 0
     assert report_path.with_suffix(".png").is_file()
     compare = evaluate(small_model, compare=small_model)
     assert compare["model"]["reconstruction"] == compare["compare_model"]["reconstruction"]
