@@ -164,7 +164,8 @@ class ConvertSettings(FaceSettings):
     occlusion: Literal["auto", "hands", "learned", "off"] = Field("auto", description=(
         "What stays in front of the face: hands (found near faces, their pixels kept from the source), learned "
         "(the model's learned mask of the visible face), auto (both, where the model has a learned mask), off."))
-    erode: int = Field(0, ge=-100, le=100, description="Shrink (or, negative, grow) the mask by PX.")
+    erode: Optional[int] = Field(None, ge=-100, le=100, description=(
+        "Shrink (or, negative, grow) the mask by PX (default: grow it by 2.5 % of the face)."))
     blur: Optional[float] = Field(None, ge=0, le=200, description="Feather the mask edge by PX (default 8% of "
                                                                   "the face).")
     blend: Literal["alpha", "seamless"] = Field("alpha", description="How the face is blended in.")

@@ -33,6 +33,7 @@ from faceswap.swap import blend, color
 
 log = logging.getLogger(__name__)
 HAND_MARGIN = 0.03  # hands are kept whole: grown and eased out by this share of the face's size
+MASK_GROW = 0.025   # the face mask grown by this share of the face: more of the new face shows (DESIGN.md)
 SYNTHETIC_NOTE = "Synthetic media: one or more faces in this video were replaced by faceswap {version} (AI face swap)."
 
 
@@ -183,7 +184,8 @@ class Swapper:
             face_px = self.size / np.sqrt(abs(np.linalg.det(matrix[:, :2])))
             feather = s.blur if s.blur is not None else 0.08 * face_px
             scale = self.size / face_px  # frame px -> model px
-            refined = blend.refine(face_mask, int(round(s.erode * scale)), feather * scale)
+            erode = s.erode if s.erode is not None else -MASK_GROW * face_px
+            refined = blend.refine(face_mask, int(round(erode * scale)), feather * scale)
             frame = blend.paste(frame, swapped, refined, matrix, s.blend, hands, HAND_MARGIN * face_px)
         return frame
 
