@@ -27,6 +27,7 @@ class LossWeights:
     background: float = 0.1    # weight of pixels outside the face hull
     edge: float = 0.0          # L1 on image gradients (bench/quality.py: no better than 0 at the demo's budget)
     sparse: float = 0.0        # L1 on the encoder's code
+    mse: float = 0.0           # squared error (what PCA minimises; the linear baseline's test uses it alone)
 
 
 @dataclass
@@ -107,7 +108,7 @@ class ExtractSettings(FaceSettings):
 
 
 class TrainSettings(_Settings):
-    model: Optional[Literal["lite", "lite128", "original", "hd"]] = Field(
+    model: Optional[Literal["lite", "lite128", "original", "hd", "linear"]] = Field(
         None, description="Architecture for a new model (default lite); must match an existing one.")
     size: Optional[int] = Field(None, description="Model size in px (hd: 128 or 256).")
     latent: Optional[Literal["dense", "vae"]] = Field(None, description="Bottleneck type.")

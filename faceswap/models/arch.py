@@ -30,6 +30,7 @@ class ArchConfig:
     coverage: float = 0.75         # share of the aligned crop the model sees
     defaults: dict = field(default_factory=dict)  # training defaults for this architecture
     output: int | None = None      # output side in pixels when larger than the input (None: `size`)
+    linear: bool = False           # a linear encoder and decoders (PCA's autoencoder): no convolutions at all
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -58,6 +59,10 @@ ARCHITECTURES = {
                           mask=True, coverage=0.625, output=128,
                           defaults={"lr": 5e-4, "batch_size": 8, "schedule": "cosine",
                                     "augment": {"brightness": 0.1, "colour": 0.02, "clahe": 0.2, "warp_share": 0.5}}),
+    # PCA as an autoencoder: a shared linear map to `latent` numbers and a linear map back per identity (no
+    # non-linearity, no mask); the baseline that shows what depth buys (evaluate --compare).
+    "linear": ArchConfig("linear", 64, [], 16, 0, 0, [], coverage=0.625, linear=True,
+                         defaults={"lr": 1e-3, "batch_size": 16}),
     # The quality model for GPUs: 128 px (size 256 adds a level), residual decoder, learned mask.
     "hd": ArchConfig("hd", 128, [128, 256, 512, 1024], 512, 512, 512, [512, 256, 128], res_blocks=2,
                      mask=True, coverage=0.75, defaults={"lr": 5e-5, "batch_size": 16}),
@@ -150,15 +155,45 @@ class Decoder(nn.Module):
         return rgb, mask
 
 
+class LinearEncoder(nn.Module):
+    """x -> W x + b, `latent` numbers: what PCA finds, when trained for squared error."""
+
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        self.variational = False
+        self.to_latent = nn.Linear(3 * cfg.size * cfg.size, cfg.latent)
+
+    def code(self, x):
+        return self.to_latent(torch.flatten(x, 1)), None
+
+    def decode_code(self, z):
+        return z
+
+    def forward(self, x):
+        z = self.code(x)[0]
+        return z, None, z
+
+
+class LinearDecoder(nn.Module):
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        self.size = cfg.out_size
+        self.out = nn.Linear(cfg.latent, 3 * self.size * self.size)
+
+    def forward(self, z):
+        return self.out(z).view(-1, 3, self.size, self.size), None
+
+
 class FaceSwapModel(nn.Module):
     """Shared encoder + decoders "a" and "b". forward(x, side) -> (rgb, mask or None), in [0, 1]."""
 
     def __init__(self, cfg: ArchConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
-        self.decoders = nn.ModuleDict({"a": Decoder(cfg), "b": Decoder(cfg)})
-        expected = cfg.size // 2 ** len(cfg.encoder) * 2 * 2 ** len(cfg.decoder)
+        encoder, decoder = (LinearEncoder, LinearDecoder) if cfg.linear else (Encoder, Decoder)
+        self.encoder = encoder(cfg)
+        self.decoders = nn.ModuleDict({"a": decoder(cfg), "b": decoder(cfg)})
+        expected = cfg.out_size if cfg.linear else cfg.size // 2 ** len(cfg.encoder) * 2 * 2 ** len(cfg.decoder)
         if expected != cfg.out_size:
             raise ValueError(f"{cfg.name}: encoder/decoder depths give {expected} px, not {cfg.out_size}")
 
@@ -182,7 +217,7 @@ class FaceSwapModel(nn.Module):
 def build(cfg: ArchConfig) -> FaceSwapModel:
     model = FaceSwapModel(cfg)
     for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and not cfg.linear:
             nn.init.kaiming_uniform_(module.weight, a=0.1, nonlinearity="leaky_relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)

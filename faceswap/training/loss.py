@@ -15,6 +15,8 @@ def side_loss(rgb, mask_out, kl, code, batch, weights: LossWeights) -> torch.Ten
     target = batch["target"]
     loss = weights.dssim * masked_mean((1 - ssim_map(rgb, target)) / 2, pixel_weights)
     loss = loss + weights.l1 * masked_mean((rgb.float() - target).abs(), pixel_weights)
+    if weights.mse:
+        loss = loss + weights.mse * masked_mean((rgb.float() - target) ** 2, pixel_weights)
     if weights.edge:
         loss = loss + weights.edge * edge_loss(rgb.float(), target, pixel_weights)
     if mask_out is not None and weights.mask:
