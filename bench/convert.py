@@ -11,8 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import imageio_ffmpeg
-from common import sample
+from common import looped, sample
 
 from faceswap import assets
 
@@ -64,9 +63,7 @@ def main():
             extract([sample("single_face.mp4")], tmp / "b", progress=False)
             model = tmp / "model"
             train(tmp / "a", tmp / "b", model, TrainSettings(iterations=10, workers=0), progress=False)
-        long = tmp / "long.mp4"
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-stream_loop", "3", "-i",
-                        str(src), "-c", "copy", str(long)], check=True)
+        long = looped(src, tmp / "long.mp4")
         passthrough = max(child(src, model, tmp / "p.mp4", "pass")["fps"] for _ in range(2))
         runs = [child(src, model, tmp / "c.mp4", "convert") for _ in range(2)]
         converted = max(r["fps"] for r in runs)

@@ -1,12 +1,10 @@
 """Extraction fps against decode-only fps on sample A, same run; then the same on a 1080p copy of it (made
 here with ffmpeg), where decoding weighs more. Last line: `ratio: X.XX` for sample A (goal >= 0.5)."""
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import imageio_ffmpeg
-from common import sample, timed
+from common import ffmpeg, sample, timed
 
 from faceswap import assets, media
 from faceswap.extract import extract
@@ -30,9 +28,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         big = tmp / "sample_a_1080p.mp4"
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(src), "-vf",
-                        "scale=1920:1080", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy", str(big)],
-                       check=True)
+        ffmpeg("-i", src, "-vf", "scale=1920:1080", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "copy", big)
         big_decode, big_extract, _, _ = measure(big, tmp)
         decode, best, faces, cpu = measure(src, tmp)
     print(f"1080p copy:  decode {big_decode:7.1f} fps, extract {big_extract:7.1f} fps, "

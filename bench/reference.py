@@ -4,12 +4,10 @@ faces), not per frame, so the cost is a fixed part of a second.
 Last line: `ratio: X.XX` = the slower of extract and convert with --reference over without (goal >= 0.9).
 Usage: python bench/reference.py
 """
-import subprocess
 import tempfile
 from pathlib import Path
 
-import imageio_ffmpeg
-from common import sample, timed
+from common import looped, sample, timed
 
 from faceswap import assets, images, media
 from faceswap.extract import extract
@@ -23,9 +21,7 @@ def main():
     src = sample("WolfgangLanger_Pexels.mp4")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        long = tmp / "long.mp4"
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-stream_loop", "3", "-i",
-                        str(src), "-c", "copy", str(long)], check=True)
+        long = looped(src, tmp / "long.mp4")
         photo = tmp / "her.png"
         images.write_png(photo, next(media.read_frames(src)).image)
         extract([src], tmp / "a", progress=False)
