@@ -95,7 +95,7 @@ def reconstruction(model_dir: Path, people: dict | None = None) -> dict:
 
     model, config = load_model(model_dir)
     cfg = model.cfg
-    result = {}
+    result, embedder = {}, None
     for side in ("a", "b"):
         info = config.get("facesets", {}).get(side, {})
         path = Path(info.get("path", ""))
@@ -117,7 +117,8 @@ def reconstruction(model_dir: Path, people: dict | None = None) -> dict:
         result[side] = {"faces": len(faces), "size": cfg.out_size, "ssim": round(metrics.ssim(rgb, target, mask), 4),
                         "psnr": round(metrics.psnr(rgb, target, mask), 2)}
         if people:
-            result[side].update(swap_identity(model, x, side, people, Embedder()))
+            embedder = embedder or Embedder()
+            result[side].update(swap_identity(model, x, side, people, embedder))
     return result
 
 
@@ -214,7 +215,8 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
         if embedder is not None and face_a is not None and face_b is not None and \
                 (fa.index // every) % IDENTITY_EVERY == 0:
             # the source person is the one SRC's face is nearer; the swap should look like the other one
-            source = min(people, key=lambda side: _nearest(embedder(fa.image, face_a), people[side]))
+            original = embedder(fa.image, face_a)
+            source = min(people, key=lambda side: _nearest(original, people[side]))
             target = next(side for side in people if side != source)
             swapped = embedder(fb.image, face_b)
             to_source.append(_nearest(swapped, people[source]))

@@ -148,18 +148,18 @@ class Swapper:
             use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
 
-    def model_matrix(self, landmarks: np.ndarray, size: int | None = None) -> np.ndarray:
+    def model_matrix(self, landmarks: np.ndarray, size: int | None = None, alignment=None) -> np.ndarray:
         """The window the model was trained on (align.model_matrix, as training uses it), at `size` px (default:
-        the output's)."""
-        return align.model_matrix(align.alignment_matrix(landmarks), size or self.size, self.cfg.coverage,
-                                  self.padding)
+        the output's); `alignment`: the face's alignment matrix, where the face stage made it already."""
+        alignment = align.alignment_matrix(landmarks) if alignment is None else alignment
+        return align.model_matrix(alignment, size or self.size, self.cfg.coverage, self.padding)
 
     def prepare(self, image: np.ndarray, face, hands: list) -> tuple:
         """One face's job: (matrix, landmarks and the frame's face at the output size, hands, model input)."""
-        matrix = self.model_matrix(face.landmarks)
+        matrix = self.model_matrix(face.landmarks, alignment=face.matrix)
         aligned = align.warp(image, matrix, self.size)
         model_input = aligned if self.cfg.size == self.size else \
-            align.warp(image, self.model_matrix(face.landmarks, self.cfg.size), self.cfg.size)
+            align.warp(image, self.model_matrix(face.landmarks, self.cfg.size, face.matrix), self.cfg.size)
         return matrix, align.transform_points(face.landmarks, matrix), aligned, hands, model_input
 
     @torch.inference_mode()

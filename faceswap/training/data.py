@@ -7,6 +7,7 @@ landmarks, moved by the same affine.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -98,7 +99,12 @@ class FaceData:
         return len(self.images)
 
     def centre_matrix(self) -> np.ndarray:
-        """Work-size crop -> model input, no augmentation: convert's window (align.model_matrix)."""
+        """Work-size crop -> model input, no augmentation: convert's window (align.model_matrix). Made once: every
+        augmented example starts from it."""
+        return self._window
+
+    @functools.cached_property
+    def _window(self) -> np.ndarray:
         return align.model_matrix(align.crop_to_face(self.work, self.padding), self.model_size, self.coverage,
                                   self.padding)
 
