@@ -33,6 +33,7 @@ setup(
         "scipy>=1.10",
         "pydantic>=2.5,<3",  # the typed settings of each stage
         "dlib-bin>=19.24",   # runs the identity embedding (faces/identity.py) without a compiler
+        "c2pa-python>=0.38,<0.39",  # C2PA Content Credentials in every output (credentials.py); a young API
     ],
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2"]},
     entry_points={"console_scripts": ["faceswap=faceswap.cli:main"]},

@@ -248,6 +248,22 @@ def run(ctx, pipeline_file, work_dir, jobs):
 
 
 @cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def verify(files):
+    """Read the content credentials (C2PA) of outputs: synthetic or not, tool, date, signer, and whether each file
+    still matches them. Exit 0 only when every file's are intact."""
+    from faceswap import credentials
+
+    intact = True
+    for path in files:
+        found, note = credentials.verify(path)
+        click.echo(credentials.describe(path, found, note))
+        intact = intact and found.state == "intact"
+    if not intact:
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("-m", "--model-dir", required=True, type=click.Path(path_type=Path), help="A --latent vae model.")
 @click.option("--side", type=click.Choice(["a", "b"]), default="a", show_default=True, help="Whose decoder.")
 @click.option("-n", "--count", type=click.IntRange(1, 256), default=16, show_default=True)

@@ -365,8 +365,10 @@ class VideoWriter(atomic.Committing):
 
     def __init__(self, path: Path, fps: Fraction = Fraction(25), time_base: Fraction | None = None,
                  codec: str = "libx264", crf: int = 18, preset: str = "fast",
-                 audio_from: Path | None = None, metadata: dict | None = None, pix_fmt: str = "yuv420p"):
+                 audio_from: Path | None = None, metadata: dict | None = None, pix_fmt: str = "yuv420p",
+                 seal=None):
         self.path = Path(path)
+        self.seal = seal  # a credentials.Sealer: content credentials go into the finished file before its rename
         if self.path.is_dir():
             raise FaceswapError(f"{self.path}: is a folder, not a video file name")
         if not self.path.parent.is_dir():
@@ -454,6 +456,8 @@ class VideoWriter(atomic.Committing):
             self.audio.close()
         self.container.close()
         self.container = None
+        if self.seal is not None:
+            self.seal.file(self.partial, self.path)
         atomic.commit(self.partial, self.path)
         return self.path
 
@@ -473,8 +477,9 @@ class VideoWriter(atomic.Committing):
 class ImageFolderWriter(atomic.Committing):
     """Write frames as numbered PNGs plus timestamps.json, into a temporary folder renamed on close()."""
 
-    def __init__(self, path: Path, fps: Fraction = Fraction(25), **_ignored):
+    def __init__(self, path: Path, fps: Fraction = Fraction(25), seal=None, **_ignored):
         self.path = Path(path)
+        self.seal = seal  # a credentials.Sealer: content credentials in every image
         if self.path.exists() and not self.path.is_dir():
             raise FaceswapError(f"{self.path}: exists and is not a folder")
         if not self.path.parent.is_dir():
@@ -488,7 +493,9 @@ class ImageFolderWriter(atomic.Committing):
 
     def write(self, image: np.ndarray, pts: float | None = None, **_ignored) -> None:
         pts = self.count / float(self.fps) if pts is None else pts
-        (self.partial / f"frame_{self.count:06d}.png").write_bytes(images.png_bytes(image))
+        name = f"frame_{self.count:06d}.png"
+        data = images.png_bytes(image)
+        (self.partial / name).write_bytes(data if self.seal is None else self.seal.image(data, name))
         self.pts.append(pts)
         self.count += 1
 
@@ -509,7 +516,7 @@ def open_writer(path: Path, like: MediaInfo | None = None, audio_from: Path | No
     path = Path(path)
     fps = like.fps if like else Fraction(25)
     if path.suffix == "" or path.is_dir():
-        return ImageFolderWriter(path, fps=fps)
+        return ImageFolderWriter(path, fps=fps, seal=options.get("seal"))
     time_base = like.time_base if like and not like.is_folder else None
     source = audio_from if audio_from and not is_image_folder(Path(audio_from)) else None
     return VideoWriter(path, fps=fps, time_base=time_base, audio_from=source, **options)

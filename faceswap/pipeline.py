@@ -109,10 +109,11 @@ class Pipeline:
         atomic.write_json(self.work / STATE, self.state)
 
     PHOTO_KEYS = ("reference", "exclude")
+    FILE_KEYS = PHOTO_KEYS + ("sign_cert", "sign_key")
 
     def _with_paths(self, settings: dict) -> dict:
-        """A stage's settings with the photos they name made relative to the pipeline file."""
-        return {k: (str(self._path(v)) if k in self.PHOTO_KEYS and v else v) for k, v in settings.items()}
+        """A stage's settings with the files they name made relative to the pipeline file."""
+        return {k: (str(self._path(v)) if k in self.FILE_KEYS and v else v) for k, v in settings.items()}
 
     def _photos(self, settings: dict) -> list[str]:
         """Content hashes of the reference photos: a changed photo reruns its stage."""

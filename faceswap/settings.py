@@ -182,6 +182,9 @@ class ConvertSettings(FaceSettings):
     force_alignments: bool = Field(False, description="Use --alignments even when they record another input.")
     manifest_paths: bool = Field(False, description="Write full paths into the manifest (by default only names, "
                                                     "sizes and hashes: a path names the user's folders).")
+    sign_cert: Optional[Path] = Field(None, description="Sign the content credentials with this PEM certificate "
+                                                        "chain (default: a local signer faceswap makes once).")
+    sign_key: Optional[Path] = Field(None, description="The PEM private key of --sign-cert.")
 
 
 def _message(error: dict) -> str:

@@ -10,6 +10,16 @@ import pytest
 from faceswap import assets
 
 
+@pytest.fixture(scope="session", autouse=True)
+def config_home(tmp_path_factory) -> Path:
+    """The tests' own config folder (the local signing key lands there), inherited by the CLI they start."""
+    import os
+
+    folder = tmp_path_factory.mktemp("config")
+    os.environ["XDG_CONFIG_HOME"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     assets.fetch_samples()

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceswap import __version__, align, assets, atomic, faceset, media, threads
+from faceswap import __version__, align, assets, atomic, credentials, faceset, media, threads
 from faceswap.device import autocast_dtype, use_tf32
+from faceswap.credentials import manifest_path
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, FaceCounts, keyframes, make_finder
 from faceswap.faces.hands import HandFinder, between, near
@@ -190,11 +191,6 @@ class Swapper:
         return frame
 
 
-def manifest_path(output: Path) -> Path:
-    output = Path(output)
-    return output / "faceswap-manifest.json" if output.suffix == "" else output.with_name(output.name + ".json")
-
-
 def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettings | None = None,
             alignments: Path | None = None, progress: bool = True) -> ConvertSummary:
     settings = settings or ConvertSettings()
@@ -211,13 +207,15 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
 def _convert(source, info, model_dir, output, settings, alignments, progress) -> ConvertSummary:
     known = faces_from_alignments(Path(alignments), info, settings.force_alignments) if alignments else None
     swapper = Swapper(model_dir, settings)
+    facts = provenance(source, model_dir, swapper.config, alignments)
+    seal = sealer(source, facts, settings)
     started = time.perf_counter()
     metadata = {"comment": SYNTHETIC_NOTE.format(version=__version__),
                 "description": SYNTHETIC_NOTE.format(version=__version__),
                 "encoder": f"faceswap {__version__}"}
     writer = media.open_writer(output, like=info, audio_from=source, codec=settings.codec, crf=settings.crf,
-                               preset=settings.preset, metadata=metadata) \
-        if output.suffix else media.open_writer(output, like=info)
+                               preset=settings.preset, metadata=metadata, seal=seal) \
+        if output.suffix else media.open_writer(output, like=info, seal=seal)
     summary = ConvertSummary(output=str(output))
     bar = tqdm(total=info.frames, desc=f"convert {source.name}", unit="frame", disable=not progress, leave=False)
     faces = threads.run_ahead(faces_in_order(source, settings, known), 64)  # pass 1, ahead of the swap
@@ -244,7 +242,7 @@ def _convert(source, info, model_dir, output, settings, alignments, progress) ->
         faces.close()
         bar.close()
     summary.seconds = time.perf_counter() - started
-    write_manifest(source, model_dir, output, settings, swapper.config, summary, alignments)
+    write_manifest(source, model_dir, output, settings, swapper.config, summary, alignments, facts)
     return summary
 
 
@@ -269,45 +267,60 @@ def _flush(pending, swapper: Swapper, settings: ConvertSettings, put, summary, b
         bar.update(1)
 
 
-def _described(path: Path | None, with_path: bool) -> dict | None:
-    """Name, size and sha256 of a file (each file's, for a folder); its path only when asked for (a path names the
-    user's folders, and manifests are shared)."""
+def _described(path: Path | None) -> dict | None:
+    """Name, size and sha256 of a file (each file's, for a folder): no path, since a path names the user's folders
+    and manifests are shared."""
     if path is None:
         return None
     path = Path(path)
     if path.is_file():
-        info = {"name": path.name, "bytes": path.stat().st_size, "sha256": assets.sha256_of(path)}
-    else:
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() else []
-        info = {"name": path.name, "files": {p.name: assets.sha256_of(p) for p in files}}
-    return dict(info, path=str(path.resolve())) if with_path else info
+        return {"name": path.name, "bytes": path.stat().st_size, "sha256": assets.sha256_of(path)}
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() else []
+    return {"name": path.name, "files": {p.name: assets.sha256_of(p) for p in files}}
+
+
+def provenance(source: Path, model_dir: Path, model_config: dict, alignments: Path | None) -> dict:
+    """What an output was made from, by name and hash: the content credentials and the JSON manifest share it."""
+    facesets = {}
+    for side, v in model_config.get("facesets", {}).items():
+        record = Path(v.get("path", "")) / faceset.ALIGNMENTS
+        facesets[side] = dict(_described(record) if record.is_file() else {}, name=Path(v.get("path", "")).name,
+                              faces=v.get("train", 0) + len(v.get("holdout", [])))
+    return {"input": _described(source),
+            "model": {"name": Path(model_dir).name, "architecture": model_config.get("architecture", {}).get("name"),
+                      "step": model_config.get("step"), "files_sha256": model_config.get("files", {}),
+                      "facesets": facesets},
+            "alignments": _described(alignments)}
+
+
+def sealer(source: Path, facts: dict, settings: ConvertSettings) -> credentials.Sealer:
+    signing = credentials.load_signing(settings.sign_cert, settings.sign_key)
+    sha256 = (facts["input"] or {}).get("sha256")
+    return credentials.Sealer(credentials.definition("", Path(source).name, sha256, facts), signing)
 
 
 def write_manifest(source: Path, model_dir: Path, output: Path, settings: ConvertSettings, model_config: dict,
-                   summary: ConvertSummary, alignments: Path | None) -> Path:
+                   summary: ConvertSummary, alignments: Path | None, facts: dict) -> Path:
     """The JSON record beside every output: what made it, from what, and that it is synthetic."""
-    paths = settings.manifest_paths
-    facesets = {side: dict(_described(Path(v["path"]) / faceset.ALIGNMENTS, False) if
-                           (Path(v.get("path", "")) / faceset.ALIGNMENTS).is_file() else {},
-                           name=Path(v.get("path", "")).name, faces=v.get("train", 0) + len(v.get("holdout", [])),
-                           **({"path": v.get("path")} if paths else {}))
-                for side, v in model_config.get("facesets", {}).items()}
     manifest = {
         "schema": "faceswap.manifest", "version": 2, "synthetic": True,
         "statement": SYNTHETIC_NOTE.format(version=__version__),
         "tool": {"name": "faceswap", "version": __version__},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "input": _described(source, paths),
-        "output": _described(output, paths),
-        "model": dict({"name": Path(model_dir).name, "architecture": model_config.get("architecture", {}).get("name"),
-                       "step": model_config.get("step"), "files_sha256": model_config.get("files", {}),
-                       "facesets": facesets}, **({"path": str(Path(model_dir).resolve())} if paths else {})),
-        "alignments": _described(alignments, paths),
-        "settings": {k: (Path(v).name if k in ("reference", "exclude") and v and not paths else v)
-                     for k, v in settings.as_json().items()},
+        **facts, "output": _described(output),
+        "credentials": "sidecar" if credentials.sidecar_path(output).is_file() and output.suffix.lower()
+                       in credentials.SIDECAR_ONLY else ("embedded, per image" if output.is_dir() else "embedded"),
+        "settings": {k: (Path(v).name if k in ("reference", "exclude") and v and not settings.manifest_paths else v)
+                     for k, v in settings.as_json().items() if k not in ("sign_cert", "sign_key")},
         "result": {"frames": summary.frames, "faces_swapped": summary.faces,
                    "frames_without_face": summary.frames_without_face},
     }
+    if settings.manifest_paths:
+        for key, path in (("input", source), ("output", output), ("model", model_dir), ("alignments", alignments)):
+            if manifest[key] is not None:
+                manifest[key]["path"] = str(Path(path).resolve())
+        for side, v in model_config.get("facesets", {}).items():
+            manifest["model"]["facesets"][side]["path"] = v.get("path")
     path = manifest_path(output)
     atomic.write_json(path, manifest)
     return path
