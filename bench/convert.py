@@ -1,8 +1,9 @@
 """Convert fps (lite model, sample A) against pass-through fps (decode + encode + audio copy with our media
 module, no face work), in one run; and peak RSS of convert on sample A and on a 4x longer clip.
 
-Last line: `ratio: X.XX` = convert fps (occlusion on, the default) / pass-through fps (goals on CPU: >= 0.5;
-RSS growth 1x -> 4x <= 10 %). Convert with --occlusion off is printed beside it.
+Last line: `ratio: X.XX` = convert fps (occlusion on, the default; content credentials included) / pass-through
+fps (goals on CPU: >= 0.5; RSS growth 1x -> 4x <= 10 %). Convert with --occlusion off and the cost of signing
+are printed beside it.
 Usage: python bench/convert.py [MODEL_DIR]   (without one, a lite model is trained for a few steps)
 """
 import json
@@ -49,6 +50,21 @@ def child(src, model, out, mode) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def sealing_ms(video: Path) -> float:
+    """Time to embed content credentials into a finished video (a copy of one already signed)."""
+    import shutil
+    import time
+
+    from faceswap import credentials
+
+    copy = video.with_name("sealed" + video.suffix)
+    shutil.copy(video, copy)
+    sealer = credentials.Sealer(credentials.definition("", "in.mp4", None, {}), credentials.load_signing())
+    start = time.perf_counter()
+    sealer.file(copy, copy)
+    return 1000 * (time.perf_counter() - start)
+
+
 def main():
     assets.fetch_models()
     src = sample("WolfgangLanger_Pexels.mp4")
@@ -70,11 +86,15 @@ def main():
         no_occlusion = max(child(src, model, tmp / "o.mp4", "convert-off")["fps"] for _ in range(2))
         rss_1x = min(r["rss_mb"] for r in runs)
         rss_4x = child(long, model, tmp / "c4.mp4", "convert")["rss_mb"]
+        seal_ms = sealing_ms(tmp / "c4.mp4")
     print(f"pass-through (decode+encode+audio): {passthrough:7.1f} fps")
     print(f"convert (find faces, swap, encode):  {converted:7.1f} fps")
     print(f"convert --occlusion off (no hands):  {no_occlusion:7.1f} fps (occlusion costs "
           f"{100 * (1 - converted / no_occlusion):.0f} %)")
     print(f"peak RSS: 1x {rss_1x:.0f} MB, 4x {rss_4x:.0f} MB, growth {100 * (rss_4x / rss_1x - 1):+.1f} %")
+    convert_ms = 1000 * 4 * 472 / converted
+    print(f"content credentials: {seal_ms:.0f} ms to sign the 4x output again, {100 * seal_ms / convert_ms:.1f} % "
+          "of its convert")
     print(f"ratio: {converted / passthrough:.2f}")
 
 
