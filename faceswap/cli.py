@@ -200,7 +200,9 @@ def faceset_filter(folder, reference, max_distance, min_blur, max_yaw, max_pitch
 @click.argument("faceset_a", type=click.Path(path_type=Path))
 @click.argument("faceset_b", type=click.Path(path_type=Path))
 @click.option("-m", "--model-dir", required=True, type=click.Path(path_type=Path), help="Model folder (resumed if it exists).")
-@settings.click_options(TrainSettings)
+@click.option("--from", "pretrained", type=click.Path(path_type=Path), default=None,
+              help="Start a new model from this base (faceswap pretrain): encoder and both decoders.")
+@settings.click_options(TrainSettings, skip=frozenset({"pretrained"}))
 @click.pass_context
 def train(ctx, faceset_a, faceset_b, model_dir, **options):
     """Train a shared encoder and two decoders on face sets A and B."""
@@ -208,6 +210,26 @@ def train(ctx, faceset_a, faceset_b, model_dir, **options):
 
     summary = run_train(faceset_a, faceset_b, model_dir, settings.parse(TrainSettings, options, cli=True),
                         progress=not ctx.obj["quiet"])
+    _training_ended(summary)
+
+
+@cli.command()
+@click.argument("facesets", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-m", "--model-dir", required=True, type=click.Path(path_type=Path),
+              help="Base model folder to write (resumed if it exists).")
+@settings.click_options(TrainSettings, skip=frozenset({"pretrained"}))
+@click.pass_context
+def pretrain(ctx, facesets, model_dir, **options):
+    """Pretrain a base on any face sets of any people (no pairs): the shared encoder and one generic decoder, as
+    a denoising autoencoder. Start pairs from it with train --from."""
+    from faceswap.training.loop import pretrain as run_pretrain
+
+    summary = run_pretrain(list(facesets), model_dir, settings.parse(TrainSettings, options, cli=True),
+                           progress=not ctx.obj["quiet"])
+    _training_ended(summary)
+
+
+def _training_ended(summary) -> None:
     click.echo(summary.line())
     if summary.stopped.exit_code:
         raise Interrupted(f"training {summary.stopped.value}: checkpoint saved at step {summary.step}; run the "

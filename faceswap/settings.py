@@ -139,6 +139,8 @@ class TrainSettings(_Settings):
                                                                    "codes; logged as code_l1 in loss.csv).")
     warp_share: Optional[float] = Field(None, ge=0, le=1, description=(
         "Share of inputs given the random warp (lite: 0.5, others: 1); the rest teach exact detail."))
+    pretrained: Optional[Path] = Field(None, description=(
+        "Start a new model's encoder and decoders from this base (made by faceswap pretrain); CLI: --from."))
     loss: LossWeights = Field(default_factory=LossWeights, json_schema_extra=NO_CLI)
     augment: dict[str, float] = Field(default_factory=dict, json_schema_extra=NO_CLI,
                                       description="Augment fields to change from the architecture's defaults.")

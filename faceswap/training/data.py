@@ -36,7 +36,9 @@ class FaceData:
         `occlusion`: find the hands over each face (left out of the loss; the mask head learns they are not
         face), once, when the face set is loaded, on its 256 px crops. `only`: load just these crops, all
         held out (evaluation scores the faces training kept out)."""
-        entries = list(faceset.face_entries(folder))
+        folders = list(folder) if isinstance(folder, (list, tuple)) else [folder]  # several: pooled (pretrain)
+        entries = [entry for one in folders for entry in faceset.face_entries(one)]
+        folder = ", ".join(map(str, folders))
         if only is not None:
             wanted = set(only)
             entries = [e for e in entries if e[0].name in wanted]

@@ -142,9 +142,13 @@ def restore_optimizer(optimizer, scaler, tensors: dict, meta: dict) -> None:
 
 # -- the trainer ---------------------------------------------------------------------------------------
 class Trainer:
-    def __init__(self, faceset_a, faceset_b, model_dir, settings: TrainSettings, progress: bool = True):
+    def __init__(self, faceset_a, faceset_b, model_dir, settings: TrainSettings, progress: bool = True,
+                 generic: bool = False):
+        """`generic`: pretrain a base: faceset_a is a list of face sets, pooled, through one decoder."""
         self.settings = settings
-        self.faceset_paths = (Path(faceset_a).resolve(), Path(faceset_b).resolve())
+        self.generic = generic
+        self.faceset_paths = ([Path(p).resolve() for p in faceset_a], None) if generic else \
+            (Path(faceset_a).resolve(), Path(faceset_b).resolve())
         self.model_dir = Path(model_dir)
         self.progress = progress
         self.rank, self.world, local_rank = distributed()
@@ -170,8 +174,10 @@ class Trainer:
         self.augment = Augment(**augment)
         self.loss_weights = replace(s.loss, **{k: v for k, v in (("kl", s.kl_weight), ("sparse", s.sparse_weight))
                                                if v is not None})
-        self.data_a = FaceData(faceset_a, self.cfg.out_size, self.cfg.coverage, s.holdout, "A", input_size=self.cfg.size)
-        self.data_b = FaceData(faceset_b, self.cfg.out_size, self.cfg.coverage, s.holdout, "B", input_size=self.cfg.size)
+        self.data_a = FaceData(faceset_a, self.cfg.out_size, self.cfg.coverage, s.holdout,
+                               "to pretrain on" if generic else "A", input_size=self.cfg.size)
+        self.data_b = self.data_a if generic else \
+            FaceData(faceset_b, self.cfg.out_size, self.cfg.coverage, s.holdout, "B", input_size=self.cfg.size)
         if self.data_a.padding != self.data_b.padding:
             raise FaceswapError(f"face sets A and B were extracted with different --padding ({self.data_a.padding}, "
                                 f"{self.data_b.padding}); extract them alike")
@@ -180,6 +186,9 @@ class Trainer:
                                 f"these are {self.data_a.padding}")
         torch.manual_seed(s.seed + self.rank)
         self.model = arch_mod.build(self.cfg).to(self.device)
+        if generic:  # one decoder learns every face: "b" is "a"
+            self.model.decoders["b"] = self.model.decoders["a"]
+        self.base = self._base(existing)
         if self.device.type == "cuda":
             use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
@@ -207,6 +216,12 @@ class Trainer:
     # -- set-up helpers ---------------------------------------------------------------------------
     def _arch(self, existing):
         s = self.settings
+        if existing and (existing.get("kind") == "base") != self.generic:
+            raise FaceswapError(f"{self.model_dir}: holds a pair model; pretrain into another folder" if self.generic
+                                else f"{self.model_dir}: holds a base (faceswap pretrain); train into another folder "
+                                     f"with --from {self.model_dir}")
+        if existing is None and s.pretrained is not None and not (s.model or s.size or s.latent or s.coverage):
+            return store.arch_from_config(store.read_config(Path(s.pretrained)))  # the base's, as it is
         if existing is None:
             cfg = arch_mod.config_for(s.model or "lite", s.size, s.latent or "dense")
             if s.coverage:
@@ -218,6 +233,36 @@ class Trainer:
             raise FaceswapError(f"{self.model_dir}: holds a {old.name} model ({old.size} px, {old.latent_type} "
                                 f"latent), not {wanted[0]} ({wanted[1]} px, {wanted[2]}); use another model folder")
         return old
+
+    def _base(self, existing: dict | None) -> dict | None:
+        """With --from: check the base, and (for a new model) start from its weights. The base's record."""
+        source = self.settings.pretrained
+        if source is None:
+            return (existing or {}).get("pretrained")
+        source = Path(source)
+        config = store.read_config(source)
+        if config.get("kind") != "base":
+            raise FaceswapError(f"{source}: not a base model (make one with faceswap pretrain)")
+        base_cfg = store.arch_from_config(config)
+        if base_cfg != self.cfg:
+            raise FaceswapError(f"{source}: the base is a {base_cfg.name} model ({base_cfg.size} px, "
+                                f"{base_cfg.latent_type} latent, coverage {base_cfg.coverage}); this model is "
+                                f"{self.cfg.name} ({self.cfg.size} px, {self.cfg.latent_type}, coverage "
+                                f"{self.cfg.coverage}): pretrain one like it, or leave out --model/--size/--latent")
+        if config.get("padding", align.DEFAULT_PADDING) != self.data_a.padding:
+            raise FaceswapError(f"{source}: the base was trained on crops of padding {config.get('padding')}, "
+                                f"these face sets are {self.data_a.padding}")
+        record = {"name": source.name, "sha256": config["files"][store.WEIGHTS], "step": config.get("step"),
+                  "faces": config.get("facesets", {}).get("pool", {}).get("train")}
+        if existing:
+            if (existing.get("pretrained") or {}).get("sha256") != record["sha256"]:
+                raise FaceswapError(f"{self.model_dir}: already trained, not from {source}; --from starts new "
+                                    "models only")
+            return record
+        store.load_weights(self.model, source, config)  # each file's sha256 checked against the base's config
+        if self.main:
+            log.info("starting from base %s (step %s)", source, record["step"])
+        return record
 
     def _resume(self, config: dict) -> None:
         store.load_weights(self.model, self.model_dir, config)
@@ -252,9 +297,13 @@ class Trainer:
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
             "loss": asdict(self.loss_weights), "augment": asdict(self.augment),
             "facesets": {
+                "pool": {"paths": [str(p) for p in self.faceset_paths[0]], "train": len(self.data_a)},
+            } if self.generic else {
                 "a": {"path": str(self.faceset_paths[0]), "train": len(self.data_a), "holdout": self.data_a.holdout_files},
                 "b": {"path": str(self.faceset_paths[1]), "train": len(self.data_b), "holdout": self.data_b.holdout_files},
             },
+            **({"kind": "base"} if self.generic else {}),
+            **({"pretrained": self.base} if self.base else {}),
             "created": self.config.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -263,8 +312,11 @@ class Trainer:
         if not self.main:
             return
         tensors, meta = optimizer_tensors(self.optimizer, self.scaler)
+        weights = self.model.state_dict()
+        if self.generic:  # safetensors stores no shared tensors: the base holds its one decoder twice
+            weights = {k: v.clone() if k.startswith("decoders.b.") else v for k, v in weights.items()}
         store.save(self.model_dir, self._config(),
-                   {store.WEIGHTS: self.model.state_dict(), OPTIMIZER: tensors},
+                   {store.WEIGHTS: weights, OPTIMIZER: tensors},
                    {TRAINER_STATE: (json.dumps(meta) + "\n").encode()})
         self.config = store.read_config(self.model_dir)
         if self.loss_log is not None:  # the loss history survives whatever the checkpoint survives
@@ -429,7 +481,18 @@ class Trainer:
         return summary
 
 
-def train(faceset_a, faceset_b, model_dir, settings: TrainSettings | None = None, progress: bool = True) -> TrainSummary:
+def pretrain(facesets: list, base_dir, settings: TrainSettings | None = None, progress: bool = True) -> TrainSummary:
+    """Pretrain a base: the shared encoder and one generic decoder, a denoising autoencoder over any face sets."""
+    settings = settings or TrainSettings()
+    if settings.pretrained:
+        raise FaceswapError("pretrain starts from scratch or resumes its own base; --from is for train")
+    if not facesets:
+        raise FaceswapError("pretrain needs at least one face set")
+    return train(list(facesets), None, base_dir, settings, progress, generic=True)
+
+
+def train(faceset_a, faceset_b, model_dir, settings: TrainSettings | None = None, progress: bool = True,
+          generic: bool = False) -> TrainSummary:
     settings = settings or TrainSettings()
     settings.require_budget()
     model_dir = Path(model_dir)
@@ -437,7 +500,7 @@ def train(faceset_a, faceset_b, model_dir, settings: TrainSettings | None = None
     lock = atomic.exclusive(model_dir, "model folder") if distributed()[0] == 0 else contextlib.nullcontext()
     with lock:
         try:
-            trainer = Trainer(faceset_a, faceset_b, model_dir, settings, progress)
+            trainer = Trainer(faceset_a, faceset_b, model_dir, settings, progress, generic)
         except BaseException:
             if created:  # a run that could not start leaves no empty model folder behind
                 atomic.discard(model_dir)
