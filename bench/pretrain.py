@@ -3,8 +3,8 @@ the pair A-B from it (--from) and from scratch, with the same seed and steps, an
 (B->B SSIM inside the face) at each checkpoint. The held-out faces are the clip's last frames: near-twins of
 training frames, so read the figures as "how fast the model fits B", not as generalisation.
 
-Last line: `ratio: X.XX` = steps from scratch to reach the from-base run's B SSIM at its last checkpoint /
-those steps (above 1: the base saves that share of steps; a `>` means scratch never got there).
+Last line: `ratio: X.XX` = steps from scratch to reach the from-base run's B SSIM at its first checkpoint /
+those steps (above 1: the base saves steps; a `>` means scratch never got there).
 Usage: python bench/pretrain.py [--pretrain-steps N] [--steps 250,500,1000,1500] [--model lite]
 """
 import argparse
@@ -66,10 +66,10 @@ def main():
     print(f"{'step':>6}  {'B SSIM scratch':>15}  {'B SSIM from base':>17}  {'A scratch':>10}  {'A from base':>12}")
     for plain, based in zip(results["scratch"], results["from base"]):
         print(f"{plain['step']:>6}  {plain['b']:>15.4f}  {based['b']:>17.4f}  {plain['a']:>10.4f}  {based['a']:>12.4f}")
-    last = results["from base"][-1]
-    needed = steps_to_reach(results["scratch"], last["b"])
-    speedup = needed / last["step"] if needed else steps[-1] / last["step"]
-    print(f"scratch reaches the from-base B SSIM of step {last['step']} ({last['b']:.4f}) "
+    first = results["from base"][0]
+    needed = steps_to_reach(results["scratch"], first["b"])
+    speedup = (needed or steps[-1]) / first["step"]
+    print(f"scratch reaches the from-base B SSIM of step {first['step']} ({first['b']:.4f}) "
           + (f"at step {needed:.0f}" if needed else "at no checkpoint"))
     print(f"mean B SSIM gain over the checkpoints: {np.mean([b['b'] - p['b'] for p, b in zip(*results.values())]):+.4f}")
     print(f"ratio: {'>' if needed is None else ''}{speedup:.2f}")

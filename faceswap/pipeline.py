@@ -25,11 +25,11 @@ from faceswap.media import VIDEO_SUFFIXES
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
 from faceswap.swap.batch import run_batch, table
 from faceswap.swap.convert import manifest_path
-from faceswap.training.loop import train
+from faceswap.training.loop import pretrain, train
 
 log = logging.getLogger(__name__)
 STATE = "pipeline-state.json"
-TOP_KEYS = {"work_dir", "identities", "train", "convert", "jobs"}
+TOP_KEYS = {"work_dir", "identities", "pretrain", "train", "convert", "jobs"}
 IDENTITY_KEYS = {"sources", "extract"}
 CLIP_KEYS = {"input", "output", "direction", "settings"}
 
@@ -57,6 +57,25 @@ class Pipeline:
         self.work = Path(work_dir) if work_dir else self._path(self.spec.get("work_dir", "work"))
         self.jobs = jobs or int(self.spec.get("jobs", 1))
 
+    def _check_sources(self, identity, where: str, allowed: set) -> dict:
+        identity = _check_mapping(identity, where, allowed)
+        sources = identity.get("sources")
+        if isinstance(sources, str):
+            identity["sources"] = sources = [sources]
+        if not isinstance(sources, list) or not sources:
+            raise FaceswapError(f"pipeline: {where}.sources: give one or more videos, folders or face sets")
+        for source in sources:
+            if not isinstance(source, str) or not self._path(source).exists():
+                raise FaceswapError(f"pipeline: {where}.sources: {source!r} not found")
+        settings.parse(ExtractSettings, identity.get("extract", {}), f"{where}.extract")
+        return identity
+
+    @staticmethod
+    def _check_budget(train_spec, where: str) -> None:
+        settings.parse(TrainSettings, train_spec, where)
+        if train_spec.get("iterations") is None and train_spec.get("minutes") is None:
+            raise FaceswapError(f"pipeline: {where}: give iterations or minutes")
+
     def _path(self, value: str) -> Path:
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.base / path).resolve()
@@ -67,20 +86,13 @@ class Pipeline:
         for side in ("a", "b"):
             if side not in identities:
                 raise FaceswapError(f"pipeline: identities.{side}: missing")
-            identity = _check_mapping(identities[side], f"identities.{side}", IDENTITY_KEYS)
-            sources = identity.get("sources")
-            if isinstance(sources, str):
-                identity["sources"] = sources = [sources]
-            if not isinstance(sources, list) or not sources:
-                raise FaceswapError(f"pipeline: identities.{side}.sources: give one or more videos, folders or face sets")
-            for source in sources:
-                if not isinstance(source, str) or not self._path(source).exists():
-                    raise FaceswapError(f"pipeline: identities.{side}.sources: {source!r} not found")
-            settings.parse(ExtractSettings, identity.get("extract", {}), f"identities.{side}.extract")
-        train_spec = spec.get("train", {})
-        settings.parse(TrainSettings, train_spec, "train")
-        if train_spec.get("iterations") is None and train_spec.get("minutes") is None:
-            raise FaceswapError("pipeline: train: give iterations or minutes")
+            self._check_sources(identities[side], f"identities.{side}", IDENTITY_KEYS)
+        if "pretrain" in spec:  # a base of its own: any people's faces, extracted like an identity's
+            pretrain_spec = self._check_sources(spec["pretrain"], "pretrain", IDENTITY_KEYS | {"train"})
+            self._check_budget(pretrain_spec.get("train", {}), "pretrain.train")
+            if spec.get("train", {}).get("pretrained"):
+                raise FaceswapError("pipeline: give train.pretrained or a pretrain stage, not both")
+        self._check_budget(spec.get("train", {}), "train")
         clips = spec.get("convert", [])
         if not isinstance(clips, list):
             raise FaceswapError("pipeline: convert: must be a list of clips")
@@ -109,7 +121,7 @@ class Pipeline:
         atomic.write_json(self.work / STATE, self.state)
 
     PHOTO_KEYS = ("reference", "exclude")
-    FILE_KEYS = PHOTO_KEYS + ("sign_cert", "sign_key")
+    FILE_KEYS = PHOTO_KEYS + ("sign_cert", "sign_key", "pretrained")
 
     def _with_paths(self, settings: dict) -> dict:
         """A stage's settings with the files they name made relative to the pipeline file."""
@@ -149,7 +161,7 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------------------
     def _extract(self, side: str, progress: bool, echo) -> Path:
-        identity = self.spec["identities"][side]
+        identity = self.spec["pretrain"] if side == "pretrain" else self.spec["identities"][side]
         sources = [self._path(s) for s in identity["sources"]]
         if len(sources) == 1 and (sources[0] / faceset.ALIGNMENTS).is_file():
             echo(f"[extract {side}] using the face set {sources[0]}")
@@ -169,24 +181,29 @@ class Pipeline:
         self._finish(f"extract_{side}", key, faces=summary.faces)
         return out
 
-    def _train(self, set_a: Path, set_b: Path, progress: bool, echo) -> Path:
-        settings = dict(self.spec.get("train", {}))
-        out = self.work / "model"
-        key = self._key("train", settings, self._fingerprint(set_a), self._fingerprint(set_b))
-        if self._done("train", key, out / "config.json"):
-            echo("[train] unchanged, skipped")
+    def _train(self, set_a: Path, set_b: Path | None, progress: bool, echo, stage: str = "train",
+               base: Path | None = None) -> Path:
+        """The train stage (A, B -> model), or with set_b None the pretrain stage (face set -> base)."""
+        spec = self.spec["pretrain"].get("train", {}) if set_b is None else self.spec.get("train", {})
+        settings = self._with_paths(dict(spec, **({"pretrained": str(base)} if base else {})))
+        out = self.work / ("base" if set_b is None else "model")
+        inputs = [self._fingerprint(p) for p in (set_a, set_b, settings.get("pretrained")) if p]
+        key = self._key(stage, settings, *inputs)
+        if self._done(stage, key, out / "config.json"):
+            echo(f"[{stage}] unchanged, skipped")
             return out
-        previous = self.state.get("train", {})
+        previous = self.state.get(stage, {})
         if previous.get("key") not in (None, key) and out.exists():
             shutil.rmtree(out)  # changed data or settings: a fresh model
-        summary = train(set_a, set_b, out, TrainSettings(**settings), progress=progress)
-        echo(f"[train] {summary.line()}")
+        summary = pretrain([set_a], out, TrainSettings(**settings), progress=progress) if set_b is None else \
+            train(set_a, set_b, out, TrainSettings(**settings), progress=progress)
+        echo(f"[{stage}] {summary.line()}")
         if summary.stopped.exit_code:
-            self.state["train"] = {"key": key, "status": summary.stopped.value, "step": summary.step}
+            self.state[stage] = {"key": key, "status": summary.stopped.value, "step": summary.step}
             self._save_state()
-            raise Interrupted(f"training {summary.stopped.value} at step {summary.step}; checkpoint saved, run "
+            raise Interrupted(f"{stage} {summary.stopped.value} at step {summary.step}; checkpoint saved, run "
                               "again to resume", summary.stopped.exit_code)
-        self._finish("train", key, step=summary.step)
+        self._finish(stage, key, step=summary.step)
         return out
 
     def _clips(self) -> list[tuple[Path, Path, str, dict]]:
@@ -215,7 +232,10 @@ class Pipeline:
         self.state = self._load_state()
         set_a = self._extract("a", progress, echo)
         set_b = self._extract("b", progress, echo)
-        model = self._train(set_a, set_b, progress, echo)
+        base = None
+        if "pretrain" in self.spec:
+            base = self._train(self._extract("pretrain", progress, echo), None, progress, echo, "pretrain")
+        model = self._train(set_a, set_b, progress, echo, base=base)
         model_key = self._fingerprint(model)
         share_cpu_with_video()  # training is done: from here on the model shares the CPU with video work
         (self.work / "output").mkdir(exist_ok=True)
