@@ -12,6 +12,7 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["faceswap", "faceswap.*"]),
+    package_data={"faceswap.ui": ["page.html"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.2,<3",
@@ -34,7 +35,10 @@ setup(
         "pydantic>=2.5,<3",  # the typed settings of each stage
         "dlib-bin>=19.24",   # runs the identity embedding (faces/identity.py) without a compiler
         "c2pa-python>=0.38,<0.39",  # C2PA Content Credentials in every output (credentials.py); a young API
+        "starlette>=0.40,<2",  # faceswap ui: a small ASGI app (page, JSON API, server-sent events)
+        "uvicorn>=0.30",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2"]},
+    # the browser tests drive Debian's chromium (make test installs it) through Playwright's Python API
+    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2", "httpx>=0.27", "playwright>=1.45"]},
     entry_points={"console_scripts": ["faceswap=faceswap.cli:main"]},
 )

@@ -325,6 +325,27 @@ def evaluate(model_dir, video, compare, report, every):
         click.echo(f"report: {report}")
 
 
+@cli.command()
+@click.option("--workspace", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="The folder the page works in: every path it takes stays inside it.")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (only this machine by "
+                                                                     "default).")
+@click.option("--jobs", "slots", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Jobs run at once (one per GPU or CPU by default).")
+def ui(workspace, port, host, slots):
+    """Serve a local web page: projects and face sets, a job queue, live training, a convert preview."""
+    import uvicorn
+
+    from faceswap.ui.app import create_app
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("listening on %s: anyone who can reach this address can run jobs and read the workspace", host)
+    app = create_app(workspace, slots)
+    click.echo(f"faceswap ui: http://{host}:{port}/  (workspace {app.state.workspace.root}; Ctrl-C stops it)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 def main():
     cli(prog_name="faceswap")
 

@@ -251,3 +251,17 @@ def click_options(cls: type[_Settings], skip: frozenset = frozenset()):
         return function
 
     return apply
+
+
+def cli_args(values: _Settings) -> list[str]:
+    """The command-line options that give `values` (those that differ from the defaults): how a job queued by
+    `faceswap ui` runs the same command a user would type."""
+    args = []
+    defaults = type(values)()
+    for name, field in type(values).model_fields.items():
+        value = getattr(values, name)
+        if (field.json_schema_extra or {}).get("cli") is False or value == getattr(defaults, name) or value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        args += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
+    return args

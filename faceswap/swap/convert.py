@@ -80,14 +80,16 @@ def faces_from_alignments(path: Path, info: media.MediaInfo, force: bool = False
     return {r["frame"]: [Face.from_record(f) for f in r["faces"]] for r in records if r["source"] == name}
 
 
-def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, list[Face]] | None = None) -> Iterator:
+def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, list[Face]] | None = None,
+                   frames: list | None = None) -> Iterator:
     """(frame ref, faces to swap) for every frame, in order: found (key frames measured and the frames between
     interpolated where faces barely move, arrivals followed back) or read from an alignments file, with the
-    hands over them, then made final by the face stage (bridged and chosen)."""
+    hands over them, then made final by the face stage (bridged and chosen). `frames`: only these, each on
+    its own (a preview)."""
     # photos (an image folder, unless settings.sequence) are each searched on their own: no tracking,
     # smoothing or bridging from one photo into an unrelated next one
-    consecutive = settings.sequence or not media.is_image_folder(source)
-    frames = media.read_frames(source)
+    consecutive = frames is None and (settings.sequence or not media.is_image_folder(source))
+    frames = media.read_frames(source) if frames is None else frames
     if known is None:
         finder = make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,
                              redetect_every=keyframes.redetect_calls(settings.interpolate))
@@ -244,6 +246,20 @@ def _convert(source, info, model_dir, output, settings, alignments, progress) ->
     summary.seconds = time.perf_counter() - started
     write_manifest(source, model_dir, output, settings, swapper.config, summary, alignments, facts)
     return summary
+
+
+def preview_frame(source: Path, index: int, swapper: Swapper) -> tuple[np.ndarray, np.ndarray, int]:
+    """One frame of `source` as it is and as convert would write it with the swapper's settings (the face found
+    on that frame alone), and how many faces were swapped: what `faceswap ui` shows while settings are tuned."""
+    frame = next(media.read_frames(source, start=index, end=index + 1), None)
+    if frame is None:
+        raise FaceswapError(f"{source}: has no frame {index}")
+    ref, found = next(faces_in_order(source, swapper.settings, frames=[frame]))
+    jobs = [swapper.prepare(frame.image, face, [h for h in ref.hands if near(h, face)]) for face in found]
+    out = []
+    _flush([(frame, jobs)], swapper, swapper.settings, lambda item: out.append(item[1]), ConvertSummary(),
+           tqdm(disable=True))
+    return frame.image, out[0], len(jobs)
 
 
 def _flush(pending, swapper: Swapper, settings: ConvertSettings, put, summary, bar) -> None:

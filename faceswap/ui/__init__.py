@@ -1,0 +1,1 @@
+"""`faceswap ui`: a local web page over the same library and commands (workspace, job queue, app)."""

@@ -1,0 +1,241 @@
+"""The UI's web app (Starlette): a page, a JSON API over the workspace and the job queue, server-sent events for
+job progress, and a one-frame convert preview. Every job is a `faceswap` command; the preview calls convert's own
+functions. Nothing here swaps, trains or finds faces by itself."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from faceswap import atomic, images, settings
+from faceswap.errors import FaceswapError
+from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
+from faceswap.ui.jobs import JobQueue
+from faceswap.ui.workspace import UPLOAD_LIMIT, Workspace
+
+CONSENT = ("Every output is marked as synthetic: signed C2PA Content Credentials (AI-composited media), container "
+           "metadata and a JSON manifest. Swap only faces of people who agreed to it, and keep the marks.")
+PATH_SETTINGS = ("reference", "exclude", "sign_cert", "sign_key", "pretrained")
+
+
+def job_args(ws: Workspace, kind: str, params: dict) -> tuple[list[str], str, dict]:
+    """The `faceswap` command line of a job, every path confined to the workspace and every setting checked by
+    the same settings model the CLI uses; with a title and what the page should watch (a model folder)."""
+    def inside(key, must_exist=True) -> str:
+        path = ws.path(params.get(key), must_exist)
+        if not must_exist:  # an output: its folder is made, inside the workspace
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return ws.relative(path)
+
+    def options(model, values) -> list[str]:
+        values = dict(values or {})
+        for key in PATH_SETTINGS:
+            if values.get(key):
+                values[key] = ws.relative(ws.path(values[key]))
+        pretrained = values.pop("pretrained", None)
+        parsed = settings.parse(model, values, kind)
+        return settings.cli_args(parsed) + (["--from", pretrained] if pretrained else [])
+
+    if kind == "extract":
+        sources = [ws.relative(ws.path(s)) for s in params.get("sources") or []]
+        if not sources:
+            raise FaceswapError("extract: pick one or more videos, image folders or face sets")
+        output = inside("output", False)
+        return ["extract", *sources, "-o", output, *options(ExtractSettings, params.get("settings"))], \
+            f"extract {', '.join(sources)} -> {output}", {}
+    if kind == "train":
+        a, b, model = inside("a"), inside("b"), inside("model", False)
+        return ["train", a, b, "-m", model, *options(TrainSettings, params.get("settings"))], \
+            f"train {a} + {b} -> {model}", {"model": model}
+    if kind == "convert":
+        source, model, output = inside("input"), inside("model"), inside("output", False)
+        return ["convert", source, "-m", model, "-o", output, *options(ConvertSettings, params.get("settings"))], \
+            f"convert {source} -> {output}", {"output": output}
+    if kind == "run":
+        pipeline = inside("pipeline")
+        return ["run", pipeline], f"run {pipeline}", {}
+    raise FaceswapError(f"unknown job kind {kind!r} (extract, train, convert, run)")
+
+
+class Previewer:
+    """Convert's Swapper for the model and settings last asked for, kept between frames."""
+
+    def __init__(self):
+        self.key = None
+        self.swapper = None
+        self.lock = threading.Lock()
+
+    def __call__(self, model: Path, source: Path, index: int, values: ConvertSettings) -> dict:
+        from faceswap.swap.convert import Swapper, preview_frame
+
+        started = time.perf_counter()
+        with self.lock:
+            key = (str(model), (model / "config.json").stat().st_mtime_ns, values.model_dump_json())
+            if key != self.key:
+                self.swapper, self.key = Swapper(model, values), key
+            original, swapped, faces = preview_frame(source, index, self.swapper)
+        side_by_side = np.hstack([original, swapped])
+        return {"image": "data:image/png;base64," + base64.b64encode(images.png_bytes(side_by_side)).decode(),
+                "faces": faces, "ms": round(1000 * (time.perf_counter() - started))}
+
+
+def training(ws: Workspace, relative: str, queue: JobQueue) -> dict:
+    """A model's live state: step, the loss history, speed, ETA, and the preview's version."""
+    folder = ws.path(relative, must_exist=False)
+    rows = []
+    if (folder / "loss.csv").is_file():
+        with open(folder / "loss.csv", newline="") as handle:
+            rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    step = int(rows[-1]["step"]) if rows else int(config.get("step", 0))
+    job = next((j for j in reversed(queue.snapshot()) if j.get("watch", {}).get("model") == relative), None)
+    target = None
+    if job and "--iterations" in job["args"]:
+        target = int(job["args"][job["args"].index("--iterations") + 1])
+    rate = None
+    if len(rows) >= 2 and rows[-1]["elapsed_s"] > rows[0]["elapsed_s"]:
+        rate = (rows[-1]["step"] - rows[0]["step"]) / (rows[-1]["elapsed_s"] - rows[0]["elapsed_s"])
+    preview = folder / "preview.png"
+    return {"step": step, "target": target, "loss": rows[-300:],
+            "egs": rows[-1].get("examples_per_s") if rows else None,
+            "eta_s": round((target - step) / rate) if rate and target and target > step else None,
+            "preview": f"/api/file?path={relative}/preview.png&v={preview.stat().st_mtime_ns}"
+            if preview.is_file() else None, "job": job}
+
+
+def create_app(workspace: Path, slots: int = 1) -> Starlette:
+    ws = Workspace(workspace)
+    queue = JobQueue(ws.root, slots)
+    previewer = Previewer()
+    page = (Path(__file__).with_name("page.html")).read_text()
+
+    def api(handler):
+        """JSON in and out; a FaceswapError (or a bad value) is a 400 with its one line."""
+        async def endpoint(request: Request):
+            try:
+                return JSONResponse(await handler(request))
+            except (FaceswapError, ValueError, KeyError, TypeError) as exc:
+                return JSONResponse({"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__},
+                                    status_code=400)
+        return endpoint
+
+    async def body(request: Request) -> dict:
+        data = await request.json()
+        if not isinstance(data, dict):
+            raise FaceswapError("expected a JSON object")
+        return data
+
+    async def index(request: Request):
+        return HTMLResponse(page)
+
+    async def state(request: Request):
+        return {"workspace": str(ws.root), "files": ws.listing(), "jobs": queue.snapshot(), "consent": CONSENT}
+
+    async def file(request: Request):
+        try:
+            path = ws.path(request.query_params.get("path", ""))
+        except FaceswapError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        if not path.is_file():
+            return JSONResponse({"error": "not a file"}, status_code=400)
+        return FileResponse(path, headers={"Cache-Control": "no-store"})
+
+    async def upload(request: Request):
+        target = ws.upload_target(request.query_params.get("name", ""), request.query_params.get("folder", "uploads"))
+        size = int(request.headers.get("content-length") or 0)
+        if size > UPLOAD_LIMIT:
+            raise FaceswapError(f"larger than the upload limit of {UPLOAD_LIMIT // 1024 ** 2} MB")
+        partial, written = atomic.partial_path(target), 0
+        try:
+            with open(partial, "wb") as handle:
+                async for chunk in request.stream():
+                    written += len(chunk)
+                    if written > UPLOAD_LIMIT:
+                        raise FaceswapError(f"larger than the upload limit of {UPLOAD_LIMIT // 1024 ** 2} MB")
+                    handle.write(chunk)
+            atomic.commit(partial, target)
+        finally:
+            atomic.discard(partial)
+        return {"path": ws.relative(target), "bytes": written}
+
+    async def faceset_view(request: Request):
+        return ws.faceset(request.query_params.get("path", ""))
+
+    async def faceset_remove(request: Request):
+        from faceswap import curate
+
+        data = await body(request)
+        folder = ws.path(data.get("path"))
+        names = {ws.path(face).name: "removed in faceswap ui" for face in data.get("faces", [])}
+        removed = await run_in_threadpool(curate.apply, folder, [], names)
+        return {"removed": removed, **ws.faceset(data["path"])}
+
+    async def jobs_create(request: Request):
+        data = await body(request)
+        args, title, watch = job_args(ws, data.get("kind"), data)
+        return queue.submit(data["kind"], args, title, watch)
+
+    async def job_cancel(request: Request):
+        return queue.cancel(request.path_params["job"])
+
+    async def job_resume(request: Request):
+        return queue.resume(request.path_params["job"])
+
+    async def train_view(request: Request):
+        return training(ws, request.query_params.get("model", ""), queue)
+
+    async def video_info(request: Request):
+        from faceswap import media
+
+        info = await run_in_threadpool(media.probe, ws.path(request.query_params.get("path", "")))
+        return {"frames": info.frames, "width": info.width, "height": info.height, "fps": float(info.fps)}
+
+    async def preview(request: Request):
+        data = await body(request)
+        values = dict(data.get("settings") or {})
+        for key in ("reference", "exclude"):
+            if values.get(key):
+                values[key] = str(ws.path(values[key]))
+        parsed = settings.parse(ConvertSettings, values, "preview")
+        return await run_in_threadpool(previewer, ws.path(data.get("model")), ws.path(data.get("input")),
+                                       int(data.get("frame", 0)), parsed)
+
+    async def events(request: Request):
+        async def stream():
+            version = -1
+            while not await request.is_disconnected():
+                version = await run_in_threadpool(queue.wait_change, version, 1.0)
+                yield f"data: {json.dumps({'jobs': queue.snapshot()})}\n\n"
+                await asyncio.sleep(0.3)
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    routes = [
+        Route("/", index), Route("/api/state", api(state)), Route("/api/file", file),
+        Route("/api/upload", api(upload), methods=["POST"]), Route("/api/faceset", api(faceset_view)),
+        Route("/api/faceset/remove", api(faceset_remove), methods=["POST"]),
+        Route("/api/jobs", api(jobs_create), methods=["POST"]),
+        Route("/api/jobs/{job}/cancel", api(job_cancel), methods=["POST"]),
+        Route("/api/jobs/{job}/resume", api(job_resume), methods=["POST"]),
+        Route("/api/training", api(train_view)), Route("/api/video", api(video_info)),
+        Route("/api/preview", api(preview), methods=["POST"]), Route("/api/events", events),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await run_in_threadpool(queue.shutdown)
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.queue, app.state.workspace = queue, ws
+    return app

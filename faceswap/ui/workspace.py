@@ -1,0 +1,82 @@
+"""The UI's workspace: every path it takes is confined to one folder, and what it holds is listed by kind."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from faceswap import atomic, faceset, media
+from faceswap.errors import FaceswapError
+
+UPLOAD_LIMIT = 2 * 1024 ** 3  # bytes per uploaded file
+UI_DIR = ".faceswap-ui"
+
+
+class Workspace:
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        atomic.ensure_writable_dir(self.root, "the workspace")
+        (self.root / UI_DIR).mkdir(exist_ok=True)
+
+    def path(self, relative: str, must_exist: bool = True) -> Path:
+        """`relative` inside the workspace: no absolute paths, no `..`, no symlink that leads out of it."""
+        if not isinstance(relative, str) or not relative or "\0" in relative:
+            raise FaceswapError("a path inside the workspace is needed")
+        candidate = Path(relative)
+        if candidate.is_absolute() or ".." in candidate.parts or relative.startswith("~"):
+            raise FaceswapError(f"{relative}: only paths inside the workspace are allowed")
+        resolved = (self.root / candidate).resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise FaceswapError(f"{relative}: leads out of the workspace")
+        if candidate.parts and candidate.parts[0] == UI_DIR:
+            raise FaceswapError(f"{relative}: the UI's own folder")
+        if must_exist and not resolved.exists():
+            raise FaceswapError(f"{relative}: not found in the workspace")
+        return resolved
+
+    def relative(self, path: Path) -> str:
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    def kind(self, path: Path) -> str:
+        if path.is_file():
+            if path.suffix.lower() in media.VIDEO_SUFFIXES:
+                return "video"
+            return "image" if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") else "file"
+        if (path / faceset.ALIGNMENTS).is_file():
+            return "faceset"
+        if (path / "config.json").is_file():
+            return "model"
+        return "images" if path.is_dir() and media.image_files(path) else "folder"
+
+    def listing(self) -> list[dict]:
+        """Everything in the workspace a job can take, two levels deep, by kind (videos, face sets, models...)."""
+        found = []
+        for path in sorted(self.root.rglob("*")):
+            parts = path.relative_to(self.root).parts
+            if len(parts) > 3 or any(p.startswith(".") or p.endswith(".rejected") for p in parts):
+                continue
+            if any(self.kind(parent) in ("faceset", "model", "images") for parent in path.parents
+                   if parent != self.root and self.root in parent.parents):
+                continue  # inside a face set, model or image folder: the folder stands for it
+            kind = self.kind(path)
+            if kind in ("video", "faceset", "model", "images", "image") or path.suffix.lower() == ".yaml":
+                found.append({"path": self.relative(path), "kind": "pipeline" if path.suffix == ".yaml" else kind})
+        return found
+
+    def faceset(self, relative: str) -> dict:
+        folder = self.path(relative)
+        if self.kind(folder) != "faceset":
+            raise FaceswapError(f"{relative}: not a face set")
+        summary = faceset.read_summary(folder)
+        faces = [self.relative(p) for p, _ in faceset.face_entries(folder)]
+        return {"path": relative, "faces": faces, "count": len(faces), "records": summary.get("records"),
+                "sources": [s.get("name") for s in summary.get("sources", {}).values()]}
+
+    def upload_target(self, name: str, folder: str = "uploads") -> Path:
+        """Where an uploaded file of this name goes (a plain name, inside the workspace)."""
+        name = os.path.basename(name or "")
+        if not name or name.startswith("."):
+            raise FaceswapError("the upload needs a file name")
+        target = self.path(folder, must_exist=False) / name
+        self.path(self.relative(target.parent / name) if target.parent.exists() else f"{folder}/{name}", False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target

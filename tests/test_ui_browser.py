@@ -1,0 +1,126 @@
+"""faceswap ui in a real browser (Debian's chromium, driven by Playwright): a project from the sample clips,
+extract both, a short training whose preview appears and changes, a convert tuned on a frame, rendered and
+downloaded with its manifest. Screenshots of the four views go to $FACESWAP_UI_SCREENSHOTS (or the test's
+temporary folder)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
+                                reason="Debian's chromium is not installed (make test installs it with apt-get)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, sample_a, sample_b, face_models):
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+    shutil.copy(sample_a, workspace / "a.mp4")
+    shutil.copy(sample_b, workspace / "b.mp4")
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "faceswap", "ui", "--workspace", str(workspace),
+                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/api/state", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield url, workspace
+    process.terminate()
+    process.wait(60)
+
+
+def test_project_training_and_convert_in_a_browser(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, workspace = server
+    shots = Path(os.environ.get("FACESWAP_UI_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url)
+        # project: extract both clips
+        page.select_option("#source-a", "a.mp4")
+        page.click("#extract-a")
+        page.select_option("#source-b", "b.mp4")
+        page.click("#extract-b")
+        page.click("nav button[data-view=jobs]")
+        expect(page.locator("tr[data-status=done]")).to_have_count(2, timeout=180_000)
+        page.screenshot(path=str(shots / "jobs.png"))
+        page.click("nav button[data-view=project]")
+        page.select_option("#faceset-pick", "facesets/b")
+        page.dispatch_event("#faceset-pick", "change")
+        expect(page.locator("#faceset-faces img")).to_have_count(72, timeout=30_000)
+        page.locator("#faceset-faces img").nth(0).click()
+        page.locator("#faceset-faces img").nth(1).click()
+        page.click("#faceset-remove")
+        expect(page.locator("#faceset-faces img")).to_have_count(70, timeout=30_000)
+        expect(page.locator("#faceset-count")).to_contain_text("70 faces")
+        page.screenshot(path=str(shots / "project.png"))
+        # training: the preview appears, then changes
+        page.click("nav button[data-view=training]")
+        page.select_option("#train-a", "facesets/a")
+        page.select_option("#train-b", "facesets/b")
+        page.fill("#train-iterations", "60")
+        page.fill("#train-preview-every", "10")
+        page.click("#train-start")
+        preview = page.locator("#train-preview")
+        page.wait_for_function("document.getElementById('train-preview').src.includes('preview.png')",
+                               timeout=180_000)
+        first = preview.get_attribute("src")
+        page.wait_for_function(f"document.getElementById('train-preview').src !== {json.dumps(first)}",
+                               timeout=180_000)
+        expect(page.locator("#train-status")).to_contain_text("step", timeout=10_000)
+        page.wait_for_function("document.getElementById('train-status').textContent.includes('done')",
+                               timeout=300_000)
+        page.wait_for_timeout(1200)
+        page.screenshot(path=str(shots / "training.png"))
+        # convert: a frame with the current settings, changed settings, then the render
+        page.click("nav button[data-view=convert]")
+        page.select_option("#convert-model", "models/ab")
+        page.select_option("#convert-input", "a.mp4")
+        page.dispatch_event("#convert-input", "change")
+        page.wait_for_function("document.getElementById('preview-info').textContent.includes('face')",
+                               timeout=60_000)
+        page.locator("#convert-frame").fill("200")
+        page.dispatch_event("#convert-frame", "input")
+        page.wait_for_function("document.getElementById('preview-info').textContent.startsWith('frame 200')",
+                               timeout=30_000)
+        before = page.locator("#convert-preview").get_attribute("src")
+        page.select_option("[data-setting=color]", "none")
+        page.wait_for_function(f"document.getElementById('convert-preview').src !== {json.dumps(before)}",
+                               timeout=30_000)
+        assert "1 face(s) swapped" in page.locator("#preview-info").text_content()
+        expect(page.locator("#consent")).to_contain_text("Content Credentials")
+        page.fill("#convert-output", "output/a_as_b.mp4")
+        page.click("#render")
+        expect(page.locator("#download-manifest")).to_be_visible(timeout=300_000)
+        page.screenshot(path=str(shots / "convert.png"))
+        with page.expect_download() as download:
+            page.click("#download-manifest")
+        manifest = json.loads(Path(download.value.path()).read_text())
+        browser.close()
+    assert manifest["synthetic"] is True and manifest["input"]["name"] == "a.mp4"
+    assert (workspace / "output" / "a_as_b.mp4").stat().st_size > 100_000
+    assert all((shots / f"{view}.png").stat().st_size > 10_000 for view in ("project", "jobs", "training", "convert"))
