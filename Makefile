@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 FS     := $(VENV)/bin/faceswap
 PYTEST_ARGS ?=
 
-.PHONY: setup assets demo test bench clean
+.PHONY: setup assets browser demo test bench clean
 
 $(VENV)/.torch:
 	python3 -m venv $(VENV)
@@ -27,7 +27,13 @@ assets: setup
 demo: assets
 	$(FS) run pipelines/demo.yaml
 
-test: assets
+# the browser tests drive Debian's chromium; installed here when missing (as root, or with sudo)
+browser:
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+	  || echo "chromium could not be installed: the browser tests will be skipped"; }
+
+test: assets browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: assets

@@ -339,3 +339,19 @@ def test_missing_hand_model_is_one_line_and_occlusion_off_needs_none(sample_b, s
     assert "fails its sha256 check" in result.stderr.strip().splitlines()[-1]
     result = run_cli("convert", sample_b, "-m", small_model, "-o", tmp_path / "o.mp4", "--occlusion", "off", env=env)
     assert result.returncode == 0, result.stderr
+
+
+def test_preview_frame_is_what_convert_writes(sample_b, small_model, tmp_path):
+    from faceswap.swap.convert import preview_frame
+
+    settings = ConvertSettings(color="avg")
+    original, swapped, faces = preview_frame(sample_b, 30, Swapper(small_model, settings))
+    source = next(media.read_frames(sample_b, start=30, end=31)).image
+    assert faces == 1 and np.array_equal(original, source)
+    out = tmp_path / "full.mp4"
+    convert(sample_b, small_model, out, settings, progress=False)
+    written = next(media.read_frames(out, start=30, end=31)).image.astype(float)
+    changed = np.abs(swapped.astype(float) - source).mean(axis=2) > 12
+    assert changed.mean() > 0.01  # the face was swapped
+    # the one-frame preview finds the face on that frame alone; convert also tracks and smooths it
+    assert np.abs(written - swapped)[changed].mean() < 0.35 * np.abs(written - source)[changed].mean()

@@ -54,6 +54,11 @@ def test_project_training_and_convert_in_a_browser(server, tmp_path):
     url, workspace = server
     shots = Path(os.environ.get("FACESWAP_UI_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    def mark(what):  # how long each part took, printed with -s
+        print(f"{time.perf_counter() - started:6.1f} s  {what}")
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -68,6 +73,7 @@ def test_project_training_and_convert_in_a_browser(server, tmp_path):
         page.click("nav button[data-view=jobs]")
         expect(page.locator("tr[data-status=done]")).to_have_count(2, timeout=180_000)
         page.screenshot(path=str(shots / "jobs.png"))
+        mark("extracted")
         page.click("nav button[data-view=project]")
         page.select_option("#faceset-pick", "facesets/b")
         page.dispatch_event("#faceset-pick", "change")
@@ -78,6 +84,7 @@ def test_project_training_and_convert_in_a_browser(server, tmp_path):
         expect(page.locator("#faceset-faces img")).to_have_count(70, timeout=30_000)
         expect(page.locator("#faceset-count")).to_contain_text("70 faces")
         page.screenshot(path=str(shots / "project.png"))
+        mark("faces removed")
         # training: the preview appears, then changes
         page.click("nav button[data-view=training]")
         page.select_option("#train-a", "facesets/a")
@@ -96,6 +103,7 @@ def test_project_training_and_convert_in_a_browser(server, tmp_path):
                                timeout=300_000)
         page.wait_for_timeout(1200)
         page.screenshot(path=str(shots / "training.png"))
+        mark("trained")
         # convert: a frame with the current settings, changed settings, then the render
         page.click("nav button[data-view=convert]")
         page.select_option("#convert-model", "models/ab")
@@ -112,11 +120,18 @@ def test_project_training_and_convert_in_a_browser(server, tmp_path):
         page.wait_for_function(f"document.getElementById('convert-preview').src !== {json.dumps(before)}",
                                timeout=30_000)
         assert "1 face(s) swapped" in page.locator("#preview-info").text_content()
+        halves = page.evaluate("""() => { const img = document.getElementById('convert-preview');
+            const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+            const g = c.getContext('2d'); g.drawImage(img, 0, 0); const w = c.width / 2, h = c.height;
+            const a = g.getImageData(0, 0, w, h).data, b = g.getImageData(w, 0, w, h).data;
+            let d = 0; for (let i = 0; i < a.length; i += 4) d += Math.abs(a[i] - b[i]); return d / (a.length / 4); }""")
+        assert halves > 1  # source and swapped differ: the face was replaced in the right half only
         expect(page.locator("#consent")).to_contain_text("Content Credentials")
         page.fill("#convert-output", "output/a_as_b.mp4")
         page.click("#render")
         expect(page.locator("#download-manifest")).to_be_visible(timeout=300_000)
         page.screenshot(path=str(shots / "convert.png"))
+        mark("rendered")
         with page.expect_download() as download:
             page.click("#download-manifest")
         manifest = json.loads(Path(download.value.path()).read_text())

@@ -254,12 +254,13 @@ def preview_frame(source: Path, index: int, swapper: Swapper) -> tuple[np.ndarra
     frame = next(media.read_frames(source, start=index, end=index + 1), None)
     if frame is None:
         raise FaceswapError(f"{source}: has no frame {index}")
+    original = frame.image.copy()  # compositing draws into the frame
     ref, found = next(faces_in_order(source, swapper.settings, frames=[frame]))
     jobs = [swapper.prepare(frame.image, face, [h for h in ref.hands if near(h, face)]) for face in found]
     out = []
     _flush([(frame, jobs)], swapper, swapper.settings, lambda item: out.append(item[1]), ConvertSummary(),
            tqdm(disable=True))
-    return frame.image, out[0], len(jobs)
+    return original, out[0], len(jobs)
 
 
 def _flush(pending, swapper: Swapper, settings: ConvertSettings, put, summary, bar) -> None:

@@ -98,7 +98,8 @@ class JobQueue:
         text = path.read_bytes()[-8000:].decode(errors="replace") if path.is_file() else ""
         lines = [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
         found = PERCENT.findall(text)
-        return dict(job, progress=int(found[-1]) if found else (100 if job["status"] == "done" else 0),
+        progress = 100 if job["status"] == "done" else int(found[-1]) if found else 0
+        return dict(job, progress=progress,
                     log=lines[-12:])
 
     def snapshot(self) -> list[dict]:
