@@ -6,9 +6,6 @@ Usage: python bench/ui.py   (needs /usr/bin/chromium: make browser)
 """
 import json
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -17,6 +14,7 @@ from pathlib import Path
 from common import sample
 
 from faceswap.extract import extract
+from faceswap.ui.app import launch
 from faceswap.training.loop import TrainSettings, train
 
 
@@ -30,19 +28,8 @@ def main():
         extract([sample("single_face.mp4")], ws / "facesets" / "b", progress=False)
         train(ws / "facesets" / "a", ws / "facesets" / "b", ws / "models" / "ab", TrainSettings(iterations=10),
               progress=False)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-m", "faceswap", "ui", "--workspace", str(ws), "--port",
-                                   str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
+        server, url = launch(ws)
         try:
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(url + "/api/state", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.2)
             started = time.perf_counter()
             for _ in range(10):
                 urllib.request.urlopen(url + "/api/state").read()

@@ -7,11 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,28 +17,15 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
                                 reason="Debian's chromium is not installed (make test installs it with apt-get)")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path, sample_a, sample_b, face_models):
+    from faceswap.ui.app import launch
+
     workspace = tmp_path / "project"
     workspace.mkdir()
     shutil.copy(sample_a, workspace / "a.mp4")
     shutil.copy(sample_b, workspace / "b.mp4")
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "faceswap", "ui", "--workspace", str(workspace),
-                                "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/api/state", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
+    process, url = launch(workspace)
     yield url, workspace
     process.terminate()
     process.wait(60)

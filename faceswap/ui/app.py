@@ -239,3 +239,27 @@ def create_app(workspace: Path, slots: int = 1) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.queue, app.state.workspace = queue, ws
     return app
+
+
+def launch(workspace: Path) -> tuple:
+    """`faceswap ui` on a free local port, in a child process, once it answers: (process, url). For scripts,
+    benchmarks and tests that drive the page."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "faceswap", "ui", "--workspace", str(workspace), "--port",
+                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(url + "/api/state", timeout=1)
+            return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    raise FaceswapError(f"faceswap ui did not answer at {url}")

@@ -119,7 +119,8 @@ class JobQueue:
                 job = next((j for j in self.jobs if j["status"] == "queued"), None) if running < self.slots else None
                 if job is not None:
                     self._start(job)
-            time.sleep(0.2)
+            if self.stopped.wait(0.2):
+                break  # stopping: what still runs shows as interrupted on the next start
             self._reap()
 
     def _start(self, job: dict) -> None:
