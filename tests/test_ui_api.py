@@ -116,3 +116,16 @@ def test_faces_removed_from_a_set_and_a_preview(workspace):
         assert preview["faces"] == 1 and preview["image"].startswith("data:image/png;base64,")
         bad = client.post("/api/preview", json={"input": "b.mp4", "model": "models/m", "settings": {"crf": 99}})
         assert bad.status_code == 400 and "crf" in bad.json()["error"]
+
+
+def test_a_pipeline_runs_as_a_job(workspace):
+    (workspace / "p.yaml").write_text(
+        "work_dir: work\nidentities:\n  a: {sources: [facesets/b]}\n  b: {sources: [facesets/b]}\n"
+        "train: {iterations: 3}\nconvert:\n  - {input: b.mp4, output: b_swapped.mp4}\n")
+    with TestClient(create_app(workspace)) as client:
+        assert {"path": "p.yaml", "kind": "pipeline"} in client.get("/api/state").json()["files"]
+        job = client.post("/api/jobs", json={"kind": "run", "pipeline": "p.yaml"}).json()
+        queue = client.app.state.queue
+        wait_for(lambda: queue.get(job["id"])["status"] not in ("queued", "running"), 300)
+        assert queue.get(job["id"])["status"] == "done", queue.view(queue.get(job["id"]))["log"]
+    assert (workspace / "work" / "output" / "b_swapped.mp4").is_file()
