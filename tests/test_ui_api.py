@@ -50,6 +50,7 @@ def test_paths_outside_the_workspace_are_refused(workspace, tmp_path):
                     {"kind": "convert", "input": "b.mp4", "model": "models/m", "output": "/tmp/x.mp4"},
                     {"kind": "convert", "input": "b.mp4", "model": "models/m", "output": "o.mp4",
                      "settings": {"reference": "link/secret.txt"}},
+                    {"kind": "train", "a": "facesets/b", "b": "facesets/b", "model": "models/x"},  # no budget
                     {"kind": "shell", "command": "rm -rf /"}):
             response = client.post("/api/jobs", json=job)
             assert response.status_code == 400, job

@@ -46,6 +46,8 @@ def job_args(ws: Workspace, kind: str, params: dict) -> tuple[list[str], str, di
                 values[key] = ws.relative(ws.path(values[key]))
         pretrained = values.pop("pretrained", None)
         parsed = settings.parse(model, values, kind)
+        if model is TrainSettings:
+            parsed.require_budget()
         return settings.cli_args(parsed) + (["--from", pretrained] if pretrained else [])
 
     if kind == "extract":
