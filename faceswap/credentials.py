@@ -250,9 +250,12 @@ def read(path: Path) -> Credentials:
             report = json.loads(reader.json())
             where = "embedded"
     except c2pa.C2paError as exc:
-        if "ManifestNotFound" in type(exc).__name__ or "ManifestNotFound" in str(exc) or "JUMBF" in str(exc):
+        text = f"{type(exc).__name__} {exc}"
+        if "ManifestNotFound" in text or "JUMBF" in text:
             return Credentials("absent")
-        return Credentials("tampered", problems=[str(exc).splitlines()[0]])
+        if "NotSupported" in text:  # a format that holds none embedded, and no sidecar beside it
+            return Credentials("absent", problems=[f"no {sidecar.name} beside it"])
+        return Credentials("unreadable", problems=[str(exc).splitlines()[0]])
     active = report.get("manifests", {}).get(report.get("active_manifest"), {})
     codes = [status["code"] for status in report.get("validation_status", [])]
     problems = [code for code in codes if code != "signingCredential.untrusted"]
@@ -317,13 +320,16 @@ def verify(path: Path) -> tuple[Credentials, str]:
 def describe(path: Path, found: Credentials, manifest_note: str) -> str:
     """`faceswap verify`'s report on one file."""
     if found.state == "absent":
-        head = "no content credentials (never signed, or stripped by a re-encode or an upload)"
+        head = "no content credentials (never signed, or stripped by a re-encode or an upload" + \
+            "".join(f"; {p}" for p in found.problems) + ")"
+    elif found.state == "unreadable":
+        head = f"cannot be read as media ({', '.join(found.problems)})"
     elif found.state == "tampered":
         head = f"TAMPERED: {', '.join(found.problems)}"
     else:
         head = f"content credentials intact ({found.where}, signature valid)"
     lines = [f"{path}: {head}"]
-    if found.state != "absent":
+    if found.state in ("intact", "tampered"):
         trust = "trusted" if found.trusted else "untrusted: not on a C2PA trust list" + \
             ("; faceswap's local signer" if LOCAL_NAME in found.signer else "")
         lines += [f"  synthetic  {'yes (AI-composited: ' + AI_COMPOSITE.rsplit('/', 1)[-1] + ')' if found.synthetic else 'no'}",

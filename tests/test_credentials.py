@@ -79,6 +79,20 @@ def test_image_folder_and_mkv_outputs_carry_credentials(sample_b, small_model, t
     result = run_cli("verify", frames, mkv)
     assert result.returncode == 0, result.stdout
     assert "72 images, 72 intact" in result.stdout and "(sidecar, signature valid)" in result.stdout
+    alone, junk = tmp_path / "alone.mkv", tmp_path / "junk.mp4"
+    alone.write_bytes(mkv.read_bytes())  # without its sidecar
+    junk.write_bytes(b"not a video")
+    data = bytearray(mkv.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    changed = tmp_path / "changed" / "out.mkv"
+    changed.parent.mkdir()
+    changed.write_bytes(bytes(data))
+    (changed.parent / "out.c2pa").write_bytes(credentials.sidecar_path(mkv).read_bytes())
+    result = run_cli("verify", alone, junk, changed)
+    assert result.returncode == 1
+    assert "alone.mkv: no content credentials" in result.stdout and "no alone.c2pa beside it" in result.stdout
+    assert "junk.mp4: cannot be read as media" in result.stdout
+    assert "out.mkv: TAMPERED: assertion.dataHash.mismatch" in result.stdout
 
 
 def test_own_certificate_and_bad_keys(sample_b, small_model, tmp_path):
