@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from faceswap import atomic
@@ -47,7 +48,8 @@ class Signing:
     algorithm: str
     local: bool
 
-    def signer(self):
+    @cached_property
+    def signer(self):  # one per output, reused for each of its images
         import c2pa
 
         return c2pa.Signer.from_info(c2pa.C2paSignerInfo(self.algorithm.encode(), self.chain, self.key, None))
@@ -172,11 +174,18 @@ def definition(title: str, source_name: str, source_sha256: str | None, facts: d
                            {"label": ASSERTION, "data": dict(facts, synthetic=True, created=when)}]}
 
 
-def _builder(manifest: dict):
+@lru_cache(maxsize=1)
+def _context():
     import c2pa
 
     # no thumbnail: the library's own costs 45 ms and 0.7 MB per 720p frame, far more than the rest
-    builder = c2pa.Builder(manifest, context=c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}}))
+    return c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
+
+
+def _builder(manifest: dict):
+    import c2pa
+
+    builder = c2pa.Builder(manifest, context=_context())
     builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
     return builder
 
@@ -193,14 +202,14 @@ def seal_file(path: Path, manifest: dict, signing: Signing, sidecar_for: Path | 
         if suffix in SIDECAR_ONLY:
             builder.set_no_embed()
             with open(path, "rb") as source:
-                store = builder.sign(signing.signer(), MIME[suffix], source, io.BytesIO())
+                store = builder.sign(signing.signer, MIME[suffix], source, io.BytesIO())
             sidecar = sidecar_path(sidecar_for or path)
             atomic.write_bytes(sidecar, store)
             return sidecar
         sealed = atomic.partial_path(path)
         try:
             with open(path, "rb") as source, open(sealed, "w+b") as dest:
-                builder.sign(signing.signer(), MIME.get(suffix, "video/mp4"), source, dest)
+                builder.sign(signing.signer, MIME.get(suffix, "video/mp4"), source, dest)
             os.replace(sealed, path)
         finally:
             atomic.discard(sealed)
@@ -214,7 +223,7 @@ def seal_bytes(data: bytes, mime: str, manifest: dict, signing: Signing) -> byte
 
     out = io.BytesIO()
     try:
-        _builder(manifest).sign(signing.signer(), mime, io.BytesIO(data), out)
+        _builder(manifest).sign(signing.signer, mime, io.BytesIO(data), out)
     except c2pa.C2paError as exc:
         raise FaceswapError(f"cannot add content credentials ({exc})") from None
     return out.getvalue()
