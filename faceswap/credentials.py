@@ -229,10 +229,13 @@ def seal_bytes(data: bytes, mime: str, manifest: dict, signing: Signing) -> byte
     return out.getvalue()
 
 
+STATES = ("tampered", "unreadable", "absent", "intact")  # worst first
+
+
 @dataclass
 class Credentials:
     """What a file's C2PA manifest says, and whether it still matches the file."""
-    state: str  # intact, tampered or absent
+    state: str  # one of STATES
     where: str = ""  # embedded or sidecar
     synthetic: bool = False
     tool: str = ""
@@ -240,7 +243,6 @@ class Credentials:
     signer: str = ""
     trusted: bool = False
     problems: list[str] = field(default_factory=list)
-    facts: dict = field(default_factory=dict)
 
 
 def read(path: Path) -> Credentials:
@@ -270,7 +272,6 @@ def read(path: Path) -> Credentials:
     problems = [code for code in codes if code != "signingCredential.untrusted"]
     actions = [action for assertion in active.get("assertions", []) if assertion["label"].startswith("c2pa.actions")
                for action in assertion["data"].get("actions", [])]
-    facts = next((a["data"] for a in active.get("assertions", []) if a["label"] == ASSERTION), {})
     agent = next((a.get("softwareAgent") for a in actions if a.get("softwareAgent")), None) or \
         (active.get("claim_generator_info") or [{}])[0]
     signature = active.get("signature_info", {})
@@ -281,7 +282,7 @@ def read(path: Path) -> Credentials:
         " ".join(filter(None, [agent.get("name"), agent.get("version")])) if isinstance(agent, dict) else str(agent),
         next((a["when"] for a in actions if a.get("when")), signature.get("time", "")),
         ", ".join(filter(None, [signature.get("common_name"), signature.get("issuer")])),
-        "signingCredential.untrusted" not in codes, problems, facts)
+        "signingCredential.untrusted" not in codes, problems)
 
 
 @dataclass
@@ -309,8 +310,7 @@ def verify(path: Path) -> tuple[Credentials, str]:
         if not frames:
             raise FaceswapError(f"{path}: no images in this folder")
         found = [read(frame) for frame in frames]
-        worst = next((c for c in found if c.state == "tampered"), None) or \
-            next((c for c in found if c.state == "absent"), found[0])
+        worst = min(found, key=lambda c: STATES.index(c.state))
         bad = sum(c.state != "intact" for c in found)
         note = f"{len(found)} images, {len(found) - bad} intact" + (f", {bad} not" if bad else "")
         return worst, note

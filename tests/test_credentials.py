@@ -88,6 +88,9 @@ def test_image_folder_and_mkv_outputs_carry_credentials(sample_b, small_model, t
     changed.parent.mkdir()
     changed.write_bytes(bytes(data))
     (changed.parent / "out.c2pa").write_bytes(credentials.sidecar_path(mkv).read_bytes())
+    (frames / "frame_999999.png").write_bytes(b"not a picture")  # one bad image fails the whole folder
+    bad_folder = run_cli("verify", frames)
+    assert bad_folder.returncode == 1 and bad_folder.stdout.startswith(f"{frames}: cannot be read as media")
     result = run_cli("verify", alone, junk, changed)
     assert result.returncode == 1
     assert "alone.mkv: no content credentials" in result.stdout and "no alone.c2pa beside it" in result.stdout
