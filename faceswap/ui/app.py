@@ -102,7 +102,9 @@ def training(ws: Workspace, relative: str, queue: JobQueue) -> dict:
             rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
     step = int(rows[-1]["step"]) if rows else int(config.get("step", 0))
-    job = next((j for j in reversed(queue.snapshot()) if j.get("watch", {}).get("model") == relative), None)
+    with queue.lock:
+        job = next((j for j in reversed(queue.jobs) if j.get("watch", {}).get("model") == relative), None)
+        job = job and dict(job)
     target = None
     if job and "--iterations" in job["args"]:
         target = int(job["args"][job["args"].index("--iterations") + 1])

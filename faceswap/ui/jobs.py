@@ -3,6 +3,7 @@ implementation), one at a time by default, persisted as JSON in the workspace so
 running as interrupted, ready to resume. Cancel sends SIGINT, so a training saves its checkpoint as Ctrl-C does."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -37,8 +38,6 @@ class JobQueue:
         self.worker.start()
 
     def _load(self) -> list[dict]:
-        import json
-
         try:
             jobs = json.loads(self.file.read_text())["jobs"] if self.file.is_file() else []
         except (ValueError, KeyError, TypeError):

@@ -76,7 +76,6 @@ class Workspace:
         name = os.path.basename(name or "")
         if not name or name.startswith("."):
             raise FaceswapError("the upload needs a file name")
-        target = self.path(folder, must_exist=False) / name
-        self.path(self.relative(target.parent / name) if target.parent.exists() else f"{folder}/{name}", False)
+        target = self.path(folder, must_exist=False) / name  # the folder resolved inside; the name has no parts
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
