@@ -67,3 +67,13 @@ def region_weights(landmarks: np.ndarray, shape: tuple[int, int], eyes: float = 
         region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel)))
         weights = np.maximum(weights, region.astype(np.float32) * value)
     return weights
+
+
+def border_taper(size: int, share: float = 0.18) -> np.ndarray:
+    """1 inside, easing to 0 at the crop's edge: a face cut by the crop never shows a square seam. Wide,
+    since a tight model window (coverage 0.625) cuts the cheeks: a narrow ramp there reads as an edge."""
+    width = max(2.0, size * share)
+    ramp = np.clip((np.arange(size, dtype=np.float32) + 0.5) / width, 0, 1)
+    ramp = np.minimum(ramp, ramp[::-1])
+    ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep: no kink where the ramp meets the flat
+    return np.minimum(ramp[:, None], ramp[None, :])

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from faceswap import align, media
+from faceswap import align, masks, media
 from faceswap.swap import blend, color
 from faceswap.swap.convert import ConvertSettings, Swapper, convert, faces_in_order, manifest_path
 from helpers import run_cli, start_cli
@@ -192,7 +192,7 @@ def test_mask_kinds_erode_and_blur():
     landmarks[:17] = np.stack([np.linspace(10, 54, 17), 30 + 20 * np.sin(np.linspace(0, np.pi, 17))], 1)
     predicted = np.zeros((size, size), np.float32)
     predicted[:, :32] = 1
-    taper = blend.border_taper(size)
+    taper = masks.border_taper(size)
     hull = blend.face_mask("landmarks", landmarks, None, size)
     combined = blend.face_mask("combined", landmarks, predicted, size)
     assert np.allclose(combined, np.minimum(hull, predicted * taper))
@@ -233,7 +233,7 @@ def test_paste_matches_a_float_composite_and_leaves_the_rest_alone():
     matrix[:, 2] += 32 - np.array([160, 120])  # centre of the frame -> centre of the model square
     inverse = cv2.invertAffineTransform(matrix)
     alpha = cv2.warpAffine(mask, inverse, (320, 240))[..., None]
-    face_img = cv2.warpAffine(face, inverse, (320, 240), borderMode=cv2.BORDER_REPLICATE)
+    face_img = cv2.warpAffine(face, inverse, (320, 240), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     expected = frame * (1 - alpha) + face_img * 255 * alpha
     out = blend.paste(frame.copy(), face, mask, matrix)
     assert np.abs(out.astype(float) - expected).max() <= 3
@@ -277,7 +277,7 @@ def test_bad_input(case, sample_b, sample_no_face, small_model, tmp_path):
 def test_training_crop_equals_converts_crop(facesets, small_model, sample_b):
     """One model geometry: the un-augmented training input of a face set crop is convert's model input of the
     same frame (the matrices compose to the same map; the pixels differ only by resampling)."""
-    from faceswap import align, faceset
+    from faceswap import faceset
     from faceswap.training.data import FaceData
 
     swapper = Swapper(small_model, ConvertSettings())
@@ -355,3 +355,27 @@ def test_preview_frame_is_what_convert_writes(sample_b, small_model, tmp_path):
     assert changed.mean() > 0.01  # the face was swapped
     # the one-frame preview finds the face on that frame alone; convert also tracks and smooths it
     assert np.abs(written - swapped)[changed].mean() < 0.35 * np.abs(written - source)[changed].mean()
+
+
+def test_composite_fades_out_before_the_model_window_ends(small_model, facesets):
+    """The grown, feathered mask reaches past the window at the chin (coverage 0.625): cut there, it would show
+    as a hard line across the chin; composite tapers it after growing."""
+    from faceswap import faceset
+
+    swapper = Swapper(small_model, ConvertSettings(color="none", occlusion="off", mask="landmarks"))
+    size = swapper.size
+    _, records = faceset.read_alignments(facesets[1])
+    landmarks = np.asarray(records[0]["faces"][0]["landmarks"])
+    matrix = swapper.model_matrix(landmarks)
+    frame = np.zeros((360, 640, 3), np.uint8)
+    job = (matrix, align.transform_points(landmarks, matrix), np.zeros((size, size, 3), np.uint8), [],
+           np.ones((size, size, 3), np.float32), None)
+    out = swapper.composite(frame, [job])[..., 0]
+    centre = align.transform_points(np.array([[size / 2, size / 2]]), align.invert(matrix))[0]
+    assert out[int(centre[1]), int(centre[0])] > 240
+    along = np.arange(size) + 0.5
+    border = np.concatenate([np.stack([along, np.full(size, edge)], 1) for edge in (0.5, size - 0.5)] +
+                            [np.stack([np.full(size, edge), along], 1) for edge in (0.5, size - 0.5)])
+    points = np.round(align.transform_points(border, align.invert(matrix))).astype(int)
+    inside = (points[:, 0] >= 0) & (points[:, 0] < 640) & (points[:, 1] >= 0) & (points[:, 1] < 360)
+    assert out[points[inside, 1], points[inside, 0]].max() < 40  # faded out, not cut, where the window ends

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceswap import __version__, align, assets, atomic, credentials, faceset, media, threads
+from faceswap import __version__, align, assets, atomic, credentials, faceset, masks, media, threads
 from faceswap.device import autocast_dtype, use_tf32
 from faceswap.credentials import manifest_path
 from faceswap.errors import FaceswapError
@@ -150,6 +150,7 @@ class Swapper:
         if self.device.type == "cuda":
             use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
+        self.taper = masks.border_taper(self.size, 0.05)
 
     def model_matrix(self, landmarks: np.ndarray, size: int | None = None, alignment=None) -> np.ndarray:
         """The window the model was trained on (align.model_matrix, as training uses it), at `size` px (default:
@@ -188,7 +189,9 @@ class Swapper:
             feather = s.blur if s.blur is not None else 0.08 * face_px
             scale = self.size / face_px  # frame px -> model px
             erode = s.erode if s.erode is not None else -MASK_GROW * face_px
-            refined = blend.refine(face_mask, int(round(erode * scale)), feather * scale)
+            # tapered again after the grow and feather, which would carry the face out to the window's edge:
+            # a hard line where the window ends (across the chin at coverage 0.625)
+            refined = blend.refine(face_mask, int(round(erode * scale)), feather * scale) * self.taper
             frame = blend.paste(frame, swapped, refined, matrix, s.blend, hands, HAND_MARGIN * face_px)
         return frame
 
