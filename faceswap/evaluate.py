@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from faceswap import atomic, images, masks, metrics
+from faceswap import align, atomic, images, masks, metrics
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, make_finder
 from faceswap.faces.hands import HandFinder
@@ -135,6 +135,19 @@ def face_sharpness(image: np.ndarray, landmarks: np.ndarray) -> float:
     return float(laplacian[inner].var())
 
 
+def resolution_ceiling(image: np.ndarray, landmarks: np.ndarray, window: tuple) -> float:
+    """face_sharpness of the frame with its face replaced by itself through the model's window (size, coverage,
+    padding) and back, as convert pastes it: what a perfect model of that output size would reach."""
+    size, coverage, padding = window
+    matrix = align.model_matrix(align.alignment_matrix(landmarks), size, coverage, padding)
+    inverse, shape = align.invert(matrix), image.shape[1::-1]
+    face = cv2.warpAffine(align.warp(image, matrix, size), inverse, shape, flags=cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REPLICATE)
+    hull = masks.hull_mask(align.transform_points(landmarks, matrix), (size, size)) * masks.border_taper(size)
+    inside = cv2.warpAffine(hull, inverse, shape)[..., None]
+    return face_sharpness((image * (1 - inside) + face * inside + 0.5).astype(np.uint8), landmarks)
+
+
 def occlusion_change(src: np.ndarray, out: np.ndarray, landmarks: np.ndarray, hands: list) -> tuple:
     """Mean absolute change (0-255) from SRC to OUT inside the part of the hands that lies over the face (their
     outline left out: codec and feather), and inside the uncovered face (the hull less the grown hands)."""
@@ -184,10 +197,11 @@ def _largest(faces):
     return max(faces, key=lambda f: f.size) if faces else None
 
 
-def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: dict | None = None
-          ) -> tuple[dict, np.ndarray | None]:
+def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: dict | None = None,
+          window: tuple | None = None) -> tuple[dict, np.ndarray | None]:
     """Parity, pose/expression error, jitter, flicker, seam, sharpness, occlusion and (given the two `people`
-    of the model) identity of OUT against SRC; and a comparison strip."""
+    of the model) identity of OUT against SRC; and a comparison strip. `window`: the model's (output size,
+    coverage, padding), for the sharpness a perfect model of that size would reach."""
     from faceswap import media  # only here: model evaluation needs no video stack
 
     a, b = media.probe(src), media.probe(out)
@@ -196,7 +210,7 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
                             "its own converted output")
     finder_src, finder_out = make_finder("litert"), make_finder("litert")
     hand_finder = HandFinder()
-    hand_change, uncovered_change, sharp_src, sharp_out = [], [], [], []
+    hand_change, uncovered_change, sharp_src, sharp_out, sharp_ceiling = [], [], [], [], []
     embedder = Embedder() if people else None
     to_source, to_target, swapped_to_target = [], [], []
     errors_px, errors_iod, track_src, track_out = [], [], [], []
@@ -225,6 +239,8 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
         if face_a is not None and not hands:  # sharpness where nothing covers the face
             sharp_src.append(face_sharpness(fa.image, face_a.landmarks))
             sharp_out.append(face_sharpness(fb.image, face_a.landmarks))
+            if window is not None:
+                sharp_ceiling.append(resolution_ceiling(fa.image, face_a.landmarks, window))
         if face_a is not None and hands:
             on_hand, uncovered = occlusion_change(fa.image, fb.image, face_a.landmarks, hands)
             if on_hand is not None:
@@ -265,8 +281,11 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
         "flicker_ratio": round(np.mean(flicker_out) / max(np.mean(flicker_src), 1e-6), 3) if flicker_src else None,
         "seam_src": mean(seam_src), "seam_out": mean(seam_out),
         "seam_excess": round(float(np.mean(seam_out) - np.mean(seam_src)), 3) if seam_src else None,
-        # detail inside the face, OUT over SRC (a 64 px face enlarged 4x keeps about 0.18 of it)
+        # detail inside the face, OUT over SRC (a perfect 64 px face on sample A's 220 px one keeps 0.19 of it)
         "sharpness_ratio": round(float(np.nanmean(sharp_out) / np.nanmean(sharp_src)), 3) if sharp_src else None,
+        # the ratio a perfect face at the model's output size would give: the resolution's limit, not training's
+        "sharpness_ceiling": round(float(np.nanmean(sharp_ceiling) / np.nanmean(sharp_src)), 3) if sharp_ceiling
+        else None,
         # frames with a hand over the face: how much OUT differs from SRC on the hand, and on the rest of the face
         "hand_frames": len(hand_change), "hand_change": mean(hand_change),
         "uncovered_face_change": mean(uncovered_change),
@@ -285,6 +304,15 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
     return report, image
 
 
+def _window(model_dir: Path) -> tuple:
+    from faceswap.models import read_config
+    from faceswap.models.store import arch_from_config
+
+    config = read_config(model_dir)
+    cfg = arch_from_config(config)
+    return cfg.out_size, cfg.coverage, float(config.get("padding", align.DEFAULT_PADDING))
+
+
 def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None = None, compare: Path | None = None,
              report_path: Path | None = None, every: int = 1) -> dict:
     """Build the report; with `compare`, the same for a second model (or a second output of SRC)."""
@@ -297,10 +325,11 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
     report: dict = {}
     strips = []
     people = identities(model_dir) if model_dir is not None else None
+    window = _window(model_dir) if model_dir is not None else None
     if model_dir is not None:
         report["model"] = {"path": str(model_dir), "reconstruction": reconstruction(model_dir, people)}
     if out is not None:
-        report["video"], strip = video(src, out, every, people=people)
+        report["video"], strip = video(src, out, every, people=people, window=window)
         strips.append(strip)
     if compare is not None:
         compare = Path(compare)
@@ -310,7 +339,7 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
         else:
             if src is None:
                 raise FaceswapError("--compare with a video needs --video SRC OUT")
-            report["compare_video"], strip = video(src, compare, every, people=people)
+            report["compare_video"], strip = video(src, compare, every, people=people, window=window)
             strips.append(strip)
     if report_path is not None:
         report_path = Path(report_path)
@@ -348,6 +377,7 @@ def format_report(report: dict) -> str:
                 ("jitter out", "jitter_out"), ("flicker src", "flicker_src"), ("flicker out", "flicker_out"),
                 ("flicker ratio", "flicker_ratio"), ("seam src", "seam_src"), ("seam out", "seam_out"),
                 ("seam excess", "seam_excess"), ("sharpness OUT / SRC", "sharpness_ratio"),
+                ("sharpness, perfect model", "sharpness_ceiling"),
                 ("identity: share to target", "identity_target_share"),
                 ("distance to target", "distance_to_target"), ("distance to source", "distance_to_source"),
                 ("frames with a hand", "hand_frames"),

@@ -9,7 +9,8 @@ import pytest
 
 from helpers import run_cli
 from faceswap import masks, media
-from faceswap.evaluate import evaluate, jitter, landmark_error, masked_change, seam_strength, video
+from faceswap.evaluate import (evaluate, face_sharpness, jitter, landmark_error, masked_change,
+                               resolution_ceiling, seam_strength, video)
 
 
 def rewrite(src, out, change):
@@ -58,6 +59,17 @@ def test_hard_paste_has_a_stronger_seam_than_feathered():
     assert seam_strength(hard, mask) > 1.5 * seam_strength(soft, mask)
 
 
+def test_resolution_ceiling_grows_with_the_output_size(sample_b, face_models):
+    from faceswap.faces import make_finder
+
+    frame = next(media.read_frames(sample_b, start=10))
+    landmarks = make_finder("litert")(frame.image, video=False)[0].landmarks
+    source = face_sharpness(frame.image, landmarks)
+    ceilings = [resolution_ceiling(frame.image, landmarks, (size, 0.625, 0.3125)) / source for size in (64, 128, 512)]
+    # a 64 px face pasted onto his 155 px one keeps a quarter of its detail; a window larger than the face, most
+    assert 0.1 < ceilings[0] < 0.35 < ceilings[1] < ceilings[2] and ceilings[2] > 0.8
+
+
 def test_metric_functions_known_answers():
     points = np.random.default_rng(0).uniform(0, 100, (68, 2))
     assert landmark_error(points, points + [3, 4])[0] == pytest.approx(5)
@@ -85,6 +97,7 @@ def test_evaluate_command_on_model_and_output(small_model, sample_b, tmp_path):
         assert 0 <= values["swap_nearer_target"] <= 1 and values["swap_distance_to_target"] > 0  # identity
     assert report["video"]["frames_equal"] and report["video"]["timestamps_equal"]
     assert 0 <= report["video"]["identity_target_share"] <= 1 and report["video"]["sharpness_ratio"] > 0
+    assert 0.1 < report["video"]["sharpness_ceiling"] < 0.6  # the small model's 64 px output on a 237 px face
     assert report_path.with_suffix(".png").is_file()
     compare = evaluate(small_model, compare=small_model)
     assert compare["model"]["reconstruction"] == compare["compare_model"]["reconstruction"]
