@@ -130,6 +130,12 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int, border: int = cv2.BOR
     return cv2.warpAffine(part, matrix @ to_image, (size, size), flags=cv2.INTER_LINEAR, borderMode=border)
 
 
+def enlarge_flag(output_size: int) -> int:
+    """How a model's output is enlarged onto a frame: bicubic for outputs of 128 px and more, which it keeps
+    sharper; bilinear for smaller ones, whose soft output gains nothing from it, at a sixth of the cost."""
+    return cv2.INTER_CUBIC if output_size >= 128 else cv2.INTER_LINEAR
+
+
 def crop_face(image: np.ndarray, matrix: np.ndarray, size: int, padding: float = DEFAULT_PADDING) -> np.ndarray:
     """The aligned face: the image warped by the alignment matrix into a size x size crop."""
     return warp(image, crop_matrix(matrix, size, padding), size)

@@ -141,7 +141,7 @@ def resolution_ceiling(image: np.ndarray, landmarks: np.ndarray, window: tuple) 
     size, coverage, padding = window
     matrix = align.model_matrix(align.alignment_matrix(landmarks), size, coverage, padding)
     inverse, shape = align.invert(matrix), image.shape[1::-1]
-    face = cv2.warpAffine(align.warp(image, matrix, size), inverse, shape, flags=cv2.INTER_CUBIC,
+    face = cv2.warpAffine(align.warp(image, matrix, size), inverse, shape, flags=align.enlarge_flag(size),
                           borderMode=cv2.BORDER_REPLICATE)
     hull = masks.hull_mask(align.transform_points(landmarks, matrix), (size, size)) * masks.border_taper(size)
     inside = cv2.warpAffine(hull, inverse, shape)[..., None]

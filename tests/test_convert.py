@@ -233,10 +233,11 @@ def test_paste_matches_a_float_composite_and_leaves_the_rest_alone():
     matrix[:, 2] += 32 - np.array([160, 120])  # centre of the frame -> centre of the model square
     inverse = cv2.invertAffineTransform(matrix)
     alpha = cv2.warpAffine(mask, inverse, (320, 240))[..., None]
-    face_img = cv2.warpAffine(face, inverse, (320, 240), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    expected = frame * (1 - alpha) + face_img * 255 * alpha
-    out = blend.paste(frame.copy(), face, mask, matrix)
-    assert np.abs(out.astype(float) - expected).max() <= 3
+    for flag in (cv2.INTER_LINEAR, cv2.INTER_CUBIC):
+        face_img = cv2.warpAffine(face, inverse, (320, 240), flags=flag, borderMode=cv2.BORDER_REPLICATE)
+        expected = frame * (1 - alpha) + face_img * 255 * alpha
+        out = blend.paste(frame.copy(), face, mask, matrix, enlarge=flag)
+        assert np.abs(out.astype(float) - expected).max() <= 3
     untouched = alpha[..., 0] == 0
     assert np.array_equal(out[untouched], frame[untouched])
 

@@ -54,7 +54,7 @@ def sharpen(image: np.ndarray, amount: float) -> np.ndarray:
 
 
 def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndarray, blend: str = "alpha",
-          hands: list[np.ndarray] = (), hand_margin: float = 0.0) -> np.ndarray:
+          hands: list[np.ndarray] = (), hand_margin: float = 0.0, enlarge: int = cv2.INTER_LINEAR) -> np.ndarray:
     """Warp `face` (float RGB, model space) and `mask` back through `matrix` (image -> model) into `frame`;
     where `hands` (21 points each, image px) lie, the frame keeps its own pixels, at full resolution.
 
@@ -70,10 +70,8 @@ def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndar
     shifted[:, 2] -= [x0, y0]
     roi = (x1 - x0, y1 - y0)
     face_u8 = np.clip(face * 255 + 0.5, 0, 255).astype(np.uint8)
-    # enlarging (the usual case: a 64-128 px output on a 150-300 px face) bicubic keeps more of the output's detail
-    enlarges = abs(np.linalg.det(matrix[:, :2])) < 1
-    face_img = cv2.warpAffine(face_u8, shifted, roi, flags=cv2.INTER_CUBIC if enlarges else cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
+    flags = enlarge if abs(np.linalg.det(matrix[:, :2])) < 1 else cv2.INTER_LINEAR  # `enlarge`: align.enlarge_flag
+    face_img = cv2.warpAffine(face_u8, shifted, roi, flags=flags, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(mask, shifted, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     if len(hands):
         alpha *= 1 - masks.hand_mask([np.asarray(h) - [x0, y0] for h in hands], alpha.shape, hand_margin)

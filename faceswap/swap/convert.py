@@ -192,7 +192,8 @@ class Swapper:
             # tapered again after the grow and feather, which would carry the face out to the window's edge:
             # a hard line where the window ends (across the chin at coverage 0.625)
             refined = blend.refine(face_mask, int(round(erode * scale)), feather * scale) * self.taper
-            frame = blend.paste(frame, swapped, refined, matrix, s.blend, hands, HAND_MARGIN * face_px)
+            frame = blend.paste(frame, swapped, refined, matrix, s.blend, hands, HAND_MARGIN * face_px,
+                                align.enlarge_flag(self.size))
         return frame
 
 
