@@ -10,9 +10,9 @@ MASKS = ("landmarks", "predicted", "combined")
 BLENDS = ("alpha", "seamless")
 
 
-def face_mask(kind: str, landmarks_model: np.ndarray | None, predicted: np.ndarray | None, size: int,
-              erode: int = 0, blur: int = 0) -> np.ndarray:
-    """float32 mask (size x size) in model space; landmarks hull, the model's mask, or their intersection."""
+def face_mask(kind: str, landmarks_model: np.ndarray | None, predicted: np.ndarray | None, size: int) -> np.ndarray:
+    """float32 mask (size x size) in model space; landmarks hull, the model's mask, or their intersection, eased
+    out at the crop's edge (convert grows and feathers it, then eases it out again: Swapper.composite)."""
     # a low forehead margin: the model's output is weakest at the crop's top edge
     hull = masks.hull_mask(landmarks_model, (size, size), forehead=0.15) if landmarks_model is not None else None
     if kind not in MASKS:
@@ -25,7 +25,7 @@ def face_mask(kind: str, landmarks_model: np.ndarray | None, predicted: np.ndarr
         mask = predicted
     else:
         mask = np.minimum(hull, predicted)
-    return refine(mask * masks.border_taper(size), erode, blur)
+    return refine(mask * masks.border_taper(size))
 
 
 def learned_visible(predicted: np.ndarray, low: float = 0.3, high: float = 0.7) -> np.ndarray:

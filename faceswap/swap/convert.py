@@ -35,6 +35,7 @@ from faceswap.swap import blend, color
 log = logging.getLogger(__name__)
 HAND_MARGIN = 0.03  # hands are kept whole: grown and eased out by this share of the face's size
 MASK_GROW = 0.025   # the face mask grown by this share of the face: more of the new face shows (DESIGN.md)
+WINDOW_FADE = 0.05  # share of the model window over which the grown mask eases out before the window ends
 SYNTHETIC_NOTE = "Synthetic media: one or more faces in this video were replaced by faceswap {version} (AI face swap)."
 
 
@@ -150,7 +151,7 @@ class Swapper:
         if self.device.type == "cuda":
             use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
-        self.taper = masks.border_taper(self.size, 0.05)
+        self.taper = masks.border_taper(self.size, WINDOW_FADE)
 
     def model_matrix(self, landmarks: np.ndarray, size: int | None = None, alignment=None) -> np.ndarray:
         """The window the model was trained on (align.model_matrix, as training uses it), at `size` px (default:
