@@ -60,11 +60,14 @@ def test_augmentation_shapes_and_pairing(facesets):
     assert 4 < sum(unwarped) < 28
 
 
-def test_worker_batches_equal_in_process_ones(facesets):
-    """A worker hands batches over packed (uint8 images, float maps); unpacked they are the same batches."""
-    data = FaceData(facesets[0], 64, 0.75)
+@pytest.mark.parametrize("input_size", [64, 32])
+def test_worker_batches_equal_in_process_ones(facesets, input_size):
+    """A worker hands batches over packed (uint8 images, float maps); unpacked they are the same batches,
+    also for a model whose output (64 px here) is twice its input."""
+    data = FaceData(facesets[0], 64, 0.75, input_size=input_size)
     stream = PairStream(data, data, 4, Augment(warp_share=0.5))
     for here, there in zip(next(loader(stream, 0)), next(loader(stream, 1))):
+        assert here["input"].shape[-1] == input_size and here["target"].shape[-1] == 64
         for key in here:
             assert here[key].dtype == there[key].dtype and torch.equal(here[key], there[key]), key
 

@@ -297,26 +297,28 @@ def to_tensors(warped, target, mask, weights):
 
 
 class _Packed(IterableDataset):
-    """The stream as it crosses from a worker process: each batch as two tensors (uint8 images, float maps).
-    Every tensor passed between processes costs a shared-memory segment and a file descriptor; two
-    instead of eight, images a quarter of the bytes."""
+    """The stream as it crosses from a worker process: each batch as three tensors (inputs, targets, maps).
+    Every tensor passed between processes costs a shared-memory segment and a file descriptor; three
+    instead of eight, images a quarter of the bytes. Inputs and targets differ in size for a model
+    whose output is larger than its input."""
 
     def __init__(self, stream: PairStream):
         self.stream = stream
 
     def __iter__(self):
         for batch in self.stream.arrays():
-            images = np.stack([np.concatenate([np.stack(warped), np.stack(target)], -1)
-                               for warped, target, _, _ in batch])            # side, N, H, W, 6
+            inputs = np.stack([np.stack(warped) for warped, _, _, _ in batch])      # side, N, H, W, 3
+            targets = np.stack([np.stack(target) for _, target, _, _ in batch])
             maps = np.stack([np.stack([np.stack(mask), np.stack(weights)], 1)
-                             for _, _, mask, weights in batch])               # side, N, 2, H, W
-            yield torch.from_numpy(images).permute(0, 1, 4, 2, 3), torch.from_numpy(maps)
+                             for _, _, mask, weights in batch])                     # side, N, 2, H, W
+            yield (torch.from_numpy(inputs).permute(0, 1, 4, 2, 3), torch.from_numpy(targets).permute(0, 1, 4, 2, 3),
+                   torch.from_numpy(maps))
 
 
-def _unpack(images: torch.Tensor, maps: torch.Tensor) -> list[dict]:
-    images = images.float().div_(255)
-    return [{"input": side[:, :3], "target": side[:, 3:], "mask": side_maps[:, :1], "weights": side_maps[:, 1:]}
-            for side, side_maps in zip(images, maps)]
+def _unpack(inputs: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor) -> list[dict]:
+    inputs, targets = inputs.float().div_(255), targets.float().div_(255)
+    return [{"input": x, "target": y, "mask": side_maps[:, :1], "weights": side_maps[:, 1:]}
+            for x, y, side_maps in zip(inputs, targets, maps)]
 
 
 def default_workers(device: torch.device) -> int:
@@ -337,4 +339,4 @@ def loader(stream: PairStream, workers: int):
     batches = DataLoader(_Packed(stream), batch_size=None, num_workers=workers, prefetch_factor=4,
                          persistent_workers=True, pin_memory=torch.cuda.is_available(),
                          multiprocessing_context="spawn")
-    return (_unpack(images, maps) for images, maps in batches)
+    return (_unpack(*packed) for packed in batches)
