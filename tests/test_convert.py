@@ -65,6 +65,23 @@ def test_face_region_changes_and_watermark_is_visible(converted_a, sample_a):
     assert np.abs(source[label] - swapped[label]).mean() > 3  # the visible watermark
 
 
+def test_a_128_px_model_swaps_at_its_output_size(facesets, sample_b, tmp_path):
+    """lite128: 64 px in, 128 px out (the decoder's face enlarged plus its detail head), through train and convert."""
+    from faceswap.training.loop import TrainSettings, train
+
+    model_dir = tmp_path / "lite128"
+    train(*facesets, model_dir, TrainSettings(model="lite128", iterations=10, preview_every=10, workers=0),
+          progress=False)
+    swapper = Swapper(model_dir, ConvertSettings())
+    assert (swapper.cfg.size, swapper.cfg.out_size) == (64, 128)
+    out = tmp_path / "b_as_a.mp4"
+    summary = convert(sample_b, model_dir, out, ConvertSettings(direction="b2a"), progress=False)
+    assert summary.faces == summary.frames > 0
+    assert_same_timing(sample_b, out)
+    source, swapped = (next(media.read_frames(path, start=30, end=31)).image.astype(float) for path in (sample_b, out))
+    assert np.abs(source - swapped).mean() > 0.5 and np.abs(source[:60, :120] - swapped[:60, :120]).mean() < 3
+
+
 def test_no_face_clip_is_passed_through(sample_no_face, small_model, tmp_path):
     out = tmp_path / "no_face_out.mp4"
     result = run_cli("-q", "convert", sample_no_face, "-m", small_model, "-o", out)

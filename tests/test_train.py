@@ -22,18 +22,19 @@ from faceswap.training.loop import TrainSettings, Trainer, train
 from helpers import run_cli, start_cli
 
 
-@pytest.mark.parametrize("name,size,params", [("original", 64, (81e6, 83e6)), ("lite", 64, (2e6, 20e6)),
-                                              ("hd", 128, (50e6, 200e6)), ("linear", 64, (5e5, 1e6))])
-def test_model_shapes_and_parameter_counts(name, size, params):
+@pytest.mark.parametrize("name,size,out,params", [
+    ("original", 64, 64, (81e6, 83e6)), ("lite", 64, 64, (2e6, 20e6)), ("lite128", 64, 128, (2e6, 20e6)),
+    ("hd", 128, 128, (50e6, 200e6)), ("linear", 64, 64, (5e5, 1e6))])
+def test_model_shapes_and_parameter_counts(name, size, out, params):
     model = build(config_for(name))
     assert params[0] <= parameter_count(model) <= params[1]
     x = torch.rand(2, 3, size, size)
     (rgb_a, mask_a, kl_a, _), (rgb_b, *_) = model.both(x, x)
     assert kl_a is None
-    assert rgb_a.shape == rgb_b.shape == (2, 3, size, size)
+    assert rgb_a.shape == rgb_b.shape == (2, 3, out, out)
     assert (mask_a is not None) == (name not in ("original", "linear"))
     if mask_a is not None:
-        assert mask_a.shape == (2, 1, size, size)
+        assert mask_a.shape == (2, 1, out, out)
     # the decoders are separate, the encoder shared
     assert not torch.equal(rgb_a, rgb_b)
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from faceswap.models.blocks import ConvBlock, ResBlock, UpscaleBlock
 
@@ -31,6 +32,7 @@ class ArchConfig:
     defaults: dict = field(default_factory=dict)  # training defaults for this architecture
     output: int | None = None      # output side in pixels when larger than the input (None: `size`)
     linear: bool = False           # a linear encoder and decoders (PCA's autoencoder): no convolutions at all
+    detail: bool = False           # a 2x detail head: output = the decoder's face enlarged 2x + its detail
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -52,11 +54,11 @@ ARCHITECTURES = {
                        coverage=0.625, defaults={"lr": 5e-4, "batch_size": 8, "schedule": "cosine",
                                                 "augment": {"brightness": 0.1, "colour": 0.02, "clahe": 0.2,
                                                             "warp_share": 0.5}}),
-    # lite with one more, light decoder stage: 64 px in, 128 px out (as faceswap's "DFaker"), trained on the
-    # identity's own 128 px crops. A 64 px face pasted onto a 240 px one is a 4x enlargement; 128 px is the
-    # least that can look sharp there.
-    "lite128": ArchConfig("lite128", 64, [32, 64, 128, 256], 256, 256, 256, [128, 64, 32, 16], res_blocks=1,
-                          mask=True, coverage=0.625, output=128,
+    # lite, 128 px out (as faceswap's "DFaker"): each decoder's 64 px face (in logits) enlarged 2x, plus a
+    # detail head's sub-pixel layer over its last features, trained on the identity's own 128 px crops. A
+    # 64 px face pasted onto a 240 px one is a 4x enlargement; 128 px is the least that can look sharp there.
+    "lite128": ArchConfig("lite128", 64, [32, 64, 128, 256], 256, 256, 256, [128, 64, 32], res_blocks=1,
+                          mask=True, coverage=0.625, output=128, detail=True,
                           defaults={"lr": 5e-4, "batch_size": 8, "schedule": "cosine",
                                     "augment": {"brightness": 0.1, "colour": 0.02, "clahe": 0.2, "warp_share": 0.5}}),
     # PCA as an autoencoder: a shared linear map to `latent` numbers and a linear map back per identity (no
@@ -147,12 +149,16 @@ class Decoder(nn.Module):
         self.body = nn.Sequential(*layers)
         self.rgb = nn.Conv2d(channels, 3, 5, padding=2)
         self.mask = nn.Conv2d(channels, 1, 5, padding=2) if cfg.mask else None
+        self.detail = nn.Sequential(nn.Conv2d(channels, 3 * 4, 3, padding=1), nn.PixelShuffle(2)) \
+            if cfg.detail else None
 
     def forward(self, x):
         features = self.body(x)
-        rgb = torch.sigmoid(self.rgb(features))
-        mask = torch.sigmoid(self.mask(features)) if self.mask is not None else None
-        return rgb, mask
+        rgb, mask = self.rgb(features), self.mask(features) if self.mask is not None else None
+        if self.detail is not None:  # in logits: the enlarged face plus what the head adds between its pixels
+            rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear") + self.detail(features)
+            mask = F.interpolate(mask, scale_factor=2, mode="bilinear") if mask is not None else None
+        return torch.sigmoid(rgb), torch.sigmoid(mask) if mask is not None else None
 
 
 class LinearEncoder(nn.Module):
@@ -193,7 +199,8 @@ class FaceSwapModel(nn.Module):
         encoder, decoder = (LinearEncoder, LinearDecoder) if cfg.linear else (Encoder, Decoder)
         self.encoder = encoder(cfg)
         self.decoders = nn.ModuleDict({"a": decoder(cfg), "b": decoder(cfg)})
-        expected = cfg.out_size if cfg.linear else cfg.size // 2 ** len(cfg.encoder) * 2 * 2 ** len(cfg.decoder)
+        expected = cfg.out_size if cfg.linear else \
+            cfg.size // 2 ** len(cfg.encoder) * 2 * 2 ** len(cfg.decoder) * (2 if cfg.detail else 1)
         if expected != cfg.out_size:
             raise ValueError(f"{cfg.name}: encoder/decoder depths give {expected} px, not {cfg.out_size}")
 
@@ -221,6 +228,9 @@ def build(cfg: ArchConfig) -> FaceSwapModel:
             nn.init.kaiming_uniform_(module.weight, a=0.1, nonlinearity="leaky_relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+    for decoder in model.decoders.values():
+        if getattr(decoder, "detail", None) is not None:  # the head starts at nothing: at first the face, enlarged
+            nn.init.zeros_(decoder.detail[0].weight)
     return model
 
 
