@@ -51,6 +51,7 @@ def main():
     parser.add_argument("--edge", type=float, default=0.0, help="weight of the gradient loss")
     parser.add_argument("--crop", type=int, default=256, help="extract --size")
     parser.add_argument("--out", type=Path, default=Path("output/protocol"))
+    parser.add_argument("--name", help="the model folder's name (default: model_MODEL_MINUTESmin)")
     args = parser.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +61,7 @@ def main():
         facesets[side] = out / f"faceset_{side}_{args.crop}"
         if not (facesets[side] / "faceset.json").is_file():
             extract([clip], facesets[side], ExtractSettings(track="largest", size=args.crop), progress=False)
-    model_dir = out / f"model_{args.model}_{args.minutes:g}min"
+    model_dir = out / (args.name or f"model_{args.model}_{args.minutes:g}min")
     summary = train(facesets["a"], facesets["b"], model_dir, TrainSettings(
         model=args.model, size=args.size, minutes=args.minutes, preview_every=500,
         loss=replace(LossWeights(), edge=args.edge)), progress=False)
