@@ -3,8 +3,8 @@ B->A, and evaluate each converted video (sharpness OUT/SRC and what a perfect mo
 would reach, identity, landmark error, seam, flicker) and the model (held-out SSIM at the output size).
 Prints the figures with the steps reached and the machine; writes report JSON and frame strips to --out.
 
-Usage: python bench/protocol.py [--model lite] [--minutes 8] [--out output/protocol] [--edge W]
-Budgets the README quotes: the CPU demo (lite, 8), CPU 30 minutes, a GPU's 10 minutes (hd, --size 128).
+Usage: python bench/protocol.py [--model lite128] [--minutes 8] [--out output/protocol] [--name DIR] [--edge W]
+Budgets the README quotes: the CPU demo (lite128, 8), CPU 30 minutes, a GPU's 10 minutes (hd, --size 128).
 """
 import argparse
 import json
@@ -45,7 +45,7 @@ def machine() -> str:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="lite")
+    parser.add_argument("--model", default="lite128")
     parser.add_argument("--size", type=int)
     parser.add_argument("--minutes", type=float, default=8)
     parser.add_argument("--edge", type=float, default=0.0, help="weight of the gradient loss")
