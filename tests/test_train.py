@@ -39,6 +39,17 @@ def test_model_shapes_and_parameter_counts(name, size, out, params):
     assert not torch.equal(rgb_a, rgb_b)
 
 
+def test_a_lite128_of_the_old_layout_still_builds():
+    """Models of the first lite128 (a fifth decoder stage, no detail head) keep their layout in config.json."""
+    from faceswap.models.store import arch_from_config
+
+    old = {**config_for("lite128").as_dict(), "decoder": [128, 64, 32, 16]}
+    del old["detail"]
+    model = build(arch_from_config({"architecture": old}))
+    assert model.decoders["a"].detail is None
+    assert model(torch.rand(1, 3, 64, 64), "a")[0].shape == (1, 3, 128, 128)
+
+
 def test_hd_256_and_vae_latent():
     model = build(config_for("hd", 256))
     assert model(torch.rand(1, 3, 256, 256), "a")[0].shape == (1, 3, 256, 256)
