@@ -58,6 +58,9 @@ def exclusive(target: Path, what: str):
     try:
         yield
     finally:
+        if not target.exists():  # a refused or failed first run leaves no lock file behind either
+            with contextlib.suppress(OSError):
+                os.unlink(handle.name)
         handle.close()
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -10,11 +11,21 @@ from pathlib import Path
 import click
 
 from faceswap import __version__
-from faceswap import settings
+from faceswap import outputs, settings
 from faceswap.errors import FaceswapError, Interrupted
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
 
 log = logging.getLogger("faceswap")
+
+
+class Limit(click.FloatRange):
+    """A float option within a range: NaN and infinity are refused (a NaN limit would filter nothing)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class Group(click.Group):
@@ -147,6 +158,7 @@ def faceset_sheet(folder, output, sort_by, reference):
     """Write a contact sheet of a face set."""
     from faceswap import curate
 
+    outputs.claim(output, "png", [folder, reference])
     entries = curate.measure(folder, reference)
     if sort_by:
         entries = curate.sort(entries, sort_by)
@@ -173,13 +185,13 @@ def faceset_sort(folder, key, reference, head):
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="Keep only faces of the person in this photo.")
-@click.option("--max-distance", type=click.FloatRange(0, 2), default=0.6, show_default=True,
+@click.option("--max-distance", type=Limit(0, 2), default=0.6, show_default=True,
               help="Largest identity distance to --reference that is kept.")
-@click.option("--min-blur", type=click.FloatRange(0), default=None, help="Drop crops less sharp than this.")
-@click.option("--max-yaw", type=click.FloatRange(0, 90), default=None, help="Drop faces turned more (degrees).")
-@click.option("--max-pitch", type=click.FloatRange(0, 90), default=None, help="Drop faces tilted more (degrees).")
-@click.option("--min-size", type=click.FloatRange(0), default=None, help="Drop faces smaller than this (px).")
-@click.option("--duplicates", type=click.FloatRange(0, 255), default=None,
+@click.option("--min-blur", type=Limit(0), default=None, help="Drop crops less sharp than this.")
+@click.option("--max-yaw", type=Limit(0, 90), default=None, help="Drop faces turned more (degrees).")
+@click.option("--max-pitch", type=Limit(0, 90), default=None, help="Drop faces tilted more (degrees).")
+@click.option("--min-size", type=Limit(0), default=None, help="Drop faces smaller than this (px).")
+@click.option("--duplicates", type=Limit(0, 255), default=None,
               help="Drop near-duplicates: thumbnails closer than this (mean grey difference, e.g. 3).")
 @click.option("--dry-run", is_flag=True, help="Only say what would be moved.")
 def faceset_filter(folder, reference, max_distance, min_blur, max_yaw, max_pitch, min_size, duplicates, dry_run):
@@ -297,6 +309,7 @@ def sample(model_dir, side, count, seed, output):
     from faceswap.models import load_model
     from faceswap.training.report import sample_sheet
 
+    outputs.claim(output, "png", [model_dir])
     model, _ = load_model(model_dir)
     if model.cfg.latent_type != "vae":
         raise click.UsageError(f"{model_dir}: a {model.cfg.latent_type} model has no code distribution to sample; "

@@ -229,7 +229,7 @@ def seal_bytes(data: bytes, mime: str, manifest: dict, signing: Signing) -> byte
     return out.getvalue()
 
 
-STATES = ("tampered", "unreadable", "absent", "intact")  # worst first
+STATES = ("tampered", "changed", "unreadable", "absent", "intact")  # worst first
 
 
 @dataclass
@@ -322,8 +322,12 @@ def verify(path: Path) -> tuple[Credentials, str]:
         recorded = json.loads(record.read_text()).get("output", {}).get("sha256")
     except ValueError:
         return found, f"{record.name}: unreadable"
-    same = recorded == assets.sha256_of(path)
-    return found, f"{record.name}: the file's sha256 {'matches' if same else 'differs from'} the manifest's"
+    if recorded == assets.sha256_of(path):
+        return found, f"{record.name}: the file's sha256 matches the manifest's"
+    if found.state == "intact":  # C2PA's hash leaves some boxes out; the manifest's covers every byte
+        found.state = "changed"
+        found.problems.append(f"its bytes differ from those {record.name} records")
+    return found, f"{record.name}: the file's sha256 differs from the manifest's"
 
 
 def describe(path: Path, found: Credentials, manifest_note: str) -> str:
@@ -335,15 +339,17 @@ def describe(path: Path, found: Credentials, manifest_note: str) -> str:
         head = f"cannot be read as media ({', '.join(found.problems)})"
     elif found.state == "tampered":
         head = f"TAMPERED: {', '.join(found.problems)}"
+    elif found.state == "changed":
+        head = f"CHANGED since faceswap wrote it: credentials valid, but {', '.join(found.problems)}"
     else:
         head = f"content credentials intact ({found.where}, signature valid)"
     lines = [f"{path}: {head}"]
-    if found.state in ("intact", "tampered"):
+    if found.state in ("intact", "tampered", "changed"):
         trust = "trusted" if found.trusted else "untrusted: not on a C2PA trust list" + \
             ("; faceswap's local signer" if LOCAL_NAME in found.signer else "")
         lines += [f"  synthetic  {'yes (AI-composited: ' + AI_COMPOSITE.rsplit('/', 1)[-1] + ')' if found.synthetic else 'no'}",
                   f"  tool       {found.tool or '?'}", f"  date       {found.date or '?'}",
                   f"  signer     {found.signer or '?'} ({trust})",
-                  f"  file hash  {'matches the credentials' if found.state == 'intact' else 'does not match'}"]
+                  f"  file hash  {'does not match' if found.state == 'tampered' else 'matches the credentials'}"]
     lines.append(f"  manifest   {manifest_note}")
     return "\n".join(lines)

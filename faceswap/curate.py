@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceswap import atomic, faceset, images
+from faceswap import atomic, faceset, images, outputs
 from faceswap.errors import FaceswapError
 from faceswap.faces import make_finder
 from faceswap.faces.identity import Embedder, distance, reference
@@ -118,6 +118,7 @@ def apply(folder: Path, entries: list[Entry], why: dict[str, str]) -> int:
     if not why:
         return 0
     rejected = folder.with_name(folder.name + ".rejected")
+    outputs.claim(rejected, "rejected", [folder])
     (rejected / faceset.FACES).mkdir(parents=True, exist_ok=True)
     header, records = faceset.read_alignments(folder)
     log_lines = []

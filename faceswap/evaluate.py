@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from faceswap import align, atomic, images, masks, metrics
+from faceswap import align, atomic, images, masks, metrics, outputs
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, make_finder
 from faceswap.faces.hands import HandFinder
@@ -320,8 +320,9 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
         raise FaceswapError("give a model (-m) and/or a video pair (--video SRC OUT)")
     if every < 1:
         raise FaceswapError(f"--every must be 1 or more, not {every}")
-    if report_path is not None and not Path(report_path).parent.is_dir():
-        raise FaceswapError(f"{Path(report_path).parent}: the report's folder does not exist")
+    if report_path is not None:
+        outputs.claim(report_path, "report", [model_dir, src, out, compare])
+        outputs.claim(Path(report_path).with_suffix(".png"), "png", [model_dir, src, out, compare])
     report: dict = {}
     strips = []
     people = identities(model_dir) if model_dir is not None else None
@@ -343,7 +344,7 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
             strips.append(strip)
     if report_path is not None:
         report_path = Path(report_path)
-        atomic.write_json(report_path, report)
+        atomic.write_json(report_path, {"schema": outputs.REPORT_SCHEMA, **report})
         shown = [s for s in strips if s is not None]
         if shown:
             width = min(s.shape[1] for s in shown)

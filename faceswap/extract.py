@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from faceswap import align, atomic, faceset, images, masks, media, threads
+from faceswap import align, atomic, faceset, images, masks, media, outputs, threads
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, FaceCounts, keyframes, make_finder
 from faceswap.faces.hands import HandFinder
@@ -89,6 +89,10 @@ class Preview:
         elif len(self.tiles) < self.cells:
             scale = 320 / drawn.shape[1]
             self.tiles.append(cv2.resize(drawn, (320, int(round(drawn.shape[0] * scale)))))
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
 
     def close(self) -> None:
         if self.writer is not None:
@@ -163,13 +167,21 @@ def extract(inputs: list[Path], output: Path, settings: ExtractSettings | None =
     names = [p.name for p in inputs]
     if len(set(names)) != len(names):
         raise FaceswapError("two inputs share a file name; rename one so the face set can tell them apart")
+    outputs.claim(output, "faceset", inputs)
+    if settings.preview:
+        outputs.claim(settings.preview, "preview", inputs + [output], also=("png",))
     created = not output.exists()
-    atomic.ensure_writable_dir(output, "the face set")
     with atomic.exclusive(output, "face set"):
-        return _extract_all(inputs, infos, output, created, settings, finder, progress)
+        try:
+            atomic.ensure_writable_dir(output, "the face set")
+            return _extract_all(inputs, infos, output, settings, finder, progress)
+        except BaseException:
+            if created and not any((output / faceset.FACES).glob("*.png")):  # a failed start leaves nothing
+                atomic.discard(output)
+            raise
 
 
-def _extract_all(inputs, infos, output, created, settings, finder, progress) -> ExtractSummary:
+def _extract_all(inputs, infos, output, settings, finder, progress) -> ExtractSummary:
     (output / faceset.FACES).mkdir(exist_ok=True)
     header = {"schema": faceset.SCHEMA, "version": faceset.VERSION, "size": settings.size,
               "padding": settings.padding, "aligner": settings.aligner, "detector": settings.detector,
@@ -190,10 +202,10 @@ def _extract_all(inputs, infos, output, created, settings, finder, progress) -> 
     finally:
         writer.close()
         summary.seconds = time.perf_counter() - started
-        if preview is not None:
+        if preview is not None and failed:
+            preview.abort()
+        elif preview is not None:
             preview.close()
-        if failed and created and not writer.records:  # failed before the first frame: leave nothing behind
-            atomic.discard(output)                       # (with frames written, the folder is kept to resume)
     summary.faces_in_set = faceset.write_summary(output, writer.records, [media.fingerprint(i) for i in infos],
                                                  settings.as_json())
     return summary

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceswap import atomic
+from faceswap import atomic, outputs
 from faceswap.errors import FaceswapError
 
 try:  # ISA-L deflates about 4x faster than zlib; zlib is the fallback where its wheel is missing
@@ -56,6 +56,22 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
+def png_text(data: bytes) -> dict[str, str]:
+    """The iTXt chunks of PNG bytes before the image data, as png_bytes writes them."""
+    text, at = {}, len(PNG_SIGNATURE)
+    if not data.startswith(PNG_SIGNATURE):
+        return text
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind in (b"IDAT", b"IEND"):
+            break
+        if kind == b"iTXt":
+            key, _, rest = data[at + 8:at + 8 + length].partition(b"\0")
+            text[key.decode("latin-1")] = rest[2:].split(b"\0", 2)[-1].decode("utf-8", "replace")
+        at += 12 + length
+    return text
+
+
 def write_png(path: Path, rgb: np.ndarray) -> None:
-    """An RGB image as a PNG, written atomically."""
-    atomic.write_bytes(path, png_bytes(rgb))
+    """An RGB image as a PNG marked as faceswap's own (so a later run may replace it), written atomically."""
+    atomic.write_bytes(path, png_bytes(rgb, outputs.PNG_MARK))

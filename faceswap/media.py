@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from faceswap import atomic, images
+from faceswap import atomic, images, outputs
 from faceswap.errors import FaceswapError
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _folder_timestamps(folder: Path, count: int) -> tuple[list[float], Fraction]
         data = json.loads(stamps.read_text())
         if len(data.get("pts", [])) == count:
             return [float(t) for t in data["pts"]], Fraction(data.get("fps", "25")).limit_denominator(100000)
-    return [i / DEFAULT_IMAGE_FPS for i in range(count)], DEFAULT_IMAGE_FPS
+    return [float(i / DEFAULT_IMAGE_FPS) for i in range(count)], DEFAULT_IMAGE_FPS
 
 
 def probe(path: Path) -> MediaInfo:
@@ -378,7 +378,7 @@ class VideoWriter(atomic.Committing):
         self.time_base = time_base or Fraction(1, self.fps.numerator * -(-10000 // self.fps.numerator))
         self.codec, self.crf, self.preset, self.pix_fmt = codec, crf, preset, pix_fmt
         self.audio_from = Path(audio_from) if audio_from else None
-        self.metadata = metadata or {}
+        self.metadata = {"encoder": outputs.VIDEO_MARK, **(metadata or {})}  # marks it as faceswap's own
         self.partial = atomic.partial_path(self.path)
         self.container = None
         self.stream = None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from faceswap import assets, atomic, faceset, settings
+from faceswap import assets, atomic, faceset, images, media, outputs, settings
 from faceswap.device import share_cpu_with_video
 from faceswap.errors import FaceswapError, Interrupted
 from faceswap.extract import extract
@@ -56,6 +56,7 @@ class Pipeline:
         self.spec = self._validate(spec)
         self.work = Path(work_dir) if work_dir else self._path(self.spec.get("work_dir", "work"))
         self.jobs = jobs or int(self.spec.get("jobs", 1))
+        self.damaged = False
 
     def _check_sources(self, identity, where: str, allowed: set) -> dict:
         identity = _check_mapping(identity, where, allowed)
@@ -68,11 +69,12 @@ class Pipeline:
             if not isinstance(source, str) or not self._path(source).exists():
                 raise FaceswapError(f"pipeline: {where}.sources: {source!r} not found")
         settings.parse(ExtractSettings, identity.get("extract", {}), f"{where}.extract")
+        self._check_files(identity.get("extract", {}), f"{where}.extract")
         return identity
 
-    @staticmethod
-    def _check_budget(train_spec, where: str) -> None:
+    def _check_budget(self, train_spec, where: str) -> None:
         settings.parse(TrainSettings, train_spec, where)
+        self._check_files(train_spec, where)
         if train_spec.get("iterations") is None and train_spec.get("minutes") is None:
             raise FaceswapError(f"pipeline: {where}: give iterations or minutes")
 
@@ -104,6 +106,7 @@ class Pipeline:
                 raise FaceswapError(f"pipeline: convert[{i}].settings.direction: give direction beside settings")
             settings.parse(ConvertSettings, {**clip.get("settings", {}), "direction": clip.get("direction", "a2b")},
                            f"convert[{i}].settings")
+            self._check_files(clip.get("settings", {}), f"convert[{i}].settings")
         if not isinstance(spec.get("jobs", 1), int):
             raise FaceswapError("pipeline: jobs: expected int")
         return spec
@@ -114,14 +117,29 @@ class Pipeline:
         try:
             return json.loads(path.read_text()) if path.is_file() else {}
         except ValueError:
-            log.warning("%s is damaged; every stage will run again", path)
+            log.warning("%s is damaged; every stage will run again from the start", path)
+            self.damaged = True  # what is on disk cannot be matched to its settings: none of it is reused
             return {}
 
     def _save_state(self) -> None:
         atomic.write_json(self.work / STATE, self.state)
 
     PHOTO_KEYS = ("reference", "exclude")
-    FILE_KEYS = PHOTO_KEYS + ("sign_cert", "sign_key", "pretrained")
+    FILE_KEYS = tuple(dict.fromkeys(k for model in (ExtractSettings, TrainSettings, ConvertSettings)
+                                    for k in settings.path_fields(model)))
+    OUTPUT_KEYS = ("preview",)
+
+    def _check_files(self, values: dict, where: str) -> None:
+        """The files a stage's settings name exist, and its photos read, before the first stage starts."""
+        for key in self.FILE_KEYS:
+            if not values.get(key) or key in self.OUTPUT_KEYS:
+                continue
+            path = self._path(values[key])
+            if not path.exists():
+                raise FaceswapError(f"pipeline: {where}.{key}: {values[key]!r} not found")
+            if key in self.PHOTO_KEYS:
+                for photo in media.image_files(path) if path.is_dir() else [path]:
+                    images.read_image(photo)
 
     def _with_paths(self, settings: dict) -> dict:
         """A stage's settings with the files they name made relative to the pipeline file."""
@@ -172,11 +190,11 @@ class Pipeline:
         if self._done(f"extract_{side}", key, out / faceset.SUMMARY):
             echo(f"[extract {side}] unchanged, skipped")
             return out
-        if self.state.get(f"extract_{side}", {}).get("key") not in (None, key) and out.exists():
+        if (self.damaged or self.state.get(f"extract_{side}", {}).get("key") not in (None, key)) and out.exists():
             shutil.rmtree(out)  # settings or sources changed: start the face set again
         summary = extract(sources, out, ExtractSettings(**settings), progress=progress)
         echo(f"[extract {side}] {summary.line()}")
-        if summary.faces == 0:
+        if summary.faces_in_set == 0:
             raise FaceswapError(f"identity {side}: no face found in {', '.join(map(str, sources))}")
         self._finish(f"extract_{side}", key, faces=summary.faces)
         return out
@@ -193,7 +211,7 @@ class Pipeline:
             echo(f"[{stage}] unchanged, skipped")
             return out
         previous = self.state.get(stage, {})
-        if previous.get("key") not in (None, key) and out.exists():
+        if (self.damaged or previous.get("key") not in (None, key)) and out.exists():
             shutil.rmtree(out)  # changed data or settings: a fresh model
         summary = pretrain([set_a], out, TrainSettings(**settings), progress=progress) if set_b is None else \
             train(set_a, set_b, out, TrainSettings(**settings), progress=progress)
@@ -218,16 +236,23 @@ class Pipeline:
                     raise FaceswapError(f"pipeline: convert[{i}].input: {source} is an empty folder")
                 template = clip.get("output") or "{stem}_" + clip.get("direction", "a2b") + ".mp4"
                 name = template.format(stem=source.stem, name=source.name)
+                output = self.work / "output" / name
+                if Path(name).is_absolute() or ".." in Path(name).parts:
+                    raise FaceswapError(f"pipeline: convert[{i}].output: {name!r} must stay inside the work "
+                                        "folder's output/")
+                outputs.claim(output, "converted", also=("preview",))
                 if name in names:
                     raise FaceswapError(f"pipeline: convert[{i}]: output name {name!r} is also made by "
                                         f"convert[{names[name]}]; give each clip its own output")
                 names[name] = i
                 settings = dict(self._with_paths(clip.get("settings", {})), direction=clip.get("direction", "a2b"))
-                clips.append((source, self.work / "output" / name, name, settings))
+                clips.append((source, output, name, settings))
         return clips
 
     def run(self, progress: bool = True, echo=print) -> dict:
         clips = self._clips()  # validate names before any long work, and before the work folder is made
+        outputs.claim(self.work, "work", [self._path(s) for side in self.spec["identities"].values()
+                                          for s in side["sources"]])
         atomic.ensure_writable_dir(self.work, "the work folder")
         self.state = self._load_state()
         set_a = self._extract("a", progress, echo)

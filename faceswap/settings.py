@@ -56,7 +56,7 @@ def _check_track(value: str | int | None) -> str | None:
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     def as_json(self) -> dict:
         return self.model_dump(mode="json")
@@ -220,6 +220,11 @@ def _plain_type(annotation) -> tuple[Any, bool]:
         args = [a for a in get_args(annotation) if a is not type(None)]
         return args[0], True
     return annotation, False
+
+
+def path_fields(cls: type[_Settings]) -> list[str]:
+    """The settings that name files or folders (typed Path): what a pipeline resolves and the web page confines."""
+    return [name for name, field in cls.model_fields.items() if _plain_type(field.annotation)[0] is Path]
 
 
 def click_options(cls: type[_Settings], skip: frozenset = frozenset()):

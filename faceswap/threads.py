@@ -4,13 +4,27 @@ the first error of a stage is re-raised in the caller; an error or Ctrl-C on eit
 """
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from faceswap.atomic import Committing
 
 _DONE = object()
+_live: set = set()  # (stop event, queue, thread) of every stage still running
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop and join the stage threads a failing or interrupted caller left behind, before the interpreter
+    shuts down: a daemon thread still inside native code then (a decoder, a detector) aborts the process."""
+    for stop, items, thread in list(_live):
+        stop.set()
+        _drain(items, thread, timeout=10)
+
+
 
 
 class _Failed:
@@ -18,9 +32,10 @@ class _Failed:
         self.error = error
 
 
-def _drain(items: queue.Queue, thread: threading.Thread) -> None:
+def _drain(items: queue.Queue, thread: threading.Thread, timeout: float | None = None) -> None:
     """Empty `items` until `thread` ends (it may be blocked putting into, or waiting on, the queue)."""
-    while thread.is_alive():
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
         try:
             items.get_nowait()
         except queue.Empty:
@@ -44,6 +59,8 @@ def run_ahead(iterable: Iterable, size: int = 16) -> Iterator:
         items.put(_DONE)
 
     thread = threading.Thread(target=work, daemon=True)
+    entry = (stop, items, thread)
+    _live.add(entry)
     thread.start()
     try:
         while (item := items.get()) is not _DONE:
@@ -53,6 +70,7 @@ def run_ahead(iterable: Iterable, size: int = 16) -> Iterator:
     finally:
         stop.set()
         _drain(items, thread)
+        _live.discard(entry)
 
 
 class Behind(Committing):

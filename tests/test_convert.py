@@ -289,7 +289,7 @@ def test_bad_input(case, sample_b, sample_no_face, small_model, tmp_path):
     if case != "same_path":
         assert not out.exists()
     else:
-        assert "overwrite the input" in line
+        assert "is an input" in line
 
 
 def test_training_crop_equals_converts_crop(facesets, small_model, sample_b):

@@ -154,8 +154,8 @@ BAD_OPTIONS = [
     (["train", "{fa}", "{fb}", "-m", "{tmp}/m"], "--iterations"),
     (["train", "{fa}", "{fb}", "-m", "{tmp}/m", "--iterations", "5", "--batch-size", "0"], "--batch-size"),
     (["convert", "{b}", "-m", "{model}", "-o", "{tmp}/o.mp4", "--crf", "-5"], "--crf"),
-    (["convert", "{b}", "-m", "{model}", "-o", "{tmp}/afile/out.mp4"], "output folder does not exist"),
-    (["evaluate", "--video", "{b}", "{b}", "--report", "{tmp}/afile/r.json"], "report's folder does not exist"),
+    (["convert", "{b}", "-m", "{model}", "-o", "{tmp}/afile/out.mp4"], "no such folder"),
+    (["evaluate", "--video", "{b}", "{b}", "--report", "{tmp}/afile/r.json"], "no such folder"),
     (["evaluate", "--video", "{b}", "{noface}", "--every", "1"], "give a clip and its own converted output"),
     (["evaluate", "--video", "{b}", "{b}", "--every", "-3"], "--every"),
 ]

@@ -6,7 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from faceswap import atomic, media
+from faceswap import atomic, media, outputs
 from faceswap.errors import FaceswapError
 from faceswap.settings import ConvertSettings
 from faceswap.swap.convert import convert
@@ -54,14 +54,17 @@ def convert_many(inputs: list[Path], output: Path, model_dir: Path, settings: Co
         raise FaceswapError("--alignments works with one input; convert several clips without it")
     if output.exists() and not output.is_dir():
         raise FaceswapError(f"{output}: several inputs need an output folder, and this is a file")
-    output.mkdir(parents=True, exist_ok=True)
+    outputs.claim(output, "batch", [*clips, model_dir])
     names = [c.stem + ".mp4" for c in clips]
     if len(set(names)) != len(names):
         raise FaceswapError("two input clips share a name; their outputs would collide")
+    for name in names:
+        outputs.claim(output / name, "converted", also=("preview",))
+    output.mkdir(parents=True, exist_ok=True)
     rows = run_batch([(c, output / n, {}) for c, n in zip(clips, names)], model_dir, settings, jobs,
                      progress=progress)
     echo(table(rows))
-    atomic.write_json(output / "report.json", {"clips": rows})
+    atomic.write_json(output / "report.json", {"schema": outputs.BATCH_SCHEMA, "clips": rows})
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         raise FaceswapError(f"{len(failed)} of {len(rows)} clips failed (see {output / 'report.json'})")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceswap import __version__, align, assets, atomic, credentials, faceset, masks, media, threads
+from faceswap import __version__, align, assets, atomic, credentials, faceset, masks, media, outputs, threads
 from faceswap.device import autocast_dtype, use_tf32
 from faceswap.credentials import manifest_path
 from faceswap.errors import FaceswapError
@@ -202,8 +202,7 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
             alignments: Path | None = None, progress: bool = True) -> ConvertSummary:
     settings = settings or ConvertSettings()
     source, output, model_dir = Path(source), Path(output), Path(model_dir)
-    if output.exists() and source.exists() and output.resolve() == source.resolve():
-        raise FaceswapError(f"{output}: the output would overwrite the input; choose another name")
+    outputs.claim(output, "converted", [source, model_dir, alignments], also=("preview",))
     info = media.probe(source)
     if not output.parent.is_dir():
         raise FaceswapError(f"{output.parent}: output folder does not exist")

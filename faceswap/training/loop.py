@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceswap import __version__, align, atomic, images
+from faceswap import __version__, align, atomic, images, outputs
 from faceswap.device import autocast_dtype, measured_cpu_amp, use_tf32
 from faceswap.errors import FaceswapError
 from faceswap.models import arch as arch_mod
@@ -496,6 +496,8 @@ def train(faceset_a, faceset_b, model_dir, settings: TrainSettings | None = None
     settings = settings or TrainSettings()
     settings.require_budget()
     model_dir = Path(model_dir)
+    sources = list(faceset_a) if generic else [faceset_a, faceset_b]
+    outputs.claim(model_dir, "model", [*sources, settings.pretrained])
     created = not model_dir.exists()
     lock = atomic.exclusive(model_dir, "model folder") if distributed()[0] == 0 else contextlib.nullcontext()
     with lock:
