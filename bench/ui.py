@@ -29,10 +29,12 @@ def main():
         train(ws / "facesets" / "a", ws / "facesets" / "b", ws / "models" / "ab", TrainSettings(iterations=10),
               progress=False)
         server, url = launch(ws)
+        base, token = url.split("/?token=")
         try:
             started = time.perf_counter()
             for _ in range(10):
-                urllib.request.urlopen(url + "/api/state").read()
+                urllib.request.urlopen(urllib.request.Request(base + "/api/state", headers={
+                    "X-Faceswap-Token": token})).read()
             fetch_ms = (time.perf_counter() - started) * 100
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
@@ -42,8 +44,8 @@ def main():
                 page.goto(url, wait_until="load")
                 page.wait_for_function("document.getElementById('workspace').textContent.length > 0")
                 load_ms = (time.perf_counter() - started) * 1000
-                request = urllib.request.Request(url + "/api/jobs", method="POST", headers={
-                    "Content-Type": "application/json"}, data=json.dumps({
+                request = urllib.request.Request(base + "/api/jobs", method="POST", headers={
+                    "Content-Type": "application/json", "X-Faceswap-Token": token, "Origin": base}, data=json.dumps({
                         "kind": "extract", "sources": ["a.mp4"], "output": "facesets/a2"}).encode())
                 job = json.loads(urllib.request.urlopen(request).read())
                 log = ws / ".faceswap-ui" / f"job-{job['id']}.log"

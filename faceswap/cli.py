@@ -348,14 +348,19 @@ def evaluate(model_dir, video, compare, report, every):
               help="Jobs run at once (one per GPU or CPU by default).")
 def ui(workspace, port, host, slots):
     """Serve a local web page: projects and face sets, a job queue, live training, a convert preview."""
+    import os
+
     import uvicorn
 
-    from faceswap.ui.app import create_app
+    from faceswap.ui.app import TOKEN_ENV, create_app
 
     if host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s: anyone who can reach this address can run jobs and read the workspace", host)
-    app = create_app(workspace, slots)
-    click.echo(f"faceswap ui: http://{host}:{port}/  (workspace {app.state.workspace.root}; Ctrl-C stops it)")
+        log.warning("listening on %s: anyone who can reach this address and has the token can run jobs and read "
+                    "the workspace", host)
+    app = create_app(workspace, slots, token=os.environ.pop(TOKEN_ENV, None), host=host)  # jobs don't inherit it
+    name = f"[{host}]" if ":" in host else host
+    click.echo(f"faceswap ui: http://{name}:{port}/?token={app.state.token}  (workspace {app.state.workspace.root}; "
+               "Ctrl-C stops it)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -122,3 +122,104 @@ def test_project_training_and_convert_in_a_browser(server, tmp_path):
     assert manifest["synthetic"] is True and manifest["input"]["name"] == "a.mp4"
     assert (workspace / "output" / "a_as_b.mp4").stat().st_size > 100_000
     assert all((shots / f"{view}.png").stat().st_size > 10_000 for view in ("project", "jobs", "training", "convert"))
+
+
+ATTACK = """<!doctype html><title>another site</title><body>
+<iframe name="sink"></iframe>
+<form id="form" method="POST" enctype="text/plain" target="sink" action="VICTIM/api/jobs">
+  <input name='{"kind": "extract", "sources": ["b.mp4"], "output": "facesets/f", "x": "' value='"}'></form>
+<iframe id="framed" src="VICTIM/"></iframe>
+<script>
+const victim = "VICTIM", results = {};
+const pipeline = "work_dir: OUTSIDE/work\\nidentities:\\n  a: {sources: [OUTSIDE/secret.mp4]}\\n" +
+                 "  b: {sources: [OUTSIDE/secret.mp4]}\\ntrain: {iterations: 1}\\n";
+async function attempt(name, url, options) {
+  try { const r = await fetch(victim + url, options); results[name] = r.type === "opaque" ? "opaque" : await r.text(); }
+  catch (e) { results[name] = "blocked: " + e.name; }
+}
+(async () => {
+  const plain = {method: "POST", mode: "no-cors", credentials: "include", headers: {"Content-Type": "text/plain"}};
+  await attempt("text/plain POST", "/api/jobs",
+                {...plain, body: JSON.stringify({kind: "extract", sources: ["b.mp4"], output: "facesets/t"})});
+  document.getElementById("form").submit();
+  await attempt("upload", "/api/upload?name=p.yaml&folder=x", {...plain, body: pipeline});
+  await attempt("run", "/api/jobs", {...plain, body: JSON.stringify({kind: "run", pipeline: "x/p.yaml"})});
+  await attempt("read with credentials", "/api/state", {credentials: "include"});
+  await attempt("JSON POST with credentials", "/api/jobs", {method: "POST", credentials: "include",
+    headers: {"Content-Type": "application/json"}, body: JSON.stringify({kind: "run", pipeline: "x/p.yaml"})});
+  await new Promise((done) => setTimeout(done, 1500));  // the form and the iframe load meanwhile
+  window.results = results;
+})();
+</script></body>"""
+
+
+def test_another_origin_cannot_drive_the_page(tmp_path, sample_b):
+    """A page on another local port, opened while the real page is open (its cookie set: cookies ignore the port,
+    and SameSite counts another port as the same site) tries a text/plain POST, a form POST, an upload and a run,
+    fetch with credentials and framing the page. Every request is refused and nothing is written anywhere; the
+    page itself still works."""
+    import http.server
+    import threading
+
+    import numpy as np
+    from playwright.sync_api import expect, sync_playwright
+
+    from faceswap import images
+    from faceswap.ui.app import launch
+
+    workspace, outside = tmp_path / "project", tmp_path / "outside"
+    workspace.mkdir()
+    outside.mkdir()
+    shutil.copy(sample_b, workspace / "b.mp4")
+    shutil.copy(sample_b, outside / "secret.mp4")
+    process, url = launch(workspace)
+    victim = url.split("/?token=")[0]
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = ATTACK.replace("VICTIM", victim).replace("OUTSIDE", str(outside)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+            context = browser.new_context()
+            own = context.new_page()
+            own.goto(url)
+            expect(own.locator("#workspace")).not_to_be_empty(timeout=30_000)
+            assert "token" not in own.url  # the cookie holds it now
+            before = sorted(str(p) for p in tmp_path.rglob("*"))
+            other = context.new_page()
+            sent, answers = [], []  # a response the page may not read (CORS, CORP) shows as a failed request
+            other.on("request", lambda r: sent.append(r.url) if r.url.startswith(victim) else None)
+            other.on("response", lambda r: answers.append((r.request.method, r.url, r.status))
+                     if r.url.startswith(victim) else None)
+            other.goto(f"http://127.0.0.1:{attacker.server_port}/")
+            results = other.wait_for_function("window.results", timeout=30_000).json_value()
+            assert len(results) == 5 and all(r in ("opaque", "blocked: TypeError") for r in results.values()), results
+            frames = other.main_frame.child_frames  # the form's target and the framed page: neither shows it
+            assert len(frames) == 2 and all(f.query_selector("#workspace") is None for f in frames)
+            assert len(sent) >= 7 and {status for _, _, status in answers} == {403}, (sent, answers)
+            assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written anywhere
+            assert not (workspace / ".faceswap-ui" / "jobs.json").exists()
+            # the page itself still works: an upload from its own form
+            images.write_png(tmp_path / "face.png", np.zeros((16, 16, 3), np.uint8))
+            own.set_input_files("#upload-file", str(tmp_path / "face.png"))
+            own.click("#upload")
+            own.wait_for_function("!document.getElementById('message').textContent", timeout=10_000)
+            browser.close()
+        assert (workspace / "uploads" / "face.png").is_file()
+    finally:
+        attacker.shutdown()
+        process.terminate()
+        process.wait(60)

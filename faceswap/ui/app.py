@@ -7,43 +7,59 @@ import asyncio
 import base64
 import contextlib
 import csv
+import hashlib
 import json
+import mimetypes
+import os
+import re
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from faceswap import atomic, images, settings
+from faceswap import atomic, images, media, settings
 from faceswap.errors import FaceswapError
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
+from faceswap.ui import guard
 from faceswap.ui.jobs import JobQueue
-from faceswap.ui.workspace import UPLOAD_LIMIT, Workspace
+from faceswap.ui.paths import checked_pipeline, confine_settings
+from faceswap.ui.workspace import PIPELINE_SUFFIXES, UPLOAD_LIMIT, Workspace
 
 CONSENT = ("Every output is marked as synthetic: signed C2PA Content Credentials (AI-composited media), container "
            "metadata and a JSON manifest. Swap only faces of people who agreed to it, and keep the marks.")
-PATH_SETTINGS = ("reference", "exclude", "sign_cert", "sign_key", "pretrained")
+TOKEN_ENV = "FACESWAP_UI_TOKEN"  # how launch() hands its child the token: not on the command line, where ps shows it
+ABSOLUTE = re.compile(r"(?<![\w./~:-])/[^\s'\"(),;:]+")  # an absolute path inside an error line
+INERT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+               ".json": "application/json", ".txt": "text/plain; charset=utf-8", ".log": "text/plain; charset=utf-8",
+               ".csv": "text/plain; charset=utf-8", **{s: "text/plain; charset=utf-8" for s in PIPELINE_SUFFIXES}}
 
 
 def job_args(ws: Workspace, kind: str, params: dict) -> tuple[list[str], str, dict]:
     """The `faceswap` command line of a job, every path confined to the workspace and every setting checked by
     the same settings model the CLI uses; with a title and what the page should watch (a model folder)."""
+    outputs = []
+
     def inside(key, must_exist=True) -> str:
         path = ws.path(params.get(key), must_exist)
-        if not must_exist:  # an output: its folder is made, inside the workspace
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if not must_exist:  # an output: its folder is made, inside the workspace, once the whole job checks out
+            outputs.append(path)
         return ws.relative(path)
 
+    def made(*result):
+        for path in outputs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return result
+
     def options(model, values) -> list[str]:
-        values = dict(values or {})
-        for key in PATH_SETTINGS:
-            if values.get(key):
-                values[key] = ws.relative(ws.path(values[key]))
+        values = confine_settings(ws, model, values)
         pretrained = values.pop("pretrained", None)
         parsed = settings.parse(model, values, kind)
         if model is TrainSettings:
@@ -55,19 +71,18 @@ def job_args(ws: Workspace, kind: str, params: dict) -> tuple[list[str], str, di
         if not sources:
             raise FaceswapError("extract: pick one or more videos, image folders or face sets")
         output = inside("output", False)
-        return ["extract", *sources, "-o", output, *options(ExtractSettings, params.get("settings"))], \
-            f"extract {', '.join(sources)} -> {output}", {}
+        return made(["extract", *sources, "-o", output, *options(ExtractSettings, params.get("settings"))],
+                    f"extract {', '.join(sources)} -> {output}", {})
     if kind == "train":
         a, b, model = inside("a"), inside("b"), inside("model", False)
-        return ["train", a, b, "-m", model, *options(TrainSettings, params.get("settings"))], \
-            f"train {a} + {b} -> {model}", {"model": model}
+        return made(["train", a, b, "-m", model, *options(TrainSettings, params.get("settings"))],
+                    f"train {a} + {b} -> {model}", {"model": model})
     if kind == "convert":
         source, model, output = inside("input"), inside("model"), inside("output", False)
-        return ["convert", source, "-m", model, "-o", output, *options(ConvertSettings, params.get("settings"))], \
-            f"convert {source} -> {output}", {"output": output}
+        return made(["convert", source, "-m", model, "-o", output, *options(ConvertSettings, params.get("settings"))],
+                    f"convert {source} -> {output}", {"output": output})
     if kind == "run":
-        pipeline = inside("pipeline")
-        return ["run", pipeline], f"run {pipeline}", {}
+        return ["run", checked_pipeline(ws, params.get("pipeline"))], f"run {params['pipeline']}", {}
     raise FaceswapError(f"unknown job kind {kind!r} (extract, train, convert, run)")
 
 
@@ -119,20 +134,42 @@ def training(ws: Workspace, relative: str, queue: JobQueue) -> dict:
             if preview.is_file() else None, "job": job}
 
 
-def create_app(workspace: Path, slots: int = 1) -> Starlette:
+def shown(ws: Workspace, path: str) -> str:
+    """An absolute path as an error line may show it: relative to the workspace, or not at all."""
+    inside = Path(path).is_relative_to(ws.root)
+    return (Path(path).relative_to(ws.root).as_posix() or ".") if inside else "(a path outside the workspace)"
+
+
+def file_headers(path: Path) -> dict:
+    """How /api/file serves a file: an inert type from the allow-list, anything else as a download."""
+    suffix = path.suffix.lower()
+    guessed = mimetypes.guess_type(path.name)[0] or ""  # .ts guesses as text/vnd.trolltech.linguist
+    video = suffix in media.VIDEO_SUFFIXES and guessed.startswith("video/")
+    kind = INERT_TYPES.get(suffix) or (guessed if video else "")
+    if kind:
+        return {"Content-Type": kind, "Cache-Control": "no-store"}
+    return {"Content-Type": "application/octet-stream", "Cache-Control": "no-store",
+            "Content-Disposition": f"attachment; filename*=utf-8''{quote(path.name)}"}
+
+
+def create_app(workspace: Path, slots: int = 1, token: str | None = None, host: str | None = None) -> Starlette:
+    """The page's app: only requests from its own page pass (guard.Guard: Host, token, Origin); without a
+    token a new one is made (app.state.token)."""
     ws = Workspace(workspace)
     queue = JobQueue(ws.root, slots)
     previewer = Previewer()
     page = (Path(__file__).with_name("page.html")).read_text()
+    script = page.split("<script>", 1)[1].split("</script>", 1)[0]
+    csp = guard.PAGE_CSP.format(script=base64.b64encode(hashlib.sha256(script.encode()).digest()).decode())
 
     def api(handler):
-        """JSON in and out; a FaceswapError (or a bad value) is a 400 with its one line."""
+        """JSON in and out; a FaceswapError (or a bad value) is a 400 with its one line, no absolute path."""
         async def endpoint(request: Request):
             try:
                 return JSONResponse(await handler(request))
             except (FaceswapError, ValueError, KeyError, TypeError) as exc:
-                return JSONResponse({"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__},
-                                    status_code=400)
+                line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                return JSONResponse({"error": ABSOLUTE.sub(lambda m: shown(ws, m.group()), line)}, status_code=400)
         return endpoint
 
     async def body(request: Request) -> dict:
@@ -142,7 +179,7 @@ def create_app(workspace: Path, slots: int = 1) -> Starlette:
         return data
 
     async def index(request: Request):
-        return HTMLResponse(page)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store", "Content-Security-Policy": csp})
 
     async def state(request: Request):
         return {"workspace": str(ws.root), "files": ws.listing(), "jobs": queue.snapshot(), "consent": CONSENT}
@@ -154,7 +191,8 @@ def create_app(workspace: Path, slots: int = 1) -> Starlette:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if not path.is_file():
             return JSONResponse({"error": "not a file"}, status_code=400)
-        return FileResponse(path, headers={"Cache-Control": "no-store"})
+        headers = file_headers(path)
+        return FileResponse(path, media_type=headers.pop("Content-Type"), headers=headers)
 
     async def upload(request: Request):
         target = ws.upload_target(request.query_params.get("name", ""), request.query_params.get("folder", "uploads"))
@@ -208,10 +246,7 @@ def create_app(workspace: Path, slots: int = 1) -> Starlette:
 
     async def preview(request: Request):
         data = await body(request)
-        values = dict(data.get("settings") or {})
-        for key in ("reference", "exclude"):
-            if values.get(key):
-                values[key] = str(ws.path(values[key]))
+        values = confine_settings(ws, ConvertSettings, data.get("settings"), absolute=True)  # the server's cwd
         parsed = settings.parse(ConvertSettings, values, "preview")
         return await run_in_threadpool(previewer, ws.path(data.get("model")), ws.path(data.get("input")),
                                        int(data.get("frame", 0)), parsed)
@@ -240,13 +275,15 @@ def create_app(workspace: Path, slots: int = 1) -> Starlette:
         yield
         await run_in_threadpool(queue.shutdown)
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.queue, app.state.workspace = queue, ws
+    token = token or guard.new_token()
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(guard.Guard, token=token, host=host)])
+    app.state.queue, app.state.workspace, app.state.token = queue, ws, token
     return app
 
 
 def launch(workspace: Path) -> tuple:
-    """`faceswap ui` on a free local port, in a child process, once it answers: (process, url). For scripts,
+    """`faceswap ui` on a free local port, in a child process, once it answers: (process, url), the url being
+    the page's with its token (`http://127.0.0.1:PORT/?token=...`), as `faceswap ui` prints it. For scripts,
     benchmarks and tests that drive the page."""
     import socket
     import subprocess
@@ -256,12 +293,15 @@ def launch(workspace: Path) -> tuple:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    token = guard.new_token()
     process = subprocess.Popen([sys.executable, "-m", "faceswap", "ui", "--workspace", str(workspace), "--port",
-                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, TOKEN_ENV: token})
+    url = f"http://127.0.0.1:{port}/?token={token}"
     for _ in range(150):
         try:
-            urllib.request.urlopen(url + "/api/state", timeout=1)
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/state",
+                                                          headers={"X-Faceswap-Token": token}), timeout=1)
             return process, url
         except OSError:
             time.sleep(0.2)
