@@ -124,3 +124,17 @@ def test_own_certificate_and_bad_keys(sample_b, small_model, tmp_path):
         assert result.returncode == 1 and says in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
     assert media.probe(tmp_path / "own.mp4").frames == 72
+
+
+def test_verify_says_when_a_byte_outside_the_c2pa_hash_changed(signed_b, tmp_path):
+    """C2PA's hash leaves the ftyp box out, as the standard says; the JSON manifest's sha256 covers every byte."""
+    import shutil
+
+    changed = tmp_path / "changed.mp4"
+    data = bytearray(signed_b.read_bytes())
+    data[data.find(b"ftyp") + 6] ^= 0x01  # a byte of the brand
+    changed.write_bytes(bytes(data))
+    shutil.copy(credentials.manifest_path(signed_b), credentials.manifest_path(changed))
+    result = run_cli("verify", changed)
+    assert result.returncode == 1 and "CHANGED since faceswap wrote it" in result.stdout
+    assert "sha256 differs from the manifest's" in result.stdout

@@ -240,3 +240,41 @@ def test_rerun_of_a_finished_extract_and_quiet_output(sample_b, face_models, tmp
 def test_failed_train_leaves_no_model_folder(facesets, tmp_path):
     error_line(run_cli("train", facesets[0], tmp_path / "missing", "-m", tmp_path / "new" / "m", "--iterations", "2"))
     assert not (tmp_path / "new" / "m").exists()
+
+
+# -- issue 26: a damaged state reruns from scratch; every path checked before the first stage ---------------
+def test_damaged_pipeline_state_reruns_to_the_same_result(sample_a, sample_b, face_models, tmp_path):
+    short = tmp_path / "a48.mp4"
+    from faceswap import media
+
+    with media.open_writer(short, like=media.probe(sample_a), audio_from=sample_a) as writer:
+        for frame in media.read_frames(sample_a, end=48):
+            writer.write_frame(frame)
+    spec = {"work_dir": "work", "identities": {"a": {"sources": [str(short)]}, "b": {"sources": [str(sample_b)]}},
+            "train": {"model": "lite", "iterations": 2, "workers": 0}}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    first = Pipeline(path).run(progress=False, echo=lambda *_: None)
+    faces = (tmp_path / "work" / "facesets" / "a" / faceset.ALIGNMENTS).read_text()
+    (tmp_path / "work" / "pipeline-state.json").write_text('{"extract_a": {"key": ')  # cut short
+    lines = []
+    again = Pipeline(path).run(progress=False, echo=lines.append)
+    assert again["model"] == first["model"] and "unchanged, skipped" not in "\n".join(lines)
+    assert (tmp_path / "work" / "facesets" / "a" / faceset.ALIGNMENTS).read_text() == faces
+    assert store.read_config(tmp_path / "work" / "model")["step"] == 2
+    json.loads((tmp_path / "work" / "pipeline-state.json").read_text())  # whole again
+
+
+@pytest.mark.parametrize("where,key", [("convert", "reference"), ("convert", "sign_key"),
+                                       ("extract", "exclude"), ("train", "pretrained")])
+def test_pipeline_checks_every_path_before_the_first_stage(where, key, sample_a, sample_b, tmp_path):
+    spec = {"work_dir": "work", "identities": {"a": {"sources": [str(sample_a)]}, "b": {"sources": [str(sample_b)]}},
+            "train": {"iterations": 1}, "convert": [{"input": str(sample_b), "settings": {}}]}
+    missing = str(tmp_path / "gone.jpg")
+    {"convert": spec["convert"][0]["settings"], "extract": spec["identities"]["b"].setdefault("extract", {}),
+     "train": spec["train"]}[where][key] = missing
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(FaceswapError, match=f"{key}: '{missing}' not found"):
+        Pipeline(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
