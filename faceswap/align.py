@@ -43,6 +43,12 @@ def similarity_2d(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([linear, (dst_mean - linear @ src_mean)[:, None]])
 
 
+def eye_distance(landmarks68: np.ndarray) -> float:
+    """Between the centres of the two eyes (iBUG 36-41, 42-47): the face's own unit of length."""
+    points = np.asarray(landmarks68)
+    return float(np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)))
+
+
 def alignment_matrix(landmarks68: np.ndarray) -> np.ndarray:
     """2x3 matrix taking image pixels to mean-face units, fitted on points 17-67."""
     return similarity_2d(np.asarray(landmarks68)[17:68], MEAN_FACE)

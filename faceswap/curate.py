@@ -155,10 +155,7 @@ def sheet(entries: list[Entry], path: Path, columns: int = 12, cell: int = 96, l
             cv2.putText(tile, "-" if value is None else f"{value:g}", (3, cell - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                         (255, 255, 0), 1, cv2.LINE_AA)
         tiles.append(tile)
-    while len(tiles) % columns:
-        tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
-    images.write_png(path, np.vstack(rows))
+    images.write_png(path, images.grid(tiles, columns))
     return Path(path)
 
 

@@ -25,15 +25,10 @@ log = logging.getLogger(__name__)
 
 
 # -- metric functions (pure, tested on synthetic cases) -------------------------------------------------
-def inter_ocular(landmarks: np.ndarray) -> float:
-    points = np.asarray(landmarks)
-    return float(np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)))
-
-
 def landmark_error(src: np.ndarray, out: np.ndarray) -> tuple[float, float]:
     """Mean point distance between two 68-point sets: (pixels, over the inter-ocular distance)."""
     px = float(np.linalg.norm(np.asarray(src) - np.asarray(out), axis=1).mean())
-    return px, px / max(inter_ocular(src), 1e-6)
+    return px, px / max(align.eye_distance(src), 1e-6)
 
 
 def jitter(track: np.ndarray) -> float:
@@ -42,7 +37,7 @@ def jitter(track: np.ndarray) -> float:
     if len(track) < 3:
         return 0.0
     second = track[2:] - 2 * track[1:-1] + track[:-2]
-    iod = np.mean([inter_ocular(t) for t in track])
+    iod = np.mean([align.eye_distance(t) for t in track])
     return float(np.linalg.norm(second, axis=2).mean() / max(iod, 1e-6))
 
 

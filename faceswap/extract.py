@@ -98,13 +98,7 @@ class Preview:
         if self.writer is not None:
             self.writer.close()
         elif self.tiles:
-            height = max(t.shape[0] for t in self.tiles)
-            tiles = [cv2.copyMakeBorder(t, 0, height - t.shape[0], 0, 0, cv2.BORDER_CONSTANT) for t in self.tiles]
-            columns = 4
-            while len(tiles) % columns:
-                tiles.append(np.zeros_like(tiles[0]))
-            rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
-            images.write_png(self.path, np.vstack(rows))
+            images.write_png(self.path, images.grid(self.tiles, 4))
 
 
 def _gap(settings: ExtractSettings) -> int:

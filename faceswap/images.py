@@ -56,6 +56,14 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
+def grid(tiles: list[np.ndarray], columns: int) -> np.ndarray:
+    """Tiles in rows of `columns`, top-aligned and padded with black to the tallest tile and a full last row."""
+    height = max(t.shape[0] for t in tiles)
+    tiles = [cv2.copyMakeBorder(t, 0, height - t.shape[0], 0, 0, cv2.BORDER_CONSTANT) for t in tiles]
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+    return np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
+
+
 def png_text(data: bytes) -> dict[str, str]:
     """The iTXt chunks of PNG bytes before the image data, as png_bytes writes them."""
     text, at = {}, len(PNG_SIGNATURE)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from faceswap import align
 from faceswap.faces import REDETECT_FRAMES, Face, face_from_mesh, iou, mesh_to_68
 
 DEFAULT_GAP = 2          # frames in a row that may be interpolated
@@ -32,10 +33,6 @@ def redetect_calls(gap: int) -> int:
     return max(1, REDETECT_FRAMES // (max(0, gap) + 1))
 
 
-def eye_distance(landmarks68: np.ndarray) -> float:
-    return float(np.linalg.norm(landmarks68[36:42].mean(0) - landmarks68[42:48].mean(0)))
-
-
 def _pairs(before: list[Face], after: list[Face], tolerance: float) -> list[tuple[Face, Face]] | None:
     """The faces of two key frames paired one to one, or None when they cannot be interpolated."""
     if len(before) != len(after) or any(f.mesh is None for f in before + after):
@@ -47,7 +44,7 @@ def _pairs(before: list[Face], after: list[Face], tolerance: float) -> list[tupl
             return None
         match = left.pop(int(overlaps.argmax()))
         a, b = mesh_to_68(face.mesh), mesh_to_68(match.mesh)
-        if np.abs(b - a).max() > tolerance * max(eye_distance(a), 1.0):
+        if np.abs(b - a).max() > tolerance * max(align.eye_distance(a), 1.0):
             return None
         pairs.append((face, match))
     return pairs

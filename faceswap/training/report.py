@@ -60,10 +60,7 @@ def sample_sheet(model, side: str, count: int = 16, seed: int = 0, columns: int 
     z = torch.randn(count, model.cfg.latent, generator=generator)
     faces = _to_uint8(model.eval().from_code(z, side)[0])
     size = max(128, faces.shape[1])
-    tiles = [cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in faces]
-    while len(tiles) % columns:
-        tiles.append(np.zeros_like(tiles[0]))
-    return np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
+    return images.grid([cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in faces], columns)
 
 
 def loss_plot(steps, loss_a, loss_b, width: int = 640, height: int = 320) -> np.ndarray:
