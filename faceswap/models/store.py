@@ -3,6 +3,8 @@
     model_dir/config.json          architecture, sizes, face sets, "step", and the sha256 of every file
     model_dir/model.safetensors    weights (encoder.*, decoders.a.*, decoders.b.*)
     model_dir/<other>.safetensors  e.g. the optimizer state, written by training
+    model_dir/exemplars.safetensors  a few un-augmented faces of each side with their landmarks, at the
+                                   output size: convert takes the target's fine detail from them (optional)
     model_dir/backup/              the previous good checkpoint, same layout
 
 A save writes every file under a temporary name and fsyncs it, moves the current checkpoint to
@@ -18,6 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -29,6 +32,7 @@ from faceswap.models.arch import ArchConfig, FaceSwapModel, build
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+EXEMPLARS = "exemplars.safetensors"  # "{side}.images" uint8 N x S x S x 3, "{side}.landmarks" float32 N x 68 x 2
 BACKUP = "backup"
 CHECKPOINT_LOCK = ".checkpoint.lock"  # readers hold it shared, a save exclusive: a reader sees one state whole
 SCHEMA = "faceswap.model"
@@ -173,3 +177,22 @@ def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Fac
         load_weights(model, model_dir, config)
     return model.to(device).eval(), config
 
+
+
+def exemplar_tensors(sides: dict[str, tuple]) -> dict[str, torch.Tensor]:
+    """{side: (images uint8 N x S x S x 3, landmarks N x 68 x 2 in their pixels)} as EXEMPLARS' tensors."""
+    tensors = {}
+    for side, (images, landmarks) in sides.items():
+        tensors[f"{side}.images"] = torch.from_numpy(np.ascontiguousarray(images, np.uint8))
+        tensors[f"{side}.landmarks"] = torch.from_numpy(np.ascontiguousarray(landmarks, np.float32))
+    return tensors
+
+
+def load_exemplars(model_dir: Path, config: dict, side: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The exemplar faces and landmarks of decoder `side`, hash-checked; None for a model saved without them."""
+    if EXEMPLARS not in config.get("files", {}):
+        return None
+    tensors = load_tensors(model_dir, EXEMPLARS, config)
+    if f"{side}.images" not in tensors or not len(tensors[f"{side}.images"]):
+        return None
+    return tensors[f"{side}.images"].numpy(), tensors[f"{side}.landmarks"].numpy()

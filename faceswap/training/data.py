@@ -119,6 +119,27 @@ class FaceData:
                          for p in landmarks])
         return out, mask
 
+    def exemplars(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to `count` training faces, un-augmented at the output size, with their landmarks there: convert takes
+        the identity's fine detail from them. None with a hand over it; the blurriest quarter left out; then
+        farthest-point sampling over the aligned landmarks, so they cover the set's poses and expressions."""
+        matrix = self.centre_matrix()
+        points = np.stack([align.transform_points(p, matrix) for p in self.landmarks]).astype(np.float32)
+        free = np.array([i for i in range(len(self.images)) if i not in self.hands], int)
+        if not len(free) or count <= 0:
+            return np.zeros((0, self.model_size, self.model_size, 3), np.uint8), np.zeros((0, 68, 2), np.float32)
+        sharpness = np.array([_face_sharpness(self.images[i], self.landmarks[i]) for i in free])
+        free = free[sharpness >= np.quantile(sharpness, 0.25)]
+        features = points[free].reshape(len(free), -1) / self.model_size
+        chosen = [int(np.argmin(np.linalg.norm(features - features.mean(0), axis=1)))]  # the most typical first
+        distance = np.linalg.norm(features - features[chosen[0]], axis=1)
+        while len(chosen) < min(count, len(free)):
+            chosen.append(int(np.argmax(distance)))
+            distance = np.minimum(distance, np.linalg.norm(features - features[chosen[-1]], axis=1))
+        picked = free[chosen]
+        images, _ = self.plain(self.images[picked], self.landmarks[picked])
+        return images, points[picked]
+
     def inputs(self, faces: np.ndarray) -> np.ndarray:
         """Model inputs from faces at the output size (area-shrunk where the input is smaller)."""
         if self.input_size == self.model_size:
@@ -132,6 +153,13 @@ class FaceData:
         mask = masks.hull_mask(align.transform_points(self.holdout_landmarks[index], matrix), (self.model_size,) * 2)
         occluded = self.occlusion(self.holdout_hands.get(index), matrix)
         return mask if occluded is None else mask * (1 - occluded)
+
+
+def _face_sharpness(image: np.ndarray, landmarks: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey face inside its landmark hull."""
+    inside = masks.hull_mask(landmarks, image.shape[:2]) > 0.5
+    laplacian = cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.CV_32F)
+    return float(laplacian[inside].var()) if inside.any() else 0.0
 
 
 def random_warp(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 OPTIMIZER = "optimizer.safetensors"
 TRAINER_STATE = "trainer.json"
 PREVIEW_FACES = 6
+EXEMPLARS_PER_SIDE = 64  # faces per side the model folder carries for convert's detail: enough to cover the poses
 
 
 class Stopped(str, enum.Enum):
@@ -184,6 +185,9 @@ class Trainer:
         if existing and existing.get("padding", align.DEFAULT_PADDING) != self.data_a.padding:
             raise FaceswapError(f"{self.model_dir}: was trained on crops of padding {existing.get('padding')}, "
                                 f"these are {self.data_a.padding}")
+        # the target's fine detail for convert, carried in the model folder so it converts without the face sets
+        self.exemplars = None if generic or not self.main else store.exemplar_tensors(
+            {side: data.exemplars(EXEMPLARS_PER_SIDE) for side, data in (("a", self.data_a), ("b", self.data_b))})
         torch.manual_seed(s.seed + self.rank)
         self.model = arch_mod.build(self.cfg).to(self.device)
         if generic:  # one decoder learns every face: "b" is "a"
@@ -316,7 +320,8 @@ class Trainer:
         if self.generic:  # safetensors stores no shared tensors: the base holds its one decoder twice
             weights = {k: v.clone() if k.startswith("decoders.b.") else v for k, v in weights.items()}
         store.save(self.model_dir, self._config(),
-                   {store.WEIGHTS: weights, OPTIMIZER: tensors},
+                   {store.WEIGHTS: weights, OPTIMIZER: tensors, **({store.EXEMPLARS: self.exemplars}
+                                                                    if self.exemplars else {})},
                    {TRAINER_STATE: (json.dumps(meta) + "\n").encode()})
         self.config = store.read_config(self.model_dir)
         if self.loss_log is not None:  # the loss history survives whatever the checkpoint survives
