@@ -27,7 +27,7 @@ def predicted_on_hands(model_dir: str, every: int = 3) -> tuple[int, float, floa
         hands = hand_finder(frame.image, faces)
         if frame.index % every or not faces or not hands:
             continue
-        matrix, _, _, _, model_input = swapper.prepare(frame.image, faces[0], hands)
+        matrix, *_, model_input = swapper.prepare(frame.image, faces[0], hands)
         _, predicted = swapper.infer(model_input[None])
         size, face = swapper.size, faces[0]
         hull = masks.hull_mask(align.transform_points(face.landmarks, matrix), (size, size)) > 0.5

@@ -173,6 +173,11 @@ class ConvertSettings(FaceSettings):
                                                                   "the face).")
     blend: Literal["alpha", "seamless"] = Field("alpha", description="How the face is blended in.")
     sharpen: float = Field(0.0, ge=0, le=5, description="Unsharp-mask amount for the new face.")
+    detail: Literal["auto", "off"] = Field("auto", description=(
+        "auto: add the target's own fine detail (pores, lashes, stubble) from the exemplar faces the model "
+        "folder carries, where it has them; off: the model's face as it is."))
+    grain: Literal["auto", "off"] = Field("auto", description=(
+        "auto: add noise to the new face where it is smoother than the frame's own face; off: none."))
     batch_size: int = Field(16, ge=1, le=1024, description="Faces per model call.")
     bridge: int = Field(5, ge=0, le=100, description="Bridge a face lost for up to N frames.")
     watermark: Optional[str] = Field(None, description="Draw this visible label on every frame.")

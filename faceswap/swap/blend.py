@@ -54,9 +54,11 @@ def sharpen(image: np.ndarray, amount: float) -> np.ndarray:
 
 
 def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndarray, blend: str = "alpha",
-          hands: list[np.ndarray] = (), hand_margin: float = 0.0, enlarge: int = cv2.INTER_LINEAR) -> np.ndarray:
+          hands: list[np.ndarray] = (), hand_margin: float = 0.0, enlarge: int = cv2.INTER_LINEAR,
+          grain=None) -> np.ndarray:
     """Warp `face` (float RGB, model space) and `mask` back through `matrix` (image -> model) into `frame`;
     where `hands` (21 points each, image px) lie, the frame keeps its own pixels, at full resolution.
+    `grain(face, frame region, alpha)`, if given, returns the warped uint8 face with noise added (grain.Grain).
 
     Works on the frame box that the mask covers, in uint8 with one weighted blend (cv2.blendLinear):
     the frame outside it is never touched or converted. Writes into `frame` and returns it."""
@@ -75,6 +77,8 @@ def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndar
     alpha = cv2.warpAffine(mask, shifted, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     if len(hands):
         alpha *= 1 - masks.hand_mask([np.asarray(h) - [x0, y0] for h in hands], alpha.shape, hand_margin)
+    if grain is not None:
+        face_img = grain(face_img, frame[y0:y1, x0:x1], alpha)
     if blend == "seamless":
         binary = (alpha > 0.5).astype(np.uint8) * 255
         if binary.any():

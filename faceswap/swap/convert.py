@@ -30,7 +30,7 @@ from faceswap.faces.identity import filters_for
 from faceswap.faces.stage import FaceStage, FrameRef
 from faceswap.models import store
 from faceswap.settings import ConvertSettings
-from faceswap.swap import blend, color
+from faceswap.swap import blend, color, detail, grain
 
 log = logging.getLogger(__name__)
 HAND_MARGIN = 0.03  # hands are kept whole: grown and eased out by this share of the face's size
@@ -152,6 +152,12 @@ class Swapper:
             use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
         self.taper = masks.border_taper(self.size, WINDOW_FADE)
+        self.detail = None  # a model saved without exemplars converts as it always did
+        exemplars = store.load_exemplars(model_dir, self.config, self.side) if settings.detail == "auto" else None
+        if exemplars is not None and exemplars[0].shape[1] == self.size:
+            source = store.load_exemplars(model_dir, self.config, "a" if self.side == "b" else "b")
+            self.detail = detail.Detail(*exemplars, None if source is None else source[1])
+        self.grain = grain.Grain() if settings.grain == "auto" else None
 
     def model_matrix(self, landmarks: np.ndarray, size: int | None = None, alignment=None) -> np.ndarray:
         """The window the model was trained on (align.model_matrix, as training uses it), at `size` px (default:
@@ -160,12 +166,12 @@ class Swapper:
         return align.model_matrix(alignment, size or self.size, self.cfg.coverage, self.padding)
 
     def prepare(self, image: np.ndarray, face, hands: list) -> tuple:
-        """One face's job: (matrix, landmarks and the frame's face at the output size, hands, model input)."""
+        """One face's job: (matrix, landmarks and the frame's face at the output size, hands, track, model input)."""
         matrix = self.model_matrix(face.landmarks, alignment=face.matrix)
         aligned = align.warp(image, matrix, self.size)
         model_input = aligned if self.cfg.size == self.size else \
             align.warp(image, self.model_matrix(face.landmarks, self.cfg.size, face.matrix), self.cfg.size)
-        return matrix, align.transform_points(face.landmarks, matrix), aligned, hands, model_input
+        return matrix, align.transform_points(face.landmarks, matrix), aligned, hands, face.track, model_input
 
     @torch.inference_mode()
     def infer(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -180,11 +186,14 @@ class Swapper:
 
     def composite(self, frame: np.ndarray, jobs: list[tuple]) -> np.ndarray:
         """jobs: (model matrix, landmarks in model space, original aligned uint8, hands over the face (image
-        px), swapped float, predicted mask)."""
+        px), swapped float, predicted mask[, track]). Called in frame order: detail and grain follow tracks."""
         s = self.settings
-        for matrix, landmarks, original, hands, swapped, predicted in jobs:
+        for matrix, landmarks, original, hands, swapped, predicted, *rest in jobs:
+            track = rest[0] if rest else -1
             face_mask = blend.face_mask(self.mask_kind, landmarks, predicted, self.size)
             swapped = color.match(s.color, swapped, original.astype(np.float32) / 255, face_mask)
+            if self.detail is not None:
+                swapped = self.detail(swapped, original, landmarks, face_mask, track)
             swapped = blend.sharpen(swapped, s.sharpen)
             face_px = self.size / np.sqrt(abs(np.linalg.det(matrix[:, :2])))
             feather = s.blur if s.blur is not None else 0.08 * face_px
@@ -193,8 +202,10 @@ class Swapper:
             # tapered again after the grow and feather, which would carry the face out to the window's edge:
             # a hard line where the window ends (across the chin at coverage 0.625)
             refined = blend.refine(face_mask, int(round(erode * scale)), feather * scale) * self.taper
+            noise = None if self.grain is None else \
+                (lambda face, region, alpha, track=track: self.grain(face, region, alpha, track))
             frame = blend.paste(frame, swapped, refined, matrix, s.blend, hands, HAND_MARGIN * face_px,
-                                align.enlarge_flag(self.size))
+                                align.enlarge_flag(self.size), noise)
         return frame
 
 
@@ -276,9 +287,9 @@ def _flush(pending, swapper: Swapper, settings: ConvertSettings, put, summary, b
         image = frame.image
         if jobs:
             batch_jobs = []
-            for matrix, landmarks, original, hands, _ in jobs:
+            for matrix, landmarks, original, hands, track, _ in jobs:
                 batch_jobs.append((matrix, landmarks, original, hands, swapped[cursor],
-                                   None if masks is None else masks[cursor]))
+                                   None if masks is None else masks[cursor], track))
                 cursor += 1
             image = swapper.composite(image, batch_jobs)
         if settings.watermark:

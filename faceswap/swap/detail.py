@@ -1,0 +1,176 @@
+"""The target's own fine detail at convert, from the exemplar faces its model folder carries.
+
+The model gives a face's structure, identity, expression and light; an autoencoder trained for minutes
+averages away what changes from frame to frame (pores, stubble, lashes). Real crops of the target person
+hold it. For each swapped face: the exemplars nearest in pose and expression (aligned landmarks), each
+warped onto the face by landmarks (piecewise affine over a fixed triangulation), their high-frequency
+band mixed with weights that move smoothly along a track, scaled to the detail the frame itself shows,
+and added inside the face mask. Eyes and mouth take an exemplar's detail only where its opening matches.
+Everything runs at the model's output size.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+K = 3               # exemplars chosen per face
+KEEP = 5            # most exemplars mixed at once (those fading out included)
+SMOOTH = 0.15       # share of a frame's choice in a track's running weights: texture fades, never pops
+STAY = 0.9          # distances of exemplars in use shrink by this much: the choice sticks (hysteresis)
+GAIN_SMOOTH = 0.1   # the same for the detail's strength
+MAX_GAIN = 4.0      # a mix of textures is weaker than one, a soft target's footage than a sharp frame
+FORGET = 200        # calls after which a track not seen is dropped
+EYES = (list(range(36, 42)), list(range(42, 48)))
+MOUTH = list(range(48, 60))
+
+
+def band(images: np.ndarray, size: int) -> np.ndarray:
+    """Image minus its Gaussian blur, at a scale that keeps pores, lashes and stubble, not the face's shape."""
+    sigma = size / 100
+    images = np.asarray(images, np.float32)
+    return images - cv2.GaussianBlur(images, (0, 0), sigma)
+
+
+def openings(landmarks: np.ndarray) -> np.ndarray:
+    """(..., 3): each eye's and the inner mouth's height over width."""
+    p = np.asarray(landmarks, np.float32)
+
+    def ratio(a, b, c, d, e, f):  # points of a contour: corners a, d; upper b, c; lower f, e
+        height = np.linalg.norm(p[..., b, :] - p[..., f, :], axis=-1) + np.linalg.norm(p[..., c, :] - p[..., e, :], axis=-1)
+        return height / (2 * np.linalg.norm(p[..., a, :] - p[..., d, :], axis=-1) + 1e-6)
+
+    return np.stack([ratio(36, 37, 38, 39, 40, 41), ratio(42, 43, 44, 45, 46, 47),
+                     ratio(60, 61, 63, 64, 65, 67)], axis=-1)
+
+
+def border_points(size: int) -> np.ndarray:
+    """Fixed points around the window, so the triangulation covers all of it."""
+    edge = np.array([0, 0.5, 1.0]) * (size - 1)
+    return np.array([(x, y) for y in edge for x in edge if x in (0, size - 1) or y in (0, size - 1)], np.float32)
+
+
+def luma(images: np.ndarray) -> np.ndarray:
+    return np.asarray(images, np.float32) @ np.float32([0.299, 0.587, 0.114])
+
+
+class Detail:
+    """The exemplars of one side (uint8 N x S x S x 3 faces and their N x 68 x 2 landmarks at the output size)
+    and each track's running choice among them. Detail is luminance only: a misplaced colour edge would fringe."""
+
+    def __init__(self, images: np.ndarray, landmarks: np.ndarray, source_landmarks: np.ndarray | None = None):
+        """`source_landmarks`: the other side's exemplar landmarks, where the model has them: a face is matched by
+        how it differs from its own person's mean shape, not by the two people's different shapes."""
+        self.size = images.shape[1]
+        self.landmarks = np.asarray(landmarks, np.float32)
+        self.features = self.landmarks.reshape(len(images), -1) / self.size
+        self.offset = np.zeros(self.features.shape[1], np.float32) if source_landmarks is None or \
+            not len(source_landmarks) else self.features.mean(0) - \
+            np.asarray(source_landmarks, np.float32).reshape(len(source_landmarks), -1).mean(0) / self.size
+        self.bands = np.stack([band(luma(image) / 255, self.size) for image in images])
+        self.openings = openings(self.landmarks)
+        self.border = border_points(self.size)
+        self.points = np.concatenate([self.landmarks, np.broadcast_to(self.border, (len(images),) + self.border.shape)],
+                                     axis=1)
+        # one triangulation for every face, on the exemplars' mean shape: piecewise affine warps need one topology
+        self.triangles = Delaunay(self.points.mean(0)).simplices.astype(np.int32)
+        # the warp is computed on a coarse grid and enlarged: a piecewise affine map is continuous and smooth enough
+        self.step = max(1, self.size // 16)
+        coarse = (np.arange(self.size // self.step) + 0.5) * self.step - 0.5
+        gy, gx = np.meshgrid(coarse, coarse, indexing="ij")
+        self.grid = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)], 1).astype(np.float32)
+        self.tracks: dict[int, dict] = {}
+        self.calls = 0
+
+    def choose(self, landmarks: np.ndarray, track: int) -> dict[int, float]:
+        """Exemplar -> weight for a face: the K nearest in pose and expression, smoothed along its track."""
+        self.calls += 1
+        distance = np.linalg.norm(self.features - landmarks.reshape(-1) / self.size - self.offset, axis=1)
+        state = self.tracks.get(track) if track >= 0 else None
+        if state is not None:
+            used = np.fromiter(state["weights"], int)
+            distance[used] *= STAY
+        nearest = np.argsort(distance, kind="stable")[:K]
+        raw = 1 / (distance[nearest] + 1e-4) ** 2
+        raw = dict(zip(nearest.tolist(), (raw / raw.sum()).tolist()))
+        if state is None:
+            weights = raw
+        else:
+            weights = {i: (1 - SMOOTH) * state["weights"].get(i, 0.0) + SMOOTH * raw.get(i, 0.0)
+                       for i in set(state["weights"]) | set(raw)}
+            weights = dict(sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))[:KEEP])
+            total = sum(weights.values())
+            weights = {i: w / total for i, w in weights.items() if w / total > 0.01}
+        if track >= 0:
+            self.tracks[track] = dict(self.tracks.get(track, {"gain": None}), weights=weights, seen=self.calls)
+            self.tracks = {t: s for t, s in self.tracks.items() if self.calls - s["seen"] <= FORGET}
+        return weights
+
+    def maps(self, indices: list[int], landmarks: np.ndarray) -> np.ndarray:
+        """For each exemplar in `indices`, where each pixel of a face with `landmarks` lies on it (m x S x S x 2):
+        piecewise affine over the triangulation, by barycentric coordinates on the coarse grid."""
+        points = np.concatenate([landmarks, self.border]).astype(np.float32)
+        vertices = np.concatenate([points[self.triangles], np.ones((len(self.triangles), 3, 1), np.float32)], 2)
+        # a folded (degenerate) triangle is never the one a pixel lies in
+        flat = np.abs(np.linalg.det(vertices)) < 1e-3
+        vertices[flat] = np.eye(3, dtype=np.float32)
+        barycentric = self.grid @ np.linalg.inv(vertices)  # T x P x 3
+        inside = np.minimum(np.minimum(barycentric[..., 0], barycentric[..., 1]), barycentric[..., 2])
+        inside[flat] = -np.inf
+        tri = np.argmax(inside, 0)  # the triangle each grid point lies in (or lies nearest)
+        weights = barycentric[tri, np.arange(len(tri))]  # P x 3
+        corners = self.points[indices][:, self.triangles[tri]]  # m x P x 3 x 2
+        coarse = np.einsum("pk,mpkd->mpd", weights, corners).reshape(len(indices), self.size // self.step, -1, 2)
+        return np.stack([cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_LINEAR) for c in coarse])
+
+    def regions(self, landmarks: np.ndarray) -> list[np.ndarray]:
+        """Soft masks of the eyes and the mouth on a face."""
+        grow = max(3, int(self.size * 0.04)) | 1
+        out = []
+        for indices in (*EYES, MOUTH):
+            region = np.zeros((self.size, self.size), np.float32)
+            cv2.fillConvexPoly(region, np.round(landmarks[indices]).astype(np.int32), 1.0)
+            region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+            out.append(cv2.GaussianBlur(region, (0, 0), grow / 3))
+        return out
+
+    def __call__(self, swapped: np.ndarray, original: np.ndarray, landmarks: np.ndarray, mask: np.ndarray,
+                 track: int = -1) -> np.ndarray:
+        """`swapped` (float RGB, model space) with the exemplars' detail added inside `mask`, at the level of
+        detail `original` (the frame's face there, uint8) shows."""
+        landmarks = np.asarray(landmarks, np.float32)
+        inside = (mask > 0.5).astype(np.uint8)
+        if cv2.countNonZero(inside) < 16:
+            return swapped
+        weights = self.choose(landmarks, track)
+        indices = list(weights)
+        maps = self.maps(indices, landmarks)
+        opening = openings(landmarks)
+        regions = None
+        mixed = np.zeros(swapped.shape[:2], np.float32)
+        for index, where in zip(indices, maps):
+            part = cv2.remap(self.bands[index], where[..., 0], where[..., 1], cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            # eyes and mouth are left to the model where this exemplar's opening differs
+            differ = np.clip((np.abs(self.openings[index] - opening) - 0.04) / 0.06, 0, 1)
+            if differ.any():
+                regions = self.regions(landmarks) if regions is None else regions
+                part *= np.clip(1 - sum(float(d) * r for d, r in zip(differ, regions)), 0, 1)
+            mixed += weights[index] * part
+        limit = 2 * _rms(mixed, inside) + 1e-6
+        mixed = limit * np.tanh(mixed / limit)  # strong edges of a misplaced exemplar (a double lid) stay faint
+        wanted = _rms(band(luma(original) / 255, self.size), inside) ** 2
+        has = _rms(band(luma(swapped), self.size), inside) ** 2
+        gain = float(np.clip(np.sqrt(max(0.0, wanted - has) / max(_rms(mixed, inside) ** 2, 1e-8)), 0, MAX_GAIN))
+        state = self.tracks.get(track) if track >= 0 else None
+        if state is not None:
+            gain = gain if state["gain"] is None else (1 - GAIN_SMOOTH) * state["gain"] + GAIN_SMOOTH * gain
+            state["gain"] = gain
+        added = gain * mask * mixed
+        return np.clip(swapped + added[..., None], 0, 1)
+
+
+def _rms(image: np.ndarray, where: np.ndarray) -> float:
+    """Root mean square of a zero-mean band over the pixels where `where` (uint8) is set."""
+    mean, std = cv2.meanStdDev(image, mask=where)
+    return float(np.sqrt(mean[0, 0] ** 2 + std[0, 0] ** 2))
