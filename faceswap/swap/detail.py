@@ -27,7 +27,7 @@ MOUTH = list(range(48, 60))
 
 def band(images: np.ndarray, size: int) -> np.ndarray:
     """Image minus its Gaussian blur, at a scale that keeps pores, lashes and stubble, not the face's shape."""
-    sigma = size / 100
+    sigma = size / 128
     images = np.asarray(images, np.float32)
     return images - cv2.GaussianBlur(images, (0, 0), sigma)
 
@@ -157,7 +157,7 @@ class Detail:
                 regions = self.regions(landmarks) if regions is None else regions
                 part *= np.clip(1 - sum(float(d) * r for d, r in zip(differ, regions)), 0, 1)
             mixed += weights[index] * part
-        limit = 2 * _rms(mixed, inside) + 1e-6
+        limit = 1.5 * _rms(mixed, inside) + 1e-6
         mixed = limit * np.tanh(mixed / limit)  # strong edges of a misplaced exemplar (a double lid) stay faint
         wanted = _rms(band(luma(original) / 255, self.size), inside) ** 2
         has = _rms(band(luma(swapped), self.size), inside) ** 2

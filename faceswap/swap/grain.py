@@ -14,6 +14,7 @@ SMOOTH = 0.1    # share of a frame's measure in a track's running strength
 MEASURE_EVERY = 4  # frames of a track between measures: the strength is smoothed over many anyway
 FORGET = 200    # calls after which a track not seen is dropped
 TILE = 512      # side of the noise tile each frame reads at a new offset
+SOFTNESS = 0.7  # px: the Gaussian blur of the added noise (DESIGN.md: what survives x264)
 MIN_PIXELS = 64
 # a Gaussian's sigma over the mean of its absolute values below their 80th percentile (z = 1.2816)
 TRIMMED = 0.8 / (np.sqrt(2 / np.pi) * (1 - np.exp(-1.2816 ** 2 / 2)))
@@ -38,8 +39,12 @@ class Grain:
     """Each track's grain strength, and the noise it adds."""
 
     def __init__(self):
-        # one luminance noise in all three channels: real grain that survived a video codec has little colour
-        self.tile = np.repeat(np.random.default_rng(0).standard_normal((TILE, TILE, 1)).astype(np.float32), 3, 2)
+        # soft luminance noise, scaled so noise_sigma reads 1: grain that survived a video codec is soft and has
+        # little colour, and white noise of the same level would be quantised away by the next encode
+        tile = cv2.GaussianBlur(np.random.default_rng(0).standard_normal((TILE, TILE)).astype(np.float32), (0, 0),
+                                SOFTNESS)
+        tile /= noise_sigma(tile, np.ones(tile.shape, bool))
+        self.tile = np.repeat(tile[..., None], 3, 2)
         self.tracks: dict[int, tuple[float, int, int]] = {}  # track -> (strength, last call, frames seen)
         self.calls = 0
 
