@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import struct
 from pathlib import Path
 from typing import Iterator
@@ -218,3 +219,39 @@ def face_entries(folder: Path) -> Iterator[tuple[Path, dict]]:
         meta = read_png_metadata(path)
         if meta is not None:
             yield path, meta
+
+
+# -- merging parts ------------------------------------------------------------------------------------
+def merge(parts: list[Path], output: Path, settings: dict) -> int:
+    """One face set from finished face sets of single sources (extract's parts, made apart): their records in
+    order, their crops, and the faceset.json one extract of all the sources writes. Built under a temporary name
+    and renamed into place; the parts are removed only then. Returns the faces held."""
+    parts, output = [Path(p) for p in parts], Path(output)
+    if not parts:
+        raise FaceswapError(f"{output}: no parts to merge")
+    headers = [read_alignments(p)[0] for p in parts]  # each part complete, and its lines valid
+    for part, header in zip(parts[1:], headers[1:]):
+        if any(header.get(k) != headers[0].get(k) for k in ("size", "padding")):
+            raise FaceswapError(f"{part}: made with other settings than {parts[0]}; cannot merge")
+    partial = atomic.partial_path(output)
+    try:
+        (partial / FACES).mkdir(parents=True)
+        lines, sources = [], {}
+        for i, part in enumerate(parts):
+            lines += (part / ALIGNMENTS).read_bytes().splitlines(keepends=True)[0 if i == 0 else 1:]
+            sources.update(read_summary(part).get("sources", {}))
+            for crop in (part / FACES).glob("*.png"):
+                try:
+                    os.link(crop, partial / FACES / crop.name)  # the parts stay whole until the merge is in place
+                except OSError:
+                    shutil.copy2(crop, partial / FACES / crop.name)
+        (partial / ALIGNMENTS).write_bytes(b"".join(lines))
+        atomic.fsync_file(partial / ALIGNMENTS)
+        faces = write_summary(partial, len(lines) - 1, list(sources.values()), settings)
+        atomic.commit(partial, output)
+    except BaseException:
+        atomic.discard(partial)
+        raise
+    for part in parts:
+        shutil.rmtree(part, ignore_errors=True)
+    return faces
