@@ -127,6 +127,11 @@ def _inside(inner: Path, outer: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
+def _leftover(name: str) -> bool:
+    """A lock or partial file an interrupted writer left: a folder holding only these counts as empty."""
+    return name.startswith(".") and (name.endswith(".lock") or ".partial" in name)
+
+
 def claim(path: Path, kind: str, inputs=(), also: tuple = ()) -> None:
     """Refuse `path` as an output of `kind` (or of one of `also`) unless it is new, an empty folder, or an
     earlier faceswap output of that kind; and refuse it when it is, or holds, one of `inputs`."""
@@ -141,7 +146,7 @@ def claim(path: Path, kind: str, inputs=(), also: tuple = ()) -> None:
             raise FaceswapError(f"{path}: is an input ({source}); write the {WHAT[kind]} somewhere else")
     if not path.exists() and not path.is_symlink():
         return
-    if path.is_dir() and not any(path.iterdir()):
+    if path.is_dir() and all(_leftover(p.name) for p in path.iterdir()):
         return
     found = kind_of(path)
     if found in (kind, *also):
