@@ -14,7 +14,7 @@ $(VENV)/.torch:
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.torch setup.py
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,ray]'
 	bash .ci/match_opencv.sh $(PY)
 	touch $@
 

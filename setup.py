@@ -39,6 +39,8 @@ setup(
         "uvicorn>=0.30",
     ],
     # the browser tests drive Debian's chromium (make test installs it) through Playwright's Python API
-    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2", "httpx>=0.27", "playwright>=1.45"]},
+    # ray: `--ray` runs pipelines and batches on a Ray cluster (cluster.py); a large wheel, so optional
+    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2", "httpx>=0.27", "playwright>=1.45"],
+                    "ray": ["ray>=2.40"]},
     entry_points={"console_scripts": ["faceswap=faceswap.cli:main"]},
 )

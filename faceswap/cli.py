@@ -248,6 +248,23 @@ def _training_ended(summary) -> None:
                           "same command to resume", summary.stopped.exit_code)
 
 
+RAY_OPTION = click.option(
+    "--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+    help="Run on a Ray cluster: 'auto' or HOST:PORT joins one, none given starts one here (pip install "
+         "'faceswap[ray]'; paths must be on storage every node sees; put it after the inputs).")
+
+
+def _executor(address: str | None):
+    """The Ray cluster of --ray (started here when no address is given); without --ray the work stays here."""
+    if address is None:
+        import contextlib
+
+        return contextlib.nullcontext()
+    from faceswap.cluster import Ray
+
+    return Ray(address or None)
+
+
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
@@ -257,28 +274,34 @@ def _training_ended(summary) -> None:
               help="Face set folder or alignments.jsonl made by extract for this input.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Clips converted at once (a folder of clips).")
+@RAY_OPTION
 @settings.click_options(ConvertSettings)
 @click.pass_context
-def convert(ctx, inputs, output, model_dir, alignments, jobs, **options):
+def convert(ctx, inputs, output, model_dir, alignments, jobs, ray_address, **options):
     """Swap faces in videos or image folders; timing and audio kept, output marked as synthetic."""
     from faceswap.device import share_cpu_with_video
     from faceswap.swap.batch import convert_many
 
     share_cpu_with_video()
-    convert_many(list(inputs), output, model_dir, settings.parse(ConvertSettings, options, cli=True), alignments,
-                 progress=not ctx.obj["quiet"], echo=click.echo, jobs=jobs)
+    with _executor(ray_address) as executor:
+        convert_many(list(inputs), output, model_dir, settings.parse(ConvertSettings, options, cli=True),
+                     alignments, progress=not ctx.obj["quiet"], echo=click.echo, jobs=jobs, executor=executor)
 
 
 @cli.command()
 @click.argument("pipeline_file", type=click.Path(path_type=Path))
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None, help="Override the file's work_dir.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Clips converted at once.")
+@RAY_OPTION
 @click.pass_context
-def run(ctx, pipeline_file, work_dir, jobs):
+def run(ctx, pipeline_file, work_dir, jobs, ray_address):
     """Run a pipeline file: extract A and B, train, convert clips (unchanged stages are skipped)."""
     from faceswap.pipeline import Pipeline
 
-    Pipeline(pipeline_file, work_dir, jobs).run(progress=not ctx.obj["quiet"], echo=click.echo)
+    pipeline = Pipeline(pipeline_file, work_dir, jobs)  # the file checked before a cluster is started or joined
+    with _executor(ray_address) as executor:
+        pipeline.executor = executor or pipeline.executor
+        pipeline.run(progress=not ctx.obj["quiet"], echo=click.echo)
 
 
 @cli.command()

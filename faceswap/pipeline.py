@@ -18,14 +18,13 @@ from pathlib import Path
 import yaml
 
 from faceswap import assets, atomic, faceset, images, media, outputs, settings
+from faceswap.cluster import Local, parts_dir
 from faceswap.device import share_cpu_with_video
 from faceswap.errors import FaceswapError, Interrupted
-from faceswap.extract import extract
 from faceswap.media import VIDEO_SUFFIXES
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
-from faceswap.swap.batch import run_batch, table
+from faceswap.swap.batch import table
 from faceswap.swap.convert import manifest_path
-from faceswap.training.loop import pretrain, train
 
 log = logging.getLogger(__name__)
 STATE = "pipeline-state.json"
@@ -44,7 +43,8 @@ def _check_mapping(value, where: str, allowed: set | dict) -> dict:
 
 
 class Pipeline:
-    def __init__(self, path: Path, work_dir: Path | None = None, jobs: int | None = None):
+    def __init__(self, path: Path, work_dir: Path | None = None, jobs: int | None = None, executor=None):
+        """`executor`: where the stages run (cluster.Ray); None: here, converting `jobs` clips at once."""
         self.path = Path(path)
         if not self.path.is_file():
             raise FaceswapError(f"{self.path}: pipeline file not found")
@@ -56,6 +56,7 @@ class Pipeline:
         self.spec = self._validate(spec)
         self.work = Path(work_dir) if work_dir else self._path(self.spec.get("work_dir", "work"))
         self.jobs = jobs or int(self.spec.get("jobs", 1))
+        self.executor = executor or Local(self.jobs)
         self.damaged = False
 
     def _check_sources(self, identity, where: str, allowed: set) -> dict:
@@ -190,9 +191,11 @@ class Pipeline:
         if self._done(f"extract_{side}", key, out / faceset.SUMMARY):
             echo(f"[extract {side}] unchanged, skipped")
             return out
-        if (self.damaged or self.state.get(f"extract_{side}", {}).get("key") not in (None, key)) and out.exists():
-            shutil.rmtree(out)  # settings or sources changed: start the face set again
-        summary = extract(sources, out, ExtractSettings(**settings), progress=progress)
+        if self.damaged or self.state.get(f"extract_{side}", {}).get("key") not in (None, key):
+            if out.exists():
+                shutil.rmtree(out)  # settings or sources changed: start the face set again
+            shutil.rmtree(parts_dir(out), ignore_errors=True)  # and a cluster's unmerged parts with it
+        summary = self.executor.extract(sources, out, ExtractSettings(**settings), progress)
         echo(f"[extract {side}] {summary.line()}")
         if summary.faces_in_set == 0:
             raise FaceswapError(f"identity {side}: no face found in {', '.join(map(str, sources))}")
@@ -213,8 +216,7 @@ class Pipeline:
         previous = self.state.get(stage, {})
         if (self.damaged or previous.get("key") not in (None, key)) and out.exists():
             shutil.rmtree(out)  # changed data or settings: a fresh model
-        summary = pretrain([set_a], out, TrainSettings(**settings), progress=progress) if set_b is None else \
-            train(set_a, set_b, out, TrainSettings(**settings), progress=progress)
+        summary = self.executor.train(set_a, set_b, out, TrainSettings(**settings), progress)
         echo(f"[{stage}] {summary.line()}")
         if summary.stopped.exit_code:
             self.state[stage] = {"key": key, "status": summary.stopped.value, "step": summary.step}
@@ -240,7 +242,8 @@ class Pipeline:
                 if Path(name).is_absolute() or ".." in Path(name).parts:
                     raise FaceswapError(f"pipeline: convert[{i}].output: {name!r} must stay inside the work "
                                         "folder's output/")
-                outputs.claim(output, "converted", also=("preview",))
+                if output.parent.is_dir():  # a fresh work folder's output/ is made later, holding nothing to refuse
+                    outputs.claim(output, "converted", also=("preview",))
                 if name in names:
                     raise FaceswapError(f"pipeline: convert[{i}]: output name {name!r} is also made by "
                                         f"convert[{names[name]}]; give each clip its own output")
@@ -254,6 +257,8 @@ class Pipeline:
         outputs.claim(self.work, "work", [self._path(s) for side in self.spec["identities"].values()
                                           for s in side["sources"]])
         atomic.ensure_writable_dir(self.work, "the work folder")
+        self.executor.check([self.work, *(self._path(s) for side in self.spec["identities"].values()
+                                          for s in side["sources"]), *(c[0] for c in clips)])
         self.state = self._load_state()
         set_a = self._extract("a", progress, echo)
         set_b = self._extract("b", progress, echo)
@@ -281,8 +286,7 @@ class Pipeline:
             todo.append((source, output, {"stage": stage, "key": key, "settings": clip_settings}))
         for settings_json in {json.dumps(t[2]["settings"], sort_keys=True) for t in todo}:
             group = [t for t in todo if json.dumps(t[2]["settings"], sort_keys=True) == settings_json]
-            results = run_batch(group, model, ConvertSettings(**json.loads(settings_json)), self.jobs,
-                                progress=progress)
+            results = self.executor.convert(group, model, ConvertSettings(**json.loads(settings_json)), progress)
             for result in results:
                 if result["status"] == "ok":
                     self._finish(result["stage"], result["key"], frames=result["frames"], faces=result["faces"])

@@ -19,34 +19,41 @@ def table(rows: list[dict]) -> str:
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(f"{Path(r['clip']).name[:32]:<32} {r.get('frames', 0):>7} {r.get('faces', 0):>7} "
-                     f"{r.get('fps', 0):>7.1f}  {r['status']}")
+                     f"{r.get('fps', 0):>7.1f}  {r['status']}" + (f", retried {r['retries']}x" if r.get("retries") else ""))
     return "\n".join(lines)
+
+
+def convert_one(job: tuple[Path, Path, dict], model_dir: Path, settings: ConvertSettings,
+                progress: bool = False) -> dict:
+    """One (clip, output, extra) job's row; a failure is recorded in it, not raised (the batch goes on)."""
+    clip, output, extra = job
+    started = time.perf_counter()
+    try:
+        summary = convert(clip, model_dir, output, settings, progress=progress)
+        return dict(extra, clip=str(clip), output=str(output), frames=summary.frames, faces=summary.faces,
+                    fps=round(summary.fps, 2), status="ok")
+    except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the batch
+        log.debug("convert %s failed", clip, exc_info=True)
+        return dict(extra, clip=str(clip), output=str(output), status=f"failed: {exc}",
+                    seconds=round(time.perf_counter() - started, 2))
 
 
 def run_batch(jobs: list[tuple[Path, Path, dict]], model_dir: Path, settings: ConvertSettings, workers: int = 1,
               progress: bool = False) -> list[dict]:
-    """Convert (clip, output, extra) jobs with a bounded pool; a failure is recorded, the others go on."""
-    def one(job):
-        clip, output, extra = job
-        started = time.perf_counter()
-        try:
-            summary = convert(clip, model_dir, output, settings, progress=progress and workers == 1)
-            return dict(extra, clip=str(clip), output=str(output), frames=summary.frames, faces=summary.faces,
-                        fps=round(summary.fps, 2), status="ok")
-        except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the batch
-            log.debug("convert %s failed", clip, exc_info=True)
-            return dict(extra, clip=str(clip), output=str(output), status=f"failed: {exc}",
-                        seconds=round(time.perf_counter() - started, 2))
-
+    """Convert (clip, output, extra) jobs with a bounded pool of threads; a failure is recorded, the others go on."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(one, jobs))
+        return list(pool.map(lambda job: convert_one(job, model_dir, settings, progress and workers == 1), jobs))
 
 
 def convert_many(inputs: list[Path], output: Path, model_dir: Path, settings: ConvertSettings,
-                 alignments: Path | None = None, progress: bool = True, echo=print, jobs: int = 1) -> list[dict]:
+                 alignments: Path | None = None, progress: bool = True, echo=print, jobs: int = 1,
+                 executor=None) -> list[dict]:
+    """`executor`: where the clips of a batch are converted (cluster.Ray); None: a pool of `jobs` threads here."""
     clips = media.expand_inputs(inputs)
     output = Path(output)
-    if len(inputs) == 1 and clips == [Path(inputs[0])]:  # one video or image folder, not a folder of clips
+    if executor is not None and alignments:
+        raise FaceswapError("--alignments works without --ray (one input converted here)")
+    if len(inputs) == 1 and clips == [Path(inputs[0])] and executor is None:  # one video or image folder
         summary = convert(clips[0], model_dir, output, settings, alignments, progress)
         echo(summary.line())
         return [{"clip": str(clips[0]), "status": "ok", "frames": summary.frames}]
@@ -58,11 +65,12 @@ def convert_many(inputs: list[Path], output: Path, model_dir: Path, settings: Co
     names = [c.stem + ".mp4" for c in clips]
     if len(set(names)) != len(names):
         raise FaceswapError("two input clips share a name; their outputs would collide")
-    for name in names:
+    for name in names if output.is_dir() else ():  # a new output folder holds nothing to refuse
         outputs.claim(output / name, "converted", also=("preview",))
     output.mkdir(parents=True, exist_ok=True)
-    rows = run_batch([(c, output / n, {}) for c, n in zip(clips, names)], model_dir, settings, jobs,
-                     progress=progress)
+    work = [(c, output / n, {}) for c, n in zip(clips, names)]
+    rows = run_batch(work, model_dir, settings, jobs, progress=progress) if executor is None else \
+        executor.convert(work, model_dir, settings, progress)
     echo(table(rows))
     atomic.write_json(output / "report.json", {"schema": outputs.BATCH_SCHEMA, "clips": rows})
     failed = [r for r in rows if r["status"] != "ok"]

@@ -1,0 +1,300 @@
+"""Where batch work runs: this machine (`Local`) or a Ray cluster (`Ray`), behind one small interface.
+
+An executor has check(paths), extract(sources, output, settings, progress) -> ExtractSummary,
+train(set_a, set_b, output, settings, progress) -> TrainSummary (set_b None: pretrain) and
+convert(jobs, model_dir, settings, progress) -> rows (swap/batch.py's rows). On Ray every source clip is
+an extract task writing a part face set that the driver merges; train is one task; convert is an actor
+per worker (per GPU where there are GPUs) converting clip after clip. Paths travel, never frames: the
+work folder and the inputs must be on storage every node sees. The driver alone writes pipeline state.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from faceswap import atomic, credentials, faceset, media, outputs
+from faceswap.errors import FaceswapError
+from faceswap.extract import ExtractSummary, extract
+from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
+from faceswap.swap.batch import convert_one, run_batch
+from faceswap.training.loop import pretrain, train
+
+log = logging.getLogger(__name__)
+INSTALL = "--ray needs Ray, an optional extra: pip install 'faceswap[ray]' (or pip install 'ray>=2.40')"
+RETRIES = 1  # a clip whose worker died is converted once more, on the restarted worker
+
+
+def parts_dir(output: Path) -> Path:
+    """Where a face set's parts are extracted before the merge (beside it, hidden)."""
+    output = Path(output)
+    return output.with_name(f".{output.name}.parts")
+
+
+def _train(set_a, set_b, output, settings: TrainSettings, progress: bool):
+    return pretrain([set_a], output, settings, progress=progress) if set_b is None else \
+        train(set_a, set_b, output, settings, progress=progress)
+
+
+class Local:
+    """This machine: extract and train in this process, clips converted by a pool of `jobs` threads."""
+
+    def __init__(self, jobs: int = 1):
+        self.jobs = jobs
+
+    def check(self, paths) -> None:
+        pass
+
+    def extract(self, sources, output, settings: ExtractSettings, progress: bool) -> ExtractSummary:
+        return extract(sources, output, settings, progress=progress)
+
+    def train(self, set_a, set_b, output, settings: TrainSettings, progress: bool):
+        return _train(set_a, set_b, output, settings, progress)
+
+    def convert(self, jobs, model_dir, settings: ConvertSettings, progress: bool) -> list[dict]:
+        return run_batch(jobs, model_dir, settings, self.jobs, progress=progress)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# -- what runs on the cluster's nodes (module functions: Ray imports them there by name) -------------------
+def _missing(paths: list[str]) -> tuple[str, list[str]]:
+    return os.uname().nodename, [p for p in paths if not os.path.exists(p)]
+
+
+def _sweep(outputs_: list[str], pids: dict[str, list[int]], seconds: float = 15) -> None:
+    """Once this node's given worker processes are gone, the partial files their writers left are removed."""
+    import ray
+
+    mine, end = pids.get(ray.get_runtime_context().get_node_id(), []), time.monotonic() + seconds
+    while time.monotonic() < end and any(atomic._alive(p) for p in mine):
+        time.sleep(0.05)
+    for output in outputs_:
+        atomic.partial_path(Path(output))  # it drops the partial files of writers that died
+
+
+def _extract_part(source: str, part: str, settings: ExtractSettings) -> ExtractSummary:
+    import cv2
+
+    cv2.setNumThreads(1)  # as the extract command: OpenCV's own threads only wait on ours
+    return extract([Path(source)], Path(part), settings, progress=False)
+
+
+class _Converter:
+    """One worker: kept alive over many clips, it converts one at a time with convert() as a local run does."""
+
+    def __init__(self, model_dir: str, settings: ConvertSettings, cpus: int):
+        import torch
+
+        if not torch.cuda.is_available():
+            torch.set_num_threads(max(1, cpus))  # its share of the node, as share_cpu_with_video gives a local run
+        self.model_dir, self.settings = Path(model_dir), settings
+
+    def where(self) -> tuple[str, int]:
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), os.getpid()
+
+    def convert(self, job: tuple) -> dict:
+        return convert_one(job, self.model_dir, self.settings)
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise FaceswapError(INSTALL) from None
+    return ray
+
+
+class Ray:
+    """A Ray cluster: joined at `address` ('auto': the one this machine runs), or started here with `cpus`."""
+
+    def __init__(self, address: str | None = None, cpus: int | None = None):
+        ray = self.ray = _ray()
+        self.owned = not ray.is_initialized()  # a cluster someone else started in this process stays up
+        if self.owned:
+            try:
+                if address:
+                    ray.init(address=address, logging_level=logging.WARNING)
+                else:
+                    ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise FaceswapError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}") \
+                    from None
+        resources = ray.cluster_resources()
+        self.gpus, self.cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
+
+    def close(self) -> None:
+        if self.owned and self.ray.is_initialized():
+            self.ray.shutdown()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _on_each_node(self, fn, *args) -> list:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = self.ray.remote(num_cpus=0)(fn)
+        nodes = [n["NodeID"] for n in self.ray.nodes() if n["Alive"]]
+        return self.ray.get([task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False))
+                             .remote(*args) for n in nodes])
+
+    def check(self, paths) -> None:
+        """Every node sees every path (shared storage), or one line says which node cannot see what."""
+        paths = sorted({str(Path(p).resolve()) for p in paths})
+        blind = [f"{node} cannot see {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else "")
+                 for node, missing in self._on_each_node(_missing, paths) if missing]
+        if blind:
+            raise FaceswapError("; ".join(blind) + ": the work folder and the inputs must be on storage every "
+                                "node mounts (NFS, a mounted bucket)")
+
+    def _wait(self, refs: list, what: str, progress: bool) -> list:
+        """The results of tasks in order, one bar over them; the first error raised as itself, the rest cancelled."""
+        ray, index = self.ray, {ref: i for i, ref in enumerate(refs)}
+        results, pending = [None] * len(refs), list(refs)
+        with tqdm(total=len(refs), desc=what, unit="task", disable=not progress, leave=False) as bar:
+            try:
+                while pending:
+                    done, pending = ray.wait(pending, num_returns=1)
+                    results[index[done[0]]] = self._get(done[0])
+                    bar.update(1)
+            except BaseException:
+                for ref in pending:
+                    ray.cancel(ref)  # a part stopped mid-way resumes from its last whole record on the next run
+                raise
+        return results
+
+    def _get(self, ref):
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            raise (cause if isinstance(cause, Exception) else FaceswapError(str(exc).splitlines()[0])) from None
+
+    def extract(self, sources, output, settings: ExtractSettings, progress: bool) -> ExtractSummary:
+        """Every source clip is its own task writing a part face set; the parts merged into `output` as one
+        local extract of all the sources would have written it."""
+        clips, output = media.expand_inputs(sources), Path(output)
+        for clip in clips:
+            media.probe(clip)  # every input checked before any work
+        if len({c.name for c in clips}) != len(clips):
+            raise FaceswapError("two inputs share a file name; rename one so the face set can tell them apart")
+        outputs.claim(output, "faceset", clips)
+        folder = parts_dir(output)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.check([*clips, folder])
+        parts = [folder / f"{i:04d}_{c.name}" for i, c in enumerate(clips)]
+        task = self.ray.remote(num_cpus=1, max_retries=RETRIES)(_extract_part)
+        quiet = settings.model_copy(update={"preview": None})  # one preview: the first clip's
+        refs = [task.remote(str(c), str(p), settings if i == 0 else quiet) for i, (c, p) in
+                enumerate(zip(clips, parts))]
+        summaries = self._wait(refs, f"extract {output.name}", progress)
+        total = ExtractSummary()
+        for s in summaries:
+            for key in ("frames", "faces", "frames_without_face", "seconds", "skipped_resumed", "interpolated"):
+                setattr(total, key, getattr(total, key) + getattr(s, key))
+        total.faces_in_set = faceset.merge(parts, output, settings.as_json())
+        shutil.rmtree(folder, ignore_errors=True)  # the parts' lock files
+        return total
+
+    def train(self, set_a, set_b, output, settings: TrainSettings, progress: bool):
+        """One task, on a GPU where the cluster has one; an interrupted run resumes from its last checkpoint."""
+        self.check([p for p in (set_a, set_b, settings.pretrained) if p] + [Path(output).parent])
+        task = self.ray.remote(num_cpus=1, num_gpus=1 if self.gpus else 0, max_retries=RETRIES)(_train)
+        return self._wait([task.remote(set_a, set_b, output, settings, False)], "train", progress)[0]
+
+    def convert(self, jobs, model_dir, settings: ConvertSettings, progress: bool) -> list[dict]:
+        """An actor per worker converts clip after clip; a clip whose worker died is converted once more."""
+        if not jobs:
+            return []
+        ray = self.ray
+        self.check([model_dir, *(j[0] for j in jobs), *{Path(j[1]).parent for j in jobs}])
+        credentials.load_signing()  # the local key made here once: workers making it at the same time would clash
+        workers = min(len(jobs), self.gpus or self.cpus)
+        # threaded (2): `where` answers while a clip converts; the scheduler below gives each one clip at a time
+        actor = ray.remote(_Converter).options(num_cpus=1, num_gpus=1 if self.gpus else 0, max_concurrency=2,
+                                               max_restarts=RETRIES * len(jobs), max_task_retries=0)
+        actors = [actor.remote(str(model_dir), settings, 1) for _ in range(workers)]
+        queue, attempts, rows, running = list(range(len(jobs))), [0] * len(jobs), [None] * len(jobs), {}
+
+        def submit(worker):
+            if queue:
+                i = queue.pop(0)
+                running[worker.convert.remote(jobs[i])] = (worker, i)
+
+        for worker in actors:
+            submit(worker)
+        started, frames = time.perf_counter(), 0
+        bar = tqdm(total=len(jobs), desc="convert", unit="clip", disable=not progress)
+        try:
+            while running:
+                done, _ = ray.wait(list(running), num_returns=1)
+                worker, i = running.pop(done[0])
+                try:
+                    row = ray.get(done[0])
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                    if attempts[i] < RETRIES:
+                        attempts[i] += 1
+                        log.warning("%s: its worker died; converting it again", jobs[i][0])
+                        queue.insert(0, i)
+                        if not self._restarted(worker):  # Ray restarts it (max_restarts), or a new one
+                            actors.append(worker := actor.remote(str(model_dir), settings, 1))
+                        submit(worker)
+                        continue
+                    row = {"clip": str(jobs[i][0]), "output": str(jobs[i][1]), **jobs[i][2],
+                           "status": f"failed: its worker died {attempts[i] + 1} times ({type(exc).__name__})"}
+                rows[i] = dict(row, retries=attempts[i])
+                frames += row.get("frames", 0)
+                bar.update(1)
+                bar.set_postfix(fps=f"{frames / (time.perf_counter() - started):.1f}")
+                submit(worker)
+        except BaseException:
+            for ref in running:
+                ray.cancel(ref)
+            raise
+        finally:
+            bar.close()
+            self._stop(actors, [str(j[1]) for j in jobs])
+        return rows
+
+    def _restarted(self, worker, seconds: float = 120) -> bool:
+        """Whether a worker that died is back (Ray restarts it); calls made while it restarts would fail."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                self.ray.get(worker.where.remote(), timeout=seconds)
+                return True
+            except self.ray.exceptions.ActorUnavailableError:
+                time.sleep(0.2)
+            except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
+                return False
+        return False
+
+    def _stop(self, actors, outputs_: list[str]) -> None:
+        """The workers killed, then on each node the partial files of any writer that died removed."""
+        ray = self.ray
+        pids: dict[str, list[int]] = {}
+        for a in actors:
+            try:
+                node, pid = ray.get(a.where.remote(), timeout=10)
+                pids.setdefault(node, []).append(pid)
+            except Exception:  # noqa: BLE001 - a worker already gone: what it left is swept below all the same
+                pass
+        for a in actors:
+            ray.kill(a, no_restart=True)
+        self._on_each_node(_sweep, outputs_, pids)
