@@ -156,10 +156,17 @@ def test_every_range_and_several_inputs(sample_a, sample_b, face_models, tmp_pat
     assert {r["source"] for r in records} == {"WolfgangLanger_Pexels.mp4", "single_face.mp4"}
 
 
-def test_preview_contact_sheet(faceset_a):
+def test_preview_contact_sheet(faceset_a, sample_a):
     folder, _ = faceset_a
     sheet = images.read_image(folder.parent / "preview_a.png")
     assert sheet.shape[1] == 4 * 320 and sheet.shape[0] >= 4 * 180
+    import cv2
+
+    tiles = [sheet[r * 180:(r + 1) * 180, c * 320:(c + 1) * 320].astype(int) for r in range(4) for c in range(4)]
+    boxes = [int(((t[..., 1] > t[..., 0] + 60) & (t[..., 1] > t[..., 2] + 60)).sum()) for t in tiles]
+    assert min(boxes) > 50, boxes  # a green box round the face in every cell
+    first = cv2.resize(next(media.read_frames(sample_a)).image, (320, 180), interpolation=cv2.INTER_AREA)
+    assert np.abs(tiles[0].astype(int) - first).mean() < 12  # the first cell is the clip's first frame
 
 
 @pytest.mark.parametrize("case", ["missing", "not_video", "corrupt", "empty_folder", "output_is_file", "unwritable"])
@@ -208,8 +215,15 @@ def test_fan_aligner_matches_default(sample_b, face_models, tmp_path):
 
 def test_alignment_file_is_json_not_pickle(faceset_a):
     folder, _ = faceset_a
-    first = (folder / "alignments.jsonl").read_text().splitlines()[0]
-    assert json.loads(first)["version"] == 1
+    lines = (folder / "alignments.jsonl").read_text(encoding="utf-8").splitlines()
+    header = json.loads(lines[0])
+    assert header["schema"] == "faceswap.alignments" and header["version"] == 1
+    assert header["landmarks"] == "ibug68" and header["size"] == 256 and header["padding"] > 0
+    records = [json.loads(line) for line in lines[1:]]  # every line is plain JSON
+    assert len(records) == 472 and [r["frame"] for r in records] == list(range(472))
+    face = next(f for r in records for f in r["faces"])
+    assert np.array(face["landmarks"]).shape == (68, 2) and np.array(face["matrix"]).shape == (2, 3)
+    assert (folder / "faces" / face["file"]).is_file()
 
 
 def test_a_face_that_comes_in_is_picked_up(sample_a, sample_b, face_models, tmp_path):
