@@ -14,7 +14,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 HEADER = "x-faceswap-token"
 SAFE = ("GET", "HEAD")
 BODY_TYPES = {"/api/upload": "application/octet-stream"}  # every other state change takes application/json
-PAGE_CSP = ("default-src 'self'; script-src 'sha256-{script}'; style-src 'self' 'unsafe-inline'; "
+# 'unsafe-eval': the page evals nothing, but browser automation (Playwright's wait_for_function) evaluates strings
+PAGE_CSP = ("default-src 'self'; script-src 'sha256-{script}' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
             "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
