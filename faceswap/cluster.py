@@ -176,6 +176,8 @@ class Ray:
             except BaseException:
                 for ref in pending:
                     ray.cancel(ref)  # a part stopped mid-way resumes from its last whole record on the next run
+                if pending:  # train saves its checkpoint as it stops
+                    ray.wait(pending, num_returns=len(pending), timeout=60)
                 raise
         return results
 
