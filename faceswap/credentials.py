@@ -116,7 +116,7 @@ def local_identity() -> tuple[Path, Path]:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with atomic.exclusive(folder / "signer", "signing key"):
+    with atomic.shared_or_exclusive(folder / ".signer.lock", shared=False):  # parallel first runs wait here
         if cert.is_file() and key.is_file():  # another process made them meanwhile
             return cert, key
         now = datetime.datetime.now(datetime.timezone.utc)
