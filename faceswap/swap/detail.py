@@ -109,30 +109,33 @@ class Detail:
     def maps(self, indices: list[int], landmarks: np.ndarray) -> np.ndarray:
         """For each exemplar in `indices`, where each pixel of a face with `landmarks` lies on it (m x S x S x 2):
         piecewise affine over the triangulation, by barycentric coordinates on the coarse grid."""
-        points = np.concatenate([landmarks, self.border]).astype(np.float32)
-        vertices = np.concatenate([points[self.triangles], np.ones((len(self.triangles), 3, 1), np.float32)], 2)
-        # a folded (degenerate) triangle is never the one a pixel lies in
-        flat = np.abs(np.linalg.det(vertices)) < 1e-3
-        vertices[flat] = np.eye(3, dtype=np.float32)
-        barycentric = self.grid @ np.linalg.inv(vertices)  # T x P x 3
-        inside = np.minimum(np.minimum(barycentric[..., 0], barycentric[..., 1]), barycentric[..., 2])
-        inside[flat] = -np.inf
+        corners = np.concatenate([landmarks, self.border]).astype(np.float32)[self.triangles]  # T x 3 x 2
+        a, ab, ac = corners[:, 0, None], corners[:, 1, None] - corners[:, 0, None], corners[:, 2, None] - corners[:, 0, None]
+        ap = self.grid[None, :, :2] - a  # T x P x 2
+        area = ab[..., 0] * ac[..., 1] - ab[..., 1] * ac[..., 0]  # T x 1
+        flat = np.abs(area) < 1e-3  # a folded (degenerate) triangle is never the one a pixel lies in
+        area = np.where(flat, 1.0, area)
+        u = (ap[..., 0] * ac[..., 1] - ap[..., 1] * ac[..., 0]) / area
+        v = (ab[..., 0] * ap[..., 1] - ab[..., 1] * ap[..., 0]) / area
+        inside = np.minimum(np.minimum(1 - u - v, u), v)
+        inside[flat[:, 0]] = -np.inf
         tri = np.argmax(inside, 0)  # the triangle each grid point lies in (or lies nearest)
-        weights = barycentric[tri, np.arange(len(tri))]  # P x 3
+        u, v = u[tri, np.arange(len(tri))], v[tri, np.arange(len(tri))]
+        weights = np.stack([1 - u - v, u, v], 1)  # P x 3: barycentric coordinates in that triangle
         corners = self.points[indices][:, self.triangles[tri]]  # m x P x 3 x 2
         coarse = np.einsum("pk,mpkd->mpd", weights, corners).reshape(len(indices), self.size // self.step, -1, 2)
         return np.stack([cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_LINEAR) for c in coarse])
 
-    def regions(self, landmarks: np.ndarray) -> list[np.ndarray]:
-        """Soft masks of the eyes and the mouth on a face."""
+    def region(self, points: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray]:
+        """A soft mask of the polygon `points` (an eye, the mouth), grown a little, on its own box of the face."""
         grow = max(3, int(self.size * 0.04)) | 1
-        out = []
-        for indices in (*EYES, MOUTH):
-            region = np.zeros((self.size, self.size), np.float32)
-            cv2.fillConvexPoly(region, np.round(landmarks[indices]).astype(np.int32), 1.0)
-            region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
-            out.append(cv2.GaussianBlur(region, (0, 0), grow / 3))
-        return out
+        polygon = np.round(points).astype(np.int32)
+        x0, y0 = np.maximum(polygon.min(0) - 3 * grow, 0)
+        x1, y1 = np.minimum(polygon.max(0) + 3 * grow + 1, self.size)
+        mask = np.zeros((max(1, y1 - y0), max(1, x1 - x0)), np.float32)
+        cv2.fillConvexPoly(mask, (polygon - [x0, y0]).astype(np.int32), 1.0)
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+        return (slice(y0, y1), slice(x0, x1)), cv2.GaussianBlur(mask, (0, 0), grow / 3)
 
     def __call__(self, swapped: np.ndarray, original: np.ndarray, landmarks: np.ndarray, mask: np.ndarray,
                  track: int = -1) -> np.ndarray:
@@ -145,18 +148,16 @@ class Detail:
         weights = self.choose(landmarks, track)
         indices = list(weights)
         maps = self.maps(indices, landmarks)
-        opening = openings(landmarks)
-        regions = None
-        mixed = np.zeros(swapped.shape[:2], np.float32)
-        for index, where in zip(indices, maps):
-            part = cv2.remap(self.bands[index], where[..., 0], where[..., 1], cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            # eyes and mouth are left to the model where this exemplar's opening differs
-            differ = np.clip((np.abs(self.openings[index] - opening) - 0.04) / 0.06, 0, 1)
-            if differ.any():
-                regions = self.regions(landmarks) if regions is None else regions
-                part *= np.clip(1 - sum(float(d) * r for d, r in zip(differ, regions)), 0, 1)
-            mixed += weights[index] * part
+        parts = [cv2.remap(self.bands[index], where[..., 0], where[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0) for index, where in zip(indices, maps)]
+        mixed = sum(weights[index] * part for index, part in zip(indices, parts))
+        # eyes and mouth are left to the model where an exemplar's opening differs
+        differ = np.clip((np.abs(self.openings[indices] - openings(landmarks)) - 0.04) / 0.06, 0, 1)
+        for r, points in enumerate((*EYES, MOUTH)):
+            if differ[:, r].any():
+                box, soft = self.region(landmarks[points])
+                mixed[box] -= soft * sum(weights[i] * d * part[box] for i, d, part in zip(indices, differ[:, r], parts)
+                                         if d > 0)
         limit = 1.5 * _rms(mixed, inside) + 1e-6
         mixed = limit * np.tanh(mixed / limit)  # strong edges of a misplaced exemplar (a double lid) stay faint
         wanted = _rms(band(luma(original) / 255, self.size), inside) ** 2
