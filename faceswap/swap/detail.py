@@ -37,8 +37,9 @@ def openings(landmarks: np.ndarray) -> np.ndarray:
     p = np.asarray(landmarks, np.float32)
 
     def ratio(a, b, c, d, e, f):  # points of a contour: corners a, d; upper b, c; lower f, e
-        height = np.linalg.norm(p[..., b, :] - p[..., f, :], axis=-1) + np.linalg.norm(p[..., c, :] - p[..., e, :], axis=-1)
-        return height / (2 * np.linalg.norm(p[..., a, :] - p[..., d, :], axis=-1) + 1e-6)
+        def gap(i, j):
+            return np.linalg.norm(p[..., i, :] - p[..., j, :], axis=-1)
+        return (gap(b, f) + gap(c, e)) / (2 * gap(a, d) + 1e-6)
 
     return np.stack([ratio(36, 37, 38, 39, 40, 41), ratio(42, 43, 44, 45, 46, 47),
                      ratio(60, 61, 63, 64, 65, 67)], axis=-1)
@@ -110,7 +111,8 @@ class Detail:
         """For each exemplar in `indices`, where each pixel of a face with `landmarks` lies on it (m x S x S x 2):
         piecewise affine over the triangulation, by barycentric coordinates on the coarse grid."""
         corners = np.concatenate([landmarks, self.border]).astype(np.float32)[self.triangles]  # T x 3 x 2
-        a, ab, ac = corners[:, 0, None], corners[:, 1, None] - corners[:, 0, None], corners[:, 2, None] - corners[:, 0, None]
+        a = corners[:, 0, None]
+        ab, ac = corners[:, 1, None] - a, corners[:, 2, None] - a
         ap = self.grid[None, :, :2] - a  # T x P x 2
         area = ab[..., 0] * ac[..., 1] - ab[..., 1] * ac[..., 0]  # T x 1
         flat = np.abs(area) < 1e-3  # a folded (degenerate) triangle is never the one a pixel lies in
