@@ -227,9 +227,14 @@ def _plain_type(annotation) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _names_a_path(annotation) -> bool:
+    return annotation is Path or any(_names_a_path(arg) for arg in get_args(annotation))
+
+
 def path_fields(cls: type[_Settings]) -> list[str]:
-    """The settings that name files or folders (typed Path): what a pipeline resolves and the web page confines."""
-    return [name for name, field in cls.model_fields.items() if _plain_type(field.annotation)[0] is Path]
+    """The settings typed Path, Optional[Path], list[Path]...: what a pipeline resolves and the web page confines,
+    so a new path setting is covered unasked."""
+    return [name for name, field in cls.model_fields.items() if _names_a_path(field.annotation)]
 
 
 def click_options(cls: type[_Settings], skip: frozenset = frozenset()):

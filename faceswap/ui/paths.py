@@ -5,21 +5,11 @@ from __future__ import annotations
 import glob
 import hashlib
 from pathlib import Path
-from typing import get_args
 
 from faceswap import atomic
 from faceswap.errors import FaceswapError
-from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
+from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings, path_fields
 from faceswap.ui.workspace import PIPELINE_SUFFIXES, Workspace
-
-
-def _names_a_path(annotation) -> bool:
-    return annotation is Path or any(_names_a_path(arg) for arg in get_args(annotation))
-
-
-def path_fields(model) -> list[str]:
-    """The settings of `model` typed Path, Optional[Path], list[Path]...: a new path setting is covered unasked."""
-    return [name for name, field in model.model_fields.items() if _names_a_path(field.annotation)]
 
 
 def _values(value) -> list:
