@@ -215,8 +215,6 @@ def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettin
     source, output, model_dir = Path(source), Path(output), Path(model_dir)
     outputs.claim(output, "converted", [source, model_dir, alignments], also=("preview",))
     info = media.probe(source)
-    if not output.parent.is_dir():
-        raise FaceswapError(f"{output.parent}: output folder does not exist")
     with atomic.exclusive(output, "output"):
         return _convert(source, info, model_dir, output, settings, alignments, progress)
 
