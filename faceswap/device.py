@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 @lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
-    """bf16 pays on CPUs with AMX or AVX512-BF16 (2-3x here); elsewhere it is slower than fp32."""
+    """bf16 pays on CPUs with AMX or AVX512-BF16; elsewhere it is slower than fp32."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -28,8 +28,8 @@ def autocast_dtype(choice: str, device: torch.device, model_size: int = 128) -> 
     """The autocast dtype for `choice` (auto | bf16 | fp16 | off/fp32) on `device`; None means fp32.
 
     auto on a GPU: reduced precision from 128 px models up. The 64 px models leave an H100 waiting on kernel
-    launches, where autocast's extra casts cost more than they save (measured: lite 1,001 EGs/s fp32 against
-    761 bf16; original 1,620 against 1,484); fp32 matmuls there use TF32 (see `use_tf32`)."""
+    launches, where autocast's extra casts cost more than they save (docs/MEASUREMENTS.md, "Precision");
+    fp32 matmuls there use TF32 (see `use_tf32`)."""
     if choice in ("off", "fp32"):
         return None
     if choice == "fp16":
@@ -60,7 +60,7 @@ def amp_cache() -> Path:
 def measured_cpu_amp(architecture: str, step: Callable[[torch.dtype | None], None], repeats: int = 3):
     """bf16 or fp32 (None) for training `architecture` on this CPU, by timing `step(dtype)` (one forward and
     backward) both ways on first use; cached per CPU model, torch version and architecture, since CPUs with
-    and without AMX differ by 1.5x or more and a CPU flag does not tell which way a model goes."""
+    and without AMX differ widely and a CPU flag does not tell which way a model goes."""
     from faceswap import atomic
 
     key = f"{_cpu_name()} | {os.cpu_count()} cores | torch {torch.__version__} | {architecture}"

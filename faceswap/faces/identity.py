@@ -3,8 +3,8 @@ Euclidean), aligned by dlib's 5-point shape predictor on our face box. Nothing o
 embedding this is: it gives `embed(image, face)`, `distance(a, b)`, references from photos, and a per-track
 filter that decides a track by the median of several of its faces, so a few odd frames do not split a person.
 
-Measured on the samples (every 40th frame of A, every 10th of B): A to A 0.25-0.65 (mean 0.45; her hand over
-her face gives the largest), B to B 0.06-0.30, A to B 0.76-0.92. The default threshold, 0.6, lies between.
+The default threshold, 0.6, lies between the same-person and other-person distances measured on the samples
+(docs/MEASUREMENTS.md, "Identity distances").
 """
 from __future__ import annotations
 

@@ -149,7 +149,7 @@ class LiteRTFaces:
         scale = size / max(h, w)
         small_w, small_h = max(1, round(w * scale)), max(1, round(h * scale))
         pad_x, pad_y = (size - small_w) // 2, (size - small_h) // 2
-        # shrink first, then letterbox: padding the full frame to a square first costs 10x more; halvings
+        # shrink first, then letterbox: padding the full frame to a square first costs far more; halvings
         # before the area resize: cheaper than one large area resize
         halvings = int(np.floor(np.log2(max(min(w / small_w, h / small_h), 1))))
         small = cv2.resize(align.halve(image, halvings), (small_w, small_h), interpolation=cv2.INTER_AREA)

@@ -18,7 +18,7 @@ from faceswap.models.blocks import ConvBlock, ResBlock, UpscaleBlock
 @dataclass
 class ArchConfig:
     name: str
-    size: int                      # input and output side in pixels
+    size: int                      # input side in pixels (and the output's, unless `output` is set)
     encoder: list[int]             # conv widths, each halves the size
     latent: int                    # dense bottleneck width
     grid_channels: int             # channels of the reshaped grid after the bottleneck
@@ -47,9 +47,8 @@ ARCHITECTURES = {
     "original": ArchConfig("original", 64, [128, 256, 512, 1024], 1024, 1024, 512, [256, 128, 64],
                            coverage=0.625, defaults={"lr": 5e-5, "batch_size": 16}),
     # Small and quick: learns visibly on 2 CPU cores in minutes (the demo's model). Coverage 0.625 (brows to
-    # chin) spends its 64 px on the features, and only half the inputs get the random warp: at the demo's
-    # step budget, held-out SSIM 0.84/0.96 against 0.46/0.52 with every input warped and 0.28/0.34 at
-    # coverage 0.75 (bench/quality.py), with eyes, teeth and brows sharp in the swaps.
+    # chin) spends its 64 px on the features, and only half the inputs get the random warp: in a short run
+    # the warp alone would teach a blur (docs/MEASUREMENTS.md, "The demo model's settings").
     "lite": ArchConfig("lite", 64, [32, 64, 128, 256], 256, 256, 256, [128, 64, 32], res_blocks=1, mask=True,
                        coverage=0.625, defaults={"lr": 5e-4, "batch_size": 8, "schedule": "cosine",
                                                 "augment": {"brightness": 0.1, "colour": 0.02, "clahe": 0.2,

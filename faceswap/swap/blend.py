@@ -29,9 +29,9 @@ def face_mask(kind: str, landmarks_model: np.ndarray | None, predicted: np.ndarr
 
 
 def learned_visible(predicted: np.ndarray, low: float = 0.3, high: float = 0.7) -> np.ndarray:
-    """A model's learned mask made decisive: it reads about 0.8-0.95 over a visible face and 0.15 over what
-    covers it (bench/occlusion.py); a smooth step between `low` and `high` keeps the face whole and leaves
-    the occluder out, where the raw value would blend a fifth of the source over the whole face."""
+    """A model's learned mask made decisive: it reads short of 1 over a visible face and above 0 over what
+    covers it (docs/MEASUREMENTS.md, "Occlusion"); a smooth step between `low` and `high` keeps the face
+    whole and leaves the occluder out, where the raw value would blend a fifth of the source over the face."""
     ramp = np.clip((predicted.astype(np.float32) - low) / (high - low), 0, 1)
     return ramp * ramp * (3 - 2 * ramp)
 

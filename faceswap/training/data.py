@@ -1,9 +1,10 @@
 """Training data: face sets in memory as uint8, a held-out share, and augmentation run in worker processes.
 
 Each example: the target is the face after a random affine (rotation, zoom, shift, flip) and colour
-changes; the input is the same image after a 5x5-grid random warp as well (the denoising idea), so the
-decoder must restore the face, not copy it. Mask targets and eye/mouth loss weights come from the
-landmarks, moved by the same affine.
+changes; for a share of the examples (`warp_share`) the input is the same image after a 5x5-grid random warp
+as well (the denoising idea), so the decoder must restore the face, not copy it; the others teach exact
+detail. A model whose output is larger than its input gets the input shrunk. Mask targets and eye/mouth loss
+weights come from the landmarks, moved by the same affine.
 """
 from __future__ import annotations
 
@@ -351,8 +352,7 @@ def _unpack(inputs: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor) -> 
 
 def default_workers(device: torch.device) -> int:
     """Worker processes for making batches. None on a CPU of 2 cores: the model step already uses both,
-    and a batch made between steps (7 ms) costs less than one handed over by a worker (lite: 117-120
-    against 110 EGs/s)."""
+    and a batch made between steps costs less than one handed over by a worker."""
     cores = os.cpu_count() or 2
     if device.type == "cpu" and cores <= 2:
         return 0
