@@ -15,7 +15,7 @@ from faceswap.errors import FaceswapError
 from faceswap.pipeline import Pipeline
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings, _plain_type
 
-NOT_SETTINGS = {"output", "model_dir", "alignments", "jobs", "inputs", "faceset_a", "faceset_b", "help"}
+NOT_SETTINGS = {"output", "model_dir", "alignments", "jobs", "ray_address", "inputs", "faceset_a", "faceset_b", "help"}
 STAGES = [("extract", ExtractSettings, "identities.a.extract"), ("train", TrainSettings, "train"),
           ("convert", ConvertSettings, "convert[0].settings")]
 
