@@ -106,7 +106,7 @@ def test_training_changes_every_part_and_loss_falls(facesets, tmp_path):
 def test_checkpoint_files_config_and_preview(small_model):
     config = read_config(small_model)
     assert config["step"] == 20 and config["architecture"]["name"] == "lite"
-    assert set(config["files"]) == {"model.safetensors", "optimizer.safetensors", "trainer.json"}
+    assert set(config["files"]) == {"model.safetensors", "optimizer.safetensors", "trainer.json", "exemplars.safetensors"}
     assert config["facesets"]["a"]["holdout"] and config["facesets"]["b"]["holdout"]
     for name in ("preview.png", "loss.csv", "loss.png"):
         assert (small_model / name).is_file()
