@@ -16,3 +16,13 @@ def start_cli(*args, **kwargs) -> subprocess.Popen:
     kwargs.setdefault("stdout", subprocess.DEVNULL)
     kwargs.setdefault("stderr", subprocess.DEVNULL)
     return subprocess.Popen([sys.executable, "-m", "faceswap", *map(str, args)], **kwargs)
+
+
+def invoke_cli(*args):
+    """Run the `faceswap` command in this process (click's runner): for checks that stop before any long work,
+    without a new interpreter's start-up. The result has exit_code, stdout and stderr."""
+    from click.testing import CliRunner
+
+    from faceswap.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])

@@ -14,7 +14,7 @@ from faceswap import align, faceset, images, media
 from faceswap.evaluate import jitter
 from faceswap.extract import ExtractSettings, extract
 from faceswap.faces import fan
-from helpers import run_cli, start_cli
+from helpers import invoke_cli, run_cli, start_cli
 
 
 @pytest.fixture(scope="module")
@@ -268,30 +268,33 @@ def test_a_folder_of_videos_stands_for_its_videos(sample_b, sample_no_face, face
     assert summary.frames == 40 and summary.faces == 20  # a face in every frame of B, none in no_face
 
 
-@pytest.mark.parametrize("kind", ["photos", "frames"])
-def test_image_folders_extract_train_and_convert(kind, sample_b, facesets, face_models, tmp_path):
+def test_image_folders_extract_train_and_convert(sample_b, face_models, tmp_path):
     """A folder of JPEG photos (each searched on its own) and one of PNG frames (--sequence), through extract,
-    train and convert: the README's `extract b.mp4 b_photos/` example."""
+    train (one as A, the other as B) and convert: the README's `extract b.mp4 b_photos/` example."""
     import cv2
 
-    folder = tmp_path / kind
-    folder.mkdir()
-    for frame in media.read_frames(sample_b, step=2):  # 36 images: training needs 32 faces a side
-        name = folder / (f"IMG_{frame.index:04d}.jpg" if kind == "photos" else f"{frame.index:06d}.png")
-        cv2.imwrite(str(name), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
-    faces = tmp_path / "set"
-    result = run_cli("-q", "extract", folder, "-o", faces, *(["--sequence"] if kind == "frames" else []))
-    assert result.returncode == 0, result.stderr
-    header, records = faceset.read_alignments(faces)
-    assert len(records) == 36 and all(len(r["faces"]) == 1 for r in records)
-    assert [r["pts"] for r in records[:2]] == [0.0, 0.04]  # 25 fps when a folder says nothing of its timing
+    sets = {}
+    for kind in ("photos", "frames"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        for frame in media.read_frames(sample_b, step=2):  # 36 images: training needs 32 faces a side
+            name = folder / (f"IMG_{frame.index:04d}.jpg" if kind == "photos" else f"{frame.index:06d}.png")
+            cv2.imwrite(str(name), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
+        sets[kind] = tmp_path / f"{kind}_set"
+        result = run_cli("-q", "extract", folder, "-o", sets[kind], *(["--sequence"] if kind == "frames" else []))
+        assert result.returncode == 0, result.stderr
+        _, records = faceset.read_alignments(sets[kind])
+        assert len(records) == 36 and all(len(r["faces"]) == 1 for r in records)
+        assert [r["pts"] for r in records[:2]] == [0.0, 0.04]  # 25 fps when a folder says nothing of its timing
     model = tmp_path / "model"
-    result = run_cli("-q", "train", facesets[0], faces, "-m", model, "--iterations", "2", "--workers", "0")
+    result = run_cli("-q", "train", sets["photos"], sets["frames"], "-m", model, "--iterations", "2",
+                     "--workers", "0")
     assert result.returncode == 0, result.stderr
-    out = tmp_path / "out"
-    result = run_cli("-q", "convert", folder, "-m", model, "-o", out, "--direction", "b2a")
-    assert result.returncode == 0, result.stderr
-    assert len(list(out.glob("frame_*.png"))) == 36
+    for kind, direction in (("photos", "a2b"), ("frames", "b2a")):
+        result = run_cli("-q", "convert", tmp_path / kind, "-m", model, "-o", tmp_path / f"{kind}_out",
+                         "--direction", direction)
+        assert result.returncode == 0, result.stderr
+        assert len(list((tmp_path / f"{kind}_out").glob("frame_*.png"))) == 36
 
 
 @pytest.mark.parametrize("case", ["missing photo", "photo without a face", "text named .png", "empty folder"])
@@ -312,8 +315,8 @@ def test_refused_extract_leaves_nothing(case, sample_b, sample_no_face, face_mod
         (tmp_path / "empty").mkdir()
         inputs = [tmp_path / "empty"]
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = run_cli("extract", *inputs, "-o", tmp_path / "out", *options)
-    assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith("faceswap: error:")
+    result = invoke_cli("extract", *inputs, "-o", tmp_path / "out", *options)
+    assert result.exit_code != 0 and result.stderr.strip().splitlines()[-1].startswith("faceswap: error:")
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no face set, no lock file
 
 
@@ -321,9 +324,9 @@ def test_refused_extract_leaves_nothing(case, sample_b, sample_no_face, face_mod
 def test_preview_path_errors_are_plain(case, sample_b, face_models, tmp_path):
     (tmp_path / "afile").write_text("x")
     preview = tmp_path if case == "a folder" else tmp_path / "afile" / "x.png"
-    result = run_cli("extract", sample_b, "-o", tmp_path / "out", "--preview", preview)
+    result = invoke_cli("extract", sample_b, "-o", tmp_path / "out", "--preview", preview)
     line = result.stderr.strip().splitlines()[-1]
-    assert result.returncode != 0 and line.startswith("faceswap: error:")
+    assert result.exit_code != 0 and line.startswith("faceswap: error:")
     assert "Errno" not in line and ".partial" not in line and "preview" in line
     assert not (tmp_path / "out").exists()
 
@@ -345,8 +348,8 @@ def test_ctrl_c_during_extract_exits_130_and_resumes(sample_a, face_models, tmp_
     assert [r["frame"] for r in records] == list(range(472))
 
 
-def test_missing_face_model_leaves_no_output(sample_b, tmp_path):
-    result = run_cli("extract", sample_b, "-o", tmp_path / "out", env={**os.environ,
-                                                                       "FACESWAP_MODELS": str(tmp_path / "none")})
-    assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith("faceswap: error:")
+def test_missing_face_model_leaves_no_output(sample_b, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACESWAP_MODELS", str(tmp_path / "none"))
+    result = invoke_cli("extract", sample_b, "-o", tmp_path / "out")
+    assert result.exit_code != 0 and result.stderr.strip().splitlines()[-1].startswith("faceswap: error:")
     assert not (tmp_path / "out").exists() and not (tmp_path / ".out.lock").exists()
