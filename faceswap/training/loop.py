@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 OPTIMIZER = "optimizer.safetensors"
 TRAINER_STATE = "trainer.json"
 PREVIEW_FACES = 6
+ETA_AFTER = 30  # steps timed before the expected training time is printed
 EXEMPLARS_PER_SIDE = 64  # faces per side the model folder carries for convert's detail: enough to cover the poses
 
 
@@ -452,6 +453,10 @@ class Trainer:
                                         "lower --lr or --amp off")
                 self.step += 1
                 summary.examples += 2 * self.batch_size * self.world
+                if self.main and total and self.step - summary.start_step == ETA_AFTER:  # past the warm-up steps
+                    rate = ETA_AFTER / (time.perf_counter() - started)
+                    log.info("train: %d steps to go, about %.0f min at this machine's %.1f steps/s",
+                             s.iterations - self.step, (s.iterations - self.step) / rate / 60, rate)
                 recent.append(losses)
                 summary.loss_a, summary.loss_b = losses[:2]
                 bar.update(1)
