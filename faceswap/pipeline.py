@@ -237,7 +237,11 @@ class Pipeline:
                 if source.is_dir() and source.suffix.lower() not in VIDEO_SUFFIXES and not any(source.iterdir()):
                     raise FaceswapError(f"pipeline: convert[{i}].input: {source} is an empty folder")
                 template = clip.get("output") or "{stem}_" + clip.get("direction", "a2b") + ".mp4"
-                name = template.format(stem=source.stem, name=source.name)
+                try:
+                    name = template.format(stem=source.stem, name=source.name)
+                except (KeyError, IndexError, ValueError):
+                    raise FaceswapError(f"pipeline: convert[{i}].output: only {{stem}} and {{name}} fill in") \
+                        from None
                 output = self.work / "output" / name
                 if Path(name).is_absolute() or ".." in Path(name).parts:
                     raise FaceswapError(f"pipeline: convert[{i}].output: {name!r} must stay inside the work "

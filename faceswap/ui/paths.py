@@ -2,7 +2,6 @@
 and held to the workspace with the same rule as the rest of the page (Workspace.inside)."""
 from __future__ import annotations
 
-import glob
 import hashlib
 from pathlib import Path
 
@@ -59,16 +58,11 @@ def pipeline_paths(pipeline, cwd: Path):
     if "pretrain" in spec:
         yield from from_settings(TrainSettings, spec["pretrain"].get("train"), "pretrain.train")
     for i, clip in enumerate(spec.get("convert", [])):
-        pattern = pipeline._path(clip["input"])
-        yield f"convert[{i}].input", pattern  # the pattern itself, then what it matches (as the run globs it)
-        for source in [Path(p) for p in glob.glob(str(pattern))] if glob.has_magic(str(pattern)) else [pattern]:
-            yield f"convert[{i}].input", source
-            try:
-                name = (clip.get("output") or "{stem}.mp4").format(stem=source.stem, name=source.name)
-            except (KeyError, IndexError, ValueError):
-                raise FaceswapError(f"pipeline: convert[{i}].output: only {{stem}} and {{name}} fill in") from None
-            yield f"convert[{i}].output", work / "output" / name
+        yield f"convert[{i}].input", pipeline._path(clip["input"])  # the pattern itself
         yield from from_settings(ConvertSettings, clip.get("settings"), f"convert[{i}].settings")
+    for source, output, _, _ in pipeline._clips():  # what the patterns match and the outputs, as the run names them
+        yield "convert.input", source
+        yield "convert.output", output
 
 
 def checked_pipeline(ws: Workspace, relative: str) -> str:
