@@ -41,9 +41,6 @@ def _png_marked(path: Path) -> bool:
         return False
 
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
-
-
 def _video_marked(path: Path) -> bool:
     import av
 
@@ -89,7 +86,7 @@ def _all_converted(path: Path) -> bool:
 
 def kind_of(path: Path) -> str | None:
     """Which faceswap output `path` is, from its own marks; None for anything else."""
-    from faceswap import faceset
+    from faceswap import faceset, media  # media writes with this module's marks: imported here, not above
     from faceswap.models import store
 
     path = Path(path)
@@ -117,7 +114,7 @@ def kind_of(path: Path) -> str | None:
         return "converted"
     if suffix == ".png" and _png_marked(path):
         return "png"
-    if suffix in VIDEO_SUFFIXES and _video_marked(path):
+    if suffix in media.VIDEO_SUFFIXES and _video_marked(path):
         return "preview"  # a converted video whose manifest is missing is replaced too (claim's `also`)
     return None
 

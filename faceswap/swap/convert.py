@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -202,8 +203,7 @@ class Swapper:
             # tapered again after the grow and feather, which would carry the face out to the window's edge:
             # a hard line where the window ends (across the chin at coverage 0.625)
             refined = blend.refine(face_mask, int(round(erode * scale)), feather * scale) * self.taper
-            noise = None if self.grain is None else \
-                (lambda face, region, alpha, track=track: self.grain(face, region, alpha, track))
+            noise = None if self.grain is None else functools.partial(self.grain, track=track)
             frame = blend.paste(frame, swapped, refined, matrix, s.blend, hands, HAND_MARGIN * face_px,
                                 align.enlarge_flag(self.size), noise)
         return frame
