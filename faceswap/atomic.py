@@ -1,8 +1,10 @@
-"""Write to a temporary name beside the target and rename on success: nothing half-written at the final path."""
+"""Write to a temporary name beside the target and rename on success: nothing half-written at the final path.
+A file's sha256 is here too: it is how a reader tells that a file is whole and the one written."""
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -156,3 +158,11 @@ def write_bytes(final: Path, data: bytes) -> None:
 
 def write_json(final: Path, obj) -> None:
     write_bytes(final, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -300,8 +300,6 @@ class Sealer:
 
 def verify(path: Path) -> tuple[Credentials, str]:
     """A file's (or each image's of a folder) credentials, and what faceswap's JSON manifest says of its bytes."""
-    from faceswap import assets
-
     path = Path(path)
     if not path.exists():
         raise FaceswapError(f"{path}: no such file or folder")
@@ -322,7 +320,7 @@ def verify(path: Path) -> tuple[Credentials, str]:
         recorded = json.loads(record.read_text()).get("output", {}).get("sha256")
     except ValueError:
         return found, f"{record.name}: unreadable"
-    if recorded == assets.sha256_of(path):
+    if recorded == atomic.sha256_of(path):
         return found, f"{record.name}: the file's sha256 matches the manifest's"
     if found.state == "intact":  # C2PA's hash leaves some boxes out; the manifest's covers every byte
         found.state = "changed"

@@ -53,7 +53,7 @@ def _video_marked(path: Path) -> bool:
 
 def _converted_file(path: Path) -> bool:
     """A video or image convert wrote: its manifest beside it names it and holds its sha256."""
-    from faceswap.assets import sha256_of
+    from faceswap.atomic import sha256_of
     from faceswap.credentials import manifest_path
 
     manifest = _json(manifest_path(path))

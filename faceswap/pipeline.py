@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from faceswap import assets, atomic, faceset, images, media, outputs, settings
+from faceswap import atomic, faceset, images, media, outputs, settings
 from faceswap.cluster import Local, parts_dir
 from faceswap.device import share_cpu_with_video
 from faceswap.errors import FaceswapError, Interrupted
@@ -159,15 +159,15 @@ class Pipeline:
         """Content hash of an input: a file's bytes, a face set's alignments, a folder's files."""
         path = Path(path)
         if path.is_file():
-            return assets.sha256_of(path)
+            return atomic.sha256_of(path)
         if (path / faceset.ALIGNMENTS).is_file():
-            return assets.sha256_of(path / faceset.ALIGNMENTS)
+            return atomic.sha256_of(path / faceset.ALIGNMENTS)
         if (path / "config.json").is_file():
-            return assets.sha256_of(path / "config.json")
+            return atomic.sha256_of(path / "config.json")
         digest = hashlib.sha256()
         for item in sorted(p for p in path.rglob("*") if p.is_file()):
             digest.update(str(item.relative_to(path)).encode())
-            digest.update(assets.sha256_of(item).encode())
+            digest.update(atomic.sha256_of(item).encode())
         return digest.hexdigest()
 
     def _done(self, stage: str, key: str, output: Path) -> bool:

@@ -42,7 +42,7 @@ def test_output_is_marked_synthetic(converted_a, sample_a, small_model):
     assert "synthetic" in tags and "faceswap" in tags
     manifest = json.loads(manifest_path(out).read_text())
     assert manifest["synthetic"] is True and manifest["tool"]["name"] == "faceswap"
-    from faceswap.assets import sha256_of
+    from faceswap.atomic import sha256_of
 
     assert manifest["output"]["sha256"] == sha256_of(out)
     assert manifest["input"]["sha256"] == sha256_of(sample_a)

@@ -8,7 +8,7 @@ import c2pa
 import pytest
 
 from faceswap import credentials, media
-from faceswap.assets import sha256_of
+from faceswap.atomic import sha256_of
 from faceswap.settings import ConvertSettings
 from faceswap.swap.convert import convert
 from helpers import run_cli

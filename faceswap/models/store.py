@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from faceswap import atomic
-from faceswap.assets import sha256_of
+from faceswap.atomic import sha256_of
 from faceswap.errors import FaceswapError
 from faceswap.models.arch import ArchConfig, FaceSwapModel, build
 
