@@ -5,7 +5,7 @@ Palms are looked for only in a square region around each face (a hand in front o
 while none is. In between, as MediaPipe does, each hand is measured again in the region its last landmarks
 give. Semantics, from MediaPipe's graphs: palm input 192 px RGB in [0, 1]; 2016 SSD anchors (strides 8, 16,
 16, 16; 2 per cell); 18 regressors per anchor (centre dx, dy, w, h, then 7 keypoints: wrist first, the
-middle finger's base third), sigmoid score > 0.5, weighted NMS at IoU 0.3. A palm becomes a hand region 2.6x
+middle finger's base third), sigmoid score >= 0.5, weighted NMS at IoU 0.3. A palm becomes a hand region 2.6x
 its box, moved half a box towards the fingers and turned so the wrist-to-middle-finger line points up. The
 landmark model takes that region at 224 px in [0, 1] and gives 21 x (x, y, z) in input pixels, a presence
 probability (> 0.5), handedness and world points.
@@ -16,24 +16,15 @@ import numpy as np
 
 from faceswap import align, assets
 from faceswap.faces import REDETECT_FRAMES, Face, iou
-from faceswap.faces.litert import _anchors, _model, weighted_nms
+from faceswap.faces.mediapipe import anchors, detections, model, roi_matrix, square_around
 
 PALM_FILE, PALM_SIZE = "palm_detection_lite.tflite", 192
 HAND_FILE, HAND_SIZE = "hand_landmark_lite.tflite", 224
-PALM_ANCHORS = _anchors(PALM_SIZE, [(8, 2), (16, 6)])  # 24 x 24 x 2 + 12 x 12 x 6 = 2016
+PALM_ANCHORS = anchors(PALM_SIZE, [(8, 2), (16, 6)])  # 24 x 24 x 2 + 12 x 12 x 6 = 2016
 IDLE_REDETECT = 8          # frames between palm searches while no hand is tracked
 SEARCH_SCALE = 2.5         # the palm search region around a face, times the face's size
 MIN_PRESENCE = 0.5
-
-
-def _roi_matrix(centre, side: float, up: float, size: int) -> np.ndarray:
-    """2x3 matrix from the image to a `size` px square of `side` px around `centre`, turned so the direction
-    `up` (radians, image axes) points up in it."""
-    turn = -np.pi / 2 - up
-    scale = size / side
-    cos, sin = np.cos(turn) * scale, np.sin(turn) * scale
-    cx, cy = centre
-    return np.array([[cos, -sin, size / 2 - (cos * cx - sin * cy)], [sin, cos, size / 2 - (sin * cx + cos * cy)]])
+MIN_PALM = 0.5
 
 
 def _direction(a, b) -> float:
@@ -83,23 +74,14 @@ class HandFinder:
     def _palms(self, image: np.ndarray, face: Face) -> list[tuple]:
         """Hand regions (centre, side, up) from the palms found in the square around `face`."""
         side = face.size * SEARCH_SCALE
-        matrix = _roi_matrix(face.centre, side, -np.pi / 2, PALM_SIZE)
+        matrix = roi_matrix(face.centre, side, 0.0, PALM_SIZE)
         crop = align.warp(image, matrix, PALM_SIZE, border=0)
-        outputs = _model(PALM_FILE, self.threads).run_list(
+        outputs = model(PALM_FILE, self.threads).run_list(
             lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))
         raw, logits = outputs[0].reshape(-1, 18), outputs[1].reshape(-1)
-        scores = 1 / (1 + np.exp(-np.clip(logits, -100, 100)))
-        keep = scores > 0.5
-        if not keep.any():
-            return []
-        raw, anchors = raw[keep], PALM_ANCHORS[keep]
-        centre = anchors + raw[:, :2] / PALM_SIZE
-        half = raw[:, 2:4] / PALM_SIZE / 2
-        boxes = np.concatenate([centre - half, centre + half], 1)
-        keypoints = anchors[:, None, :] + raw[:, 4:18].reshape(-1, 7, 2) / PALM_SIZE
         back = align.invert(matrix)
         regions = []
-        for box, kps, _ in weighted_nms(boxes, keypoints, scores[keep]):
+        for box, kps, _ in detections(raw, logits, PALM_ANCHORS, PALM_SIZE, MIN_PALM):
             kps = align.transform_points(kps * PALM_SIZE, back)
             corners = align.transform_points(box.reshape(2, 2) * PALM_SIZE, back)
             palm = float(np.abs(corners[1] - corners[0]).max())
@@ -111,9 +93,9 @@ class HandFinder:
 
     # -- landmarks ------------------------------------------------------------------------------
     def _landmarks(self, image: np.ndarray, centre, side: float, up: float) -> np.ndarray | None:
-        matrix = _roi_matrix(centre, side, up, HAND_SIZE)
+        matrix = roi_matrix(centre, side, up + np.pi / 2, HAND_SIZE)  # `up` points up in it
         crop = align.warp(image, matrix, HAND_SIZE, border=0)
-        outputs = _model(HAND_FILE, self.threads).run_list(
+        outputs = model(HAND_FILE, self.threads).run_list(
             lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))
         if float(outputs[1].flat[0]) < MIN_PRESENCE:
             return None
@@ -125,14 +107,8 @@ class HandFinder:
         """The next frame's region from a hand's landmarks: turned wrist-to-middle-finger up, 2x the box of the
         palm and finger bases, moved a tenth of it towards the fingers (MediaPipe's landmarks-to-ROI)."""
         up = _direction(points[0], points[9])
-        subset = points[[0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18]]
-        turn = -np.pi / 2 - up
-        cos, sin = np.cos(turn), np.sin(turn)
-        rotation = np.array([[cos, -sin], [sin, cos]])
-        turned = subset @ rotation.T
-        lo, hi = turned.min(0), turned.max(0)
-        side = float(max(hi - lo)) * 2.0
-        centre = ((lo + hi) / 2) @ rotation  # back to image axes
+        centre, side = square_around(points[[0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18]], up + np.pi / 2)
+        side = side * 2.0
         centre = centre + 0.1 * side / 2.0 * np.array([np.cos(up), np.sin(up)])
         return centre, side, up
 

@@ -7,17 +7,14 @@ the detector alone mistakes for a face (cartoon text in no_face.mp4).
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import sys
-import threading
 
 import cv2
 import numpy as np
 
 from faceswap import align, assets
 from faceswap.faces import REDETECT_FRAMES, Face, face_from_mesh, iou
+from faceswap.faces.mediapipe import anchors, detections, model, roi_matrix, square_around
 
 DETECTORS = {
     "full": ("face_detection_full_range.tflite", 192, [(4, 1)]),
@@ -25,98 +22,6 @@ DETECTORS = {
 }
 MESH_FILE, MESH_SIZE = "face_landmark.tflite", 192
 ROI_SCALE = 1.5
-_local = threading.local()
-log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _native_stderr_hidden(hide: bool):
-    """Silence what native code writes straight to file descriptor 2 (Python's own errors are not affected
-    outside this block)."""
-    if not hide:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-class _Model:
-    """A LiteRT interpreter with its tensors looked up once (the lookups cost as much as a small model call).
-
-    `run(fill)` lets `fill` write the input in place (numpy, outside the GIL) instead of handing over an
-    array for `set_tensor` to copy, then returns the outputs keyed by their element count."""
-
-    def __init__(self, name: str, threads: int):
-        from ai_edge_litert.interpreter import Interpreter
-
-        path = str(assets.model_file(name))
-        with _native_stderr_hidden(not log.isEnabledFor(logging.DEBUG)):  # TFLite's "Created ... delegate" line
-            self.interpreter = Interpreter(model_path=path, num_threads=threads)
-            self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        details = self.interpreter.get_output_details()
-        self.order = [d["index"] for d in details]  # the model's own output order
-        self.outputs = {int(np.prod(d["shape"])): d["index"] for d in details}
-        self.by_size = len(self.outputs) == len(details)  # unique sizes: outputs can be told apart by size
-
-    def run(self, fill) -> dict[int, np.ndarray]:
-        assert self.by_size, "two outputs of the same size: use run_list"
-        self._invoke(fill)
-        return {size: self.interpreter.get_tensor(index) for size, index in self.outputs.items()}
-
-    def run_list(self, fill) -> list[np.ndarray]:
-        """The outputs in the model's own order."""
-        self._invoke(fill)
-        return [self.interpreter.get_tensor(index) for index in self.order]
-
-    def _invoke(self, fill) -> None:
-        fill(self.interpreter.tensor(self.input)()[0])  # the view must be gone before invoke
-        self.interpreter.invoke()
-
-
-def _model(name: str, threads: int) -> _Model:
-    """One model per thread (an interpreter is not thread-safe)."""
-    cache = _local.__dict__.setdefault("models", {})
-    if (name, threads) not in cache:
-        cache[(name, threads)] = _Model(name, threads)
-    return cache[(name, threads)]
-
-
-def _anchors(size: int, layout: list[tuple[int, int]]) -> np.ndarray:
-    """Anchor centres (normalised) in MediaPipe's order: per stride, row by row, anchors per cell."""
-    centres = []
-    for stride, per_cell in layout:
-        cells = size // stride
-        ys, xs = np.mgrid[0:cells, 0:cells]
-        grid = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], -1).reshape(-1, 1, 2)
-        centres.append(np.repeat(grid, per_cell, axis=1).reshape(-1, 2))
-    return np.concatenate(centres).astype(np.float32)
-
-
-def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, min_iou: float = 0.3):
-    """Cluster overlapping detections and average each cluster weighted by score (MediaPipe's NMS)."""
-    order = np.argsort(-scores)
-    boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
-    kept = []
-    alive = np.ones(len(scores), bool)
-    for i in range(len(scores)):
-        if not alive[i]:
-            continue
-        members = alive & (iou(boxes[i], boxes) > min_iou)
-        members[i] = True
-        alive &= ~members
-        weight = scores[members][:, None]
-        box = (boxes[members] * weight).sum(0) / weight.sum()
-        kps = (keypoints[members] * weight[:, :, None]).sum(0) / weight.sum()
-        kept.append((box, kps, float(scores[i])))
-    return kept
 
 
 class LiteRTFaces:
@@ -129,7 +34,7 @@ class LiteRTFaces:
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {sorted(DETECTORS)}")
         self.det_file, self.det_size, layout = DETECTORS[detector]
-        self.anchors = _anchors(self.det_size, layout)
+        self.anchors = anchors(self.det_size, layout)
         # one thread on small machines: decoding and PNG writing fill the other core, and a second XNNPACK
         # thread costs more CPU than it saves wall time
         self.min_score = min_score
@@ -160,41 +65,22 @@ class LiteRTFaces:
             np.multiply(square, np.float32(1 / 127.5), out=tensor, casting="unsafe")
             np.subtract(tensor, np.float32(1), out=tensor)
 
-        outputs = _model(self.det_file, self.threads).run(fill)
-        anchors_count = len(self.anchors)
-        raw = outputs[anchors_count * 16].reshape(anchors_count, 16)
-        logits = outputs[anchors_count].reshape(anchors_count)
-        scores = 1 / (1 + np.exp(-np.clip(logits, -80, 80)))
-        keep = scores >= self.min_score
-        if not keep.any():
-            return []
-        raw, anchors, scores = raw[keep], self.anchors[keep], scores[keep]
-        centre = anchors + raw[:, :2] / size
-        half = raw[:, 2:4] / size / 2
-        boxes = np.concatenate([centre - half, centre + half], 1)
-        keypoints = anchors[:, None, :] + raw[:, 4:16].reshape(-1, 6, 2) / size
+        outputs = model(self.det_file, self.threads).run(fill)
+        count = len(self.anchors)
+        raw, logits = outputs[count * 16].reshape(count, 16), outputs[count].reshape(count)
         found = []
-        for box, kps, score in weighted_nms(boxes, keypoints, scores):
+        for box, kps, score in detections(raw, logits, self.anchors, size, self.min_score):
             box = (box * size - [pad_x, pad_y, pad_x, pad_y]) / scale
             kps = (kps * size - [pad_x, pad_y]) / scale
             found.append((box, kps, score))
         return found
 
     # -- mesh -------------------------------------------------------------------------------
-    def _roi_matrix(self, centre, side: float, angle: float) -> np.ndarray:
-        """2x3 matrix taking the image to the mesh's 192 px input: a rotated square around centre."""
-        size = MESH_SIZE
-        scale = size / side
-        cos, sin = np.cos(-angle) * scale, np.sin(-angle) * scale
-        cx, cy = centre
-        return np.array([[cos, -sin, size / 2 - (cos * cx - sin * cy)],
-                         [sin, cos, size / 2 - (sin * cx + cos * cy)]])
-
     def mesh(self, image: np.ndarray, centre, side: float, angle: float):
         """Run FaceMesh on a rotated square region; (468x3 points in image pixels, presence)."""
-        matrix = self._roi_matrix(centre, side, angle)
+        matrix = roi_matrix(centre, side, angle, MESH_SIZE)
         crop = align.warp(image, matrix, MESH_SIZE, cv2.BORDER_CONSTANT)  # area-averaged when shrinking
-        outputs = _model(MESH_FILE, self.threads).run(
+        outputs = model(MESH_FILE, self.threads).run(
             lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))  # [0, 1]
         points = outputs[1404].reshape(468, 3).astype(np.float64)
         presence = 1 / (1 + np.exp(-min(max(float(outputs[1].flat[0]), -80.0), 80.0)))
@@ -213,12 +99,8 @@ class LiteRTFaces:
         """Square region around landmarks, rotated so the eye corners (mesh 33, 263) are level."""
         left, right = xy[33], xy[263]
         angle = float(np.arctan2(right[1] - left[1], right[0] - left[0]))
-        cos, sin = np.cos(-angle), np.sin(-angle)
-        rotated = xy @ np.array([[cos, sin], [-sin, cos]])
-        lo, hi = rotated.min(0), rotated.max(0)
-        centre_rot = (lo + hi) / 2
-        centre = centre_rot @ np.array([[cos, -sin], [sin, cos]])
-        return centre, float(max(hi - lo)) * ROI_SCALE, angle
+        centre, side = square_around(xy, angle)
+        return centre, side * ROI_SCALE, angle
 
     def _detect(self, image: np.ndarray, known: list[Face] = ()) -> list[Face]:
         """Run the detector; faces it finds that overlap a `known` (tracked) face are not meshed again."""
