@@ -16,6 +16,7 @@ import numpy as np
 
 from faceswap import align, assets
 from faceswap.faces import REDETECT_FRAMES, Face, iou
+from faceswap.faces.keyframes import lerp
 from faceswap.faces.mediapipe import anchors, detections, model, roi_matrix, square_around
 
 PALM_FILE, PALM_SIZE = "palm_detection_lite.tflite", 192
@@ -120,7 +121,7 @@ def between(before: list[np.ndarray], after: list[np.ndarray]) -> list[np.ndarra
     for hand in before:
         overlaps = [_overlap(hand, other) for other in left]
         if overlaps and max(overlaps) > 0.3:
-            hands.append((hand + left.pop(int(np.argmax(overlaps)))) / 2)
+            hands.append(lerp(hand, left.pop(int(np.argmax(overlaps))), 0.5))
         else:
             hands.append(hand)
     return hands + left

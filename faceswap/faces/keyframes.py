@@ -50,10 +50,16 @@ def _pairs(before: list[Face], after: list[Face], tolerance: float) -> list[tupl
     return pairs
 
 
+def lerp(a, b, share: float):
+    """`share` of the way from a to b (numbers or arrays): the one interpolation of faces and hands between
+    frames (key frames here, bridged losses in the face stage, hands in convert)."""
+    return a + (b - a) * share
+
+
 def _blend(a: Face, b: Face, share: float) -> Face:
     """The face `share` of the way from key-frame face a to b."""
-    face = face_from_mesh(a.mesh + (b.mesh - a.mesh) * share, a.detection or a.score, 1.0)
-    face.score = a.score + (b.score - a.score) * share
+    face = face_from_mesh(lerp(a.mesh, b.mesh, share), a.detection or a.score, 1.0)
+    face.score = lerp(a.score, b.score, share)
     return face
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from faceswap import align
 from faceswap.faces import Face, Smoother, Tracker
 from faceswap.faces.identity import DECISION_FRAMES
+from faceswap.faces.keyframes import lerp
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,8 @@ class TrackChooser:
 
 
 def _between(before: Face, after: Face, share: float, track: int) -> Face:
-    mix = lambda a, b: np.asarray(a, np.float64) * (1 - share) + np.asarray(b, np.float64) * share  # noqa: E731
-    return Face(bbox=mix(before.bbox, after.bbox), score=min(before.score, after.score),
-                landmarks=mix(before.landmarks, after.landmarks), track=track, bridged=True)
+    return Face(bbox=lerp(before.bbox, after.bbox, share), score=min(before.score, after.score),
+                landmarks=lerp(before.landmarks, after.landmarks, share), track=track, bridged=True)
 
 
 class FaceStage:
