@@ -8,6 +8,7 @@ relative to SRC); seam strength along the mask border (gradient there, OUT minus
 from __future__ import annotations
 
 import logging
+from collections import namedtuple
 from pathlib import Path
 
 import cv2
@@ -85,7 +86,7 @@ def swap_identity(model, x: torch.Tensor, side: str, people: dict, embedder) -> 
 def reconstruction(model_dir: Path, people: dict | None = None) -> dict:
     """SSIM / PSNR of A->A and B->B on the faces held out at training time, inside the face mask; given the two
     `people`, the identity of those faces swapped."""
-    from faceswap.models import load_model
+    from faceswap.models.store import load_model
     from faceswap.training.data import FaceData
 
     model, config = load_model(model_dir)
@@ -165,7 +166,7 @@ IDENTITY_EVERY = 4     # frames between the faces of a video that are embedded
 def identities(model_dir: Path) -> dict[str, list[np.ndarray]] | None:
     """Embeddings of a few crops of each face set the model was trained on: the two people of a swap."""
     from faceswap import faceset
-    from faceswap.models import read_config
+    from faceswap.models.store import read_config
 
     embedder, finder = Embedder(), make_finder("litert")
     found = {}
@@ -192,6 +193,106 @@ def _largest(faces):
     return max(faces, key=lambda f: f.size) if faces else None
 
 
+# one compared frame: its number among them, SRC's and OUT's images and largest faces (or None), the hands over
+# SRC's face, and SRC's face mask (None without a face)
+Pair = namedtuple("Pair", "number src out face_src face_out hands mask")
+
+
+def _mean(values) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None
+
+
+# A metric is a generator function: it is sent each compared frame (a Pair), then None, which it answers with its
+# keys of the report. A new metric is one more such function in `video`'s list.
+def landmarks():
+    """Pose and expression kept (OUT's landmarks against SRC's, also over the inter-ocular distance), and jitter."""
+    px, iod, track_src, track_out = [], [], [], []
+    while pair := (yield):
+        if pair.face_src is not None and pair.face_out is not None:
+            error = landmark_error(pair.face_src.landmarks, pair.face_out.landmarks)
+            px.append(error[0])
+            iod.append(error[1])
+            track_src.append(pair.face_src.landmarks)
+            track_out.append(pair.face_out.landmarks)
+    yield {"frames_compared": len(px), "landmark_error_px": _mean(px), "landmark_error_iod": _mean(iod),
+           "jitter_src": round(jitter(track_src), 5), "jitter_out": round(jitter(track_out), 5)}
+
+
+def flicker():
+    """Change inside SRC's face mask from one compared frame to the next, in SRC and in OUT, and their ratio."""
+    src, out, previous = [], [], None
+    while pair := (yield):
+        if pair.mask is not None and previous is not None:
+            src.append(masked_change(previous.src, pair.src, pair.mask))
+            out.append(masked_change(previous.out, pair.out, pair.mask))
+        previous = pair if pair.mask is not None else None
+    yield {"flicker_src": _mean(src), "flicker_out": _mean(out),
+           "flicker_ratio": round(np.mean(out) / max(np.mean(src), 1e-6), 3) if src else None}
+
+
+def seam():
+    """Gradient along SRC's face mask border in SRC and in OUT, and OUT's excess: a visible seam raises it."""
+    src, out = [], []
+    while pair := (yield):
+        if pair.mask is not None:
+            src.append(seam_strength(pair.src, pair.mask))
+            out.append(seam_strength(pair.out, pair.mask))
+    yield {"seam_src": _mean(src), "seam_out": _mean(out),
+           "seam_excess": round(float(np.mean(out) - np.mean(src)), 3) if src else None}
+
+
+def sharpness(window: tuple | None):
+    """Detail inside the face where nothing covers it, OUT over SRC; and, given the model's `window` (output size,
+    coverage, padding), the ratio a perfect face of that size would give: the resolution's limit, not training's."""
+    src, out, ceiling = [], [], []
+    while pair := (yield):
+        if pair.face_src is not None and not pair.hands:
+            src.append(face_sharpness(pair.src, pair.face_src.landmarks))
+            out.append(face_sharpness(pair.out, pair.face_src.landmarks))
+            if window is not None:
+                ceiling.append(resolution_ceiling(pair.src, pair.face_src.landmarks, window))
+    over_src = lambda values: round(float(np.nanmean(values) / np.nanmean(src)), 3) if values else None  # noqa: E731
+    yield {"sharpness_ratio": over_src(out), "sharpness_ceiling": over_src(ceiling)}
+
+
+def occlusion():
+    """Frames with a hand over the face: how much OUT differs from SRC on the hand, and on the rest of the face."""
+    on_hand, rest = [], []
+    while pair := (yield):
+        if pair.face_src is not None and pair.hands:
+            change = occlusion_change(pair.src, pair.out, pair.face_src.landmarks, pair.hands)
+            if change[0] is not None:
+                on_hand.append(change[0])
+                rest.append(change[1])
+    yield {"hand_frames": len(on_hand), "hand_change": _mean(on_hand), "uncovered_face_change": _mean(rest)}
+
+
+def identity(people: dict | None):
+    """Who OUT's face looks like (dlib descriptor; the two `people`: the model's face sets), every IDENTITY_EVERY-th
+    compared frame: the share nearer the target person than the source, and the mean distances to each."""
+    embedder = Embedder() if people else None
+    to_source, to_target, nearer = [], [], []
+    while pair := (yield):
+        if embedder is None or pair.face_src is None or pair.face_out is None or pair.number % IDENTITY_EVERY:
+            continue
+        # the source person is the one SRC's face is nearer; the swap should look like the other one
+        original = embedder(pair.src, pair.face_src)
+        source = min(people, key=lambda side: _nearest(original, people[side]))
+        target = next(side for side in people if side != source)
+        swapped = embedder(pair.out, pair.face_out)
+        to_source.append(_nearest(swapped, people[source]))
+        to_target.append(_nearest(swapped, people[target]))
+        nearer.append(to_target[-1] < to_source[-1])
+    yield {"identity_frames": len(nearer),
+           "identity_target_share": round(float(np.mean(nearer)), 3) if nearer else None,
+           "distance_to_target": _mean(to_target), "distance_to_source": _mean(to_source)}
+
+
+def _column(images: list[np.ndarray], width: int) -> np.ndarray:
+    """Images one above the other, each scaled to `width`."""
+    return np.vstack([cv2.resize(s, (width, int(s.shape[0] * width / s.shape[1]))) for s in images])
+
+
 def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: dict | None = None,
           window: tuple | None = None) -> tuple[dict, np.ndarray | None]:
     """Parity, pose/expression error, jitter, flicker, seam, sharpness, occlusion and (given the two `people`
@@ -205,12 +306,9 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
                             "its own converted output")
     finder_src, finder_out = make_finder("litert"), make_finder("litert")
     hand_finder = HandFinder()
-    hand_change, uncovered_change, sharp_src, sharp_out, sharp_ceiling = [], [], [], [], []
-    embedder = Embedder() if people else None
-    to_source, to_target, swapped_to_target = [], [], []
-    errors_px, errors_iod, track_src, track_out = [], [], [], []
-    flicker_src, flicker_out, seam_src, seam_out = [], [], [], []
-    previous = None
+    metrics = [landmarks(), flicker(), seam(), sharpness(window), occlusion(), identity(people)]
+    for metric in metrics:
+        next(metric)  # to where it takes the first frame
     wanted = set(np.linspace(0, max(0, min(a.frames, b.frames) - 1), strip_frames).astype(int).tolist())
     strip, pts_src, pts_out = [], [], []
     for fa, fb in zip(media.read_frames(src), media.read_frames(out)):  # one decode of each, for all metrics
@@ -221,45 +319,15 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
         faces_src = finder_src(fa.image)
         face_a, face_b = _largest(faces_src), _largest(finder_out(fb.image))
         hands = hand_finder(fa.image, faces_src, video=every == 1)
-        if embedder is not None and face_a is not None and face_b is not None and \
-                (fa.index // every) % IDENTITY_EVERY == 0:
-            # the source person is the one SRC's face is nearer; the swap should look like the other one
-            original = embedder(fa.image, face_a)
-            source = min(people, key=lambda side: _nearest(original, people[side]))
-            target = next(side for side in people if side != source)
-            swapped = embedder(fb.image, face_b)
-            to_source.append(_nearest(swapped, people[source]))
-            to_target.append(_nearest(swapped, people[target]))
-            swapped_to_target.append(to_target[-1] < to_source[-1])
-        if face_a is not None and not hands:  # sharpness where nothing covers the face
-            sharp_src.append(face_sharpness(fa.image, face_a.landmarks))
-            sharp_out.append(face_sharpness(fb.image, face_a.landmarks))
-            if window is not None:
-                sharp_ceiling.append(resolution_ceiling(fa.image, face_a.landmarks, window))
-        if face_a is not None and hands:
-            on_hand, uncovered = occlusion_change(fa.image, fb.image, face_a.landmarks, hands)
-            if on_hand is not None:
-                hand_change.append(on_hand)
-                uncovered_change.append(uncovered)
-        if face_a is not None and face_b is not None:
-            px, iod = landmark_error(face_a.landmarks, face_b.landmarks)
-            errors_px.append(px)
-            errors_iod.append(iod)
-            track_src.append(face_a.landmarks)
-            track_out.append(face_b.landmarks)
         mask = masks.hull_mask(face_a.landmarks, fa.image.shape[:2]) if face_a is not None else None
-        if mask is not None:
-            seam_src.append(seam_strength(fa.image, mask))
-            seam_out.append(seam_strength(fb.image, mask))
-            if previous is not None:
-                flicker_src.append(masked_change(previous[0], fa.image, mask))
-                flicker_out.append(masked_change(previous[1], fb.image, mask))
-        previous = (fa.image, fb.image) if mask is not None else None
+        pair = Pair(fa.index // every, fa.image, fb.image, face_a, face_b, hands, mask)
+        for metric in metrics:
+            metric.send(pair)
         if fa.index in wanted:
             strip.append(np.hstack([fa.image, fb.image]))
     equal = a.frames == b.frames and bool(pts_src)
     timestamp_error = float(np.max(np.abs(np.subtract(pts_src, pts_out)))) if equal else None
-    parity = {
+    report = {
         "frames_src": a.frames, "frames_out": b.frames, "frames_equal": a.frames == b.frames,
         "max_timestamp_error_s": round(timestamp_error, 6) if equal else None,
         "timestamps_equal": equal and timestamp_error <= max(float(a.time_base), float(b.time_base)) + 1e-9,
@@ -267,41 +335,16 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
         "audio_duration_diff_s": (round(abs((a.audio[0].duration or 0) - (b.audio[0].duration or 0)), 4)
                                   if a.audio and b.audio else None),
     }
-    mean = (lambda v: round(float(np.mean(v)), 4) if v else None)
-    report = dict(parity, **{
-        "frames_compared": len(errors_px),
-        "landmark_error_px": mean(errors_px), "landmark_error_iod": mean(errors_iod),
-        "jitter_src": round(jitter(track_src), 5), "jitter_out": round(jitter(track_out), 5),
-        "flicker_src": mean(flicker_src), "flicker_out": mean(flicker_out),
-        "flicker_ratio": round(np.mean(flicker_out) / max(np.mean(flicker_src), 1e-6), 3) if flicker_src else None,
-        "seam_src": mean(seam_src), "seam_out": mean(seam_out),
-        "seam_excess": round(float(np.mean(seam_out) - np.mean(seam_src)), 3) if seam_src else None,
-        # detail inside the face, OUT over SRC (a perfect 64 px face on sample A's 220 px one keeps 0.18 of it)
-        "sharpness_ratio": round(float(np.nanmean(sharp_out) / np.nanmean(sharp_src)), 3) if sharp_src else None,
-        # the ratio a perfect face at the model's output size would give: the resolution's limit, not training's
-        "sharpness_ceiling": round(float(np.nanmean(sharp_ceiling) / np.nanmean(sharp_src)), 3) if sharp_ceiling
-        else None,
-        # frames with a hand over the face: how much OUT differs from SRC on the hand, and on the rest of the face
-        "hand_frames": len(hand_change), "hand_change": mean(hand_change),
-        "uncovered_face_change": mean(uncovered_change),
-        # identity (dlib descriptor; the two people: the model's face sets): the share of swapped faces nearer
-        # the target person than the source, and the mean distances to each
-        "identity_frames": len(swapped_to_target),
-        "identity_target_share": round(float(np.mean(swapped_to_target)), 3) if swapped_to_target else None,
-        "distance_to_target": mean(to_target), "distance_to_source": mean(to_source),
-    })
-    image = None
-    if strip:
-        width = max(s.shape[1] for s in strip)
-        image = np.vstack([cv2.resize(s, (width, int(s.shape[0] * width / s.shape[1]))) for s in strip])
-        if image.shape[1] > 1280:
-            image = cv2.resize(image, (1280, int(image.shape[0] * 1280 / image.shape[1])), interpolation=cv2.INTER_AREA)
+    for metric in metrics:
+        report.update(metric.send(None))
+    image = _column(strip, max(s.shape[1] for s in strip)) if strip else None
+    if image is not None and image.shape[1] > 1280:
+        image = cv2.resize(image, (1280, int(image.shape[0] * 1280 / image.shape[1])), interpolation=cv2.INTER_AREA)
     return report, image
 
 
 def _window(model_dir: Path) -> tuple:
-    from faceswap.models import read_config
-    from faceswap.models.store import arch_from_config
+    from faceswap.models.store import arch_from_config, read_config
 
     config = read_config(model_dir)
     cfg = arch_from_config(config)
@@ -342,9 +385,7 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
         atomic.write_json(report_path, {"schema": outputs.REPORT_SCHEMA, **report})
         shown = [s for s in strips if s is not None]
         if shown:
-            width = min(s.shape[1] for s in shown)
-            stacked = np.vstack([cv2.resize(s, (width, int(s.shape[0] * width / s.shape[1]))) for s in shown])
-            images.write_png(report_path.with_suffix(".png"), stacked)
+            images.write_png(report_path.with_suffix(".png"), _column(shown, min(s.shape[1] for s in shown)))
     return report
 
 
