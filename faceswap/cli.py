@@ -329,7 +329,7 @@ def verify(files):
 def sample(model_dir, side, count, seed, output):
     """Decode random codes of a variational model into a sheet of new faces."""
     from faceswap import images
-    from faceswap.models import load_model
+    from faceswap.models.store import load_model
     from faceswap.training.report import sample_sheet
 
     outputs.claim(output, "png", [model_dir])

@@ -18,9 +18,8 @@ WHAT = {"faceset": "face set", "model": "model folder", "converted": "converted 
         "report": "report", "preview": "preview", "rejected": "folder of rejected faces",
         "work": "pipeline work folder", "batch": "folder of converted clips"}
 FOLDERS = {"faceset", "model", "rejected", "work", "batch"}
-# what a training writes before its first checkpoint, and a pipeline before its first stage ends: a run
-# stopped that early may start again
-_TRAINING_FILES = {"loss.csv", "loss.png", "preview.png", "timelapse", "timelapse.mp4", "backup"}
+# what a pipeline writes before its first stage ends: a run stopped that early may start again (a training's
+# files before its first checkpoint: store.TRAINING_FILES)
 _WORK_FILES = {"facesets", "model", "base", "output", "report.json", "pipeline-state.json"}
 
 
@@ -95,7 +94,7 @@ def kind_of(path: Path) -> str | None:
         if faceset.ALIGNMENTS in names or faceset.SUMMARY in names:
             return "faceset"
         if _json(path / store.CONFIG).get("schema") == store.SCHEMA or \
-                names and all(n in _TRAINING_FILES or n.startswith(".") for n in names):
+                names and all(n in store.TRAINING_FILES or n.startswith(".") for n in names):
             return "model"
         shown = {n for n in names if not n.startswith(".")}  # locks and partial files are hidden
         if shown <= _WORK_FILES and ("pipeline-state.json" in shown or "facesets" in shown):

@@ -21,6 +21,7 @@ from faceswap import atomic, faceset, images, media, outputs, settings
 from faceswap.cluster import Local, parts_dir
 from faceswap.device import share_cpu_with_video
 from faceswap.errors import FaceswapError, Interrupted
+from faceswap.models import store
 from faceswap.media import VIDEO_SUFFIXES
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
 from faceswap.swap.batch import table
@@ -162,8 +163,8 @@ class Pipeline:
             return atomic.sha256_of(path)
         if (path / faceset.ALIGNMENTS).is_file():
             return atomic.sha256_of(path / faceset.ALIGNMENTS)
-        if (path / "config.json").is_file():
-            return atomic.sha256_of(path / "config.json")
+        if (path / store.CONFIG).is_file():
+            return atomic.sha256_of(path / store.CONFIG)
         digest = hashlib.sha256()
         for item in sorted(p for p in path.rglob("*") if p.is_file()):
             digest.update(str(item.relative_to(path)).encode())
@@ -210,7 +211,7 @@ class Pipeline:
         out = self.work / ("base" if set_b is None else "model")
         inputs = [self._fingerprint(p) for p in (set_a, set_b, settings.get("pretrained")) if p]
         key = self._key(stage, settings, *inputs)
-        if self._done(stage, key, out / "config.json"):
+        if self._done(stage, key, out / store.CONFIG):
             echo(f"[{stage}] unchanged, skipped")
             return out
         previous = self.state.get(stage, {})
@@ -296,11 +297,11 @@ class Pipeline:
                     self._finish(result["stage"], result["key"], frames=result["frames"], faces=result["faces"])
                 rows.append({k: v for k, v in result.items() if k not in ("stage", "key", "settings")})
         report = {"pipeline": str(self.path), "work_dir": str(self.work), "model": str(model),
-                  "preview": str(model / "preview.png"), "clips": rows}
+                  "preview": str(model / store.PREVIEW), "clips": rows}
         atomic.write_json(self.work / "report.json", report)
         if rows:
             echo(table(rows))
-        echo(f"model: {model}  training preview: {model / 'preview.png'}")
+        echo(f"model: {model}  training preview: {model / store.PREVIEW}")
         for row in rows:
             if not row["status"].startswith("failed"):
                 echo(f"output: {row['output']}")

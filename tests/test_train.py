@@ -17,7 +17,8 @@ import torch
 
 from faceswap import faceset
 from faceswap.errors import FaceswapError
-from faceswap.models import build, config_for, load_model, parameter_count, read_config
+from faceswap.models.arch import build, config_for, parameter_count
+from faceswap.models.store import load_model, read_config
 from faceswap.training.data import Augment, FaceData, PairStream, loader
 from faceswap.training.loop import TrainSettings, Trainer, train
 from helpers import run_cli, start_cli

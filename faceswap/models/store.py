@@ -19,22 +19,29 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from faceswap import atomic
 from faceswap.atomic import sha256_of
 from faceswap.errors import FaceswapError
-from faceswap.models.arch import ArchConfig, FaceSwapModel, build
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the UI reads this folder's names without it
+    import torch
+    from faceswap.models.arch import ArchConfig, FaceSwapModel
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 EXEMPLARS = "exemplars.safetensors"  # "{side}.images" uint8 N x S x S x 3, "{side}.landmarks" float32 N x 68 x 2
+OPTIMIZER, TRAINER_STATE = "optimizer.safetensors", "trainer.json"  # training's own, for an exact resume
 BACKUP = "backup"
 CHECKPOINT_LOCK = ".checkpoint.lock"  # readers hold it shared, a save exclusive: a reader sees one state whole
+LOSS_LOG, LOSS_PLOT, PREVIEW, TENSORBOARD = "loss.csv", "loss.png", "preview.png", "tensorboard"
+TIMELAPSE, TIMELAPSE_VIDEO = "timelapse", "timelapse.mp4"  # the previews kept, and their video
+# what a training writes before its first checkpoint: a folder of only these is a model folder, to start again
+TRAINING_FILES = {LOSS_LOG, LOSS_PLOT, PREVIEW, TIMELAPSE, TIMELAPSE_VIDEO, BACKUP}
 SCHEMA = "faceswap.model"
 VERSION = 1
 
@@ -42,6 +49,8 @@ VERSION = 1
 def save(model_dir: Path, config: dict, tensor_files: dict[str, dict[str, torch.Tensor]],
          extra_files: dict[str, bytes] | None = None) -> None:
     """Write a checkpoint: safetensors files (name -> tensors), extra small files, then config.json."""
+    from safetensors.torch import save_file
+
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     staged: dict[str, Path] = {}
@@ -126,6 +135,8 @@ def _verified(model_dir: Path, name: str, config: dict) -> Path:
 
 def load_tensors(model_dir: Path, name: str, config: dict | None = None) -> dict[str, torch.Tensor]:
     """Tensors of one safetensors file of the checkpoint, hash-checked."""
+    from safetensors.torch import load_file
+
     model_dir = Path(model_dir)
     path = _verified(model_dir, name, config or read_config(model_dir))
     try:
@@ -156,6 +167,8 @@ def load_weights(model: FaceSwapModel, model_dir: Path, config: dict) -> None:
 
 
 def arch_from_config(config: dict) -> ArchConfig:
+    from faceswap.models.arch import ArchConfig
+
     try:
         return ArchConfig(**config["architecture"])
     except (KeyError, TypeError) as exc:
@@ -165,6 +178,8 @@ def arch_from_config(config: dict) -> ArchConfig:
 def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[FaceSwapModel, dict]:
     """The trained model (eval mode) and its config, for convert and evaluate; read under the checkpoint lock,
     so a training run saving into the folder meanwhile is seen before or after its save, never half-way."""
+    from faceswap.models.arch import build
+
     model_dir = Path(model_dir)
     reading = atomic.shared_or_exclusive(model_dir / CHECKPOINT_LOCK, shared=True) \
         if model_dir.is_dir() and os.access(model_dir, os.W_OK) else contextlib.nullcontext()
@@ -181,6 +196,8 @@ def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Fac
 
 def exemplar_tensors(sides: dict[str, tuple]) -> dict[str, torch.Tensor]:
     """{side: (images uint8 N x S x S x 3, landmarks N x 68 x 2 in their pixels)} as EXEMPLARS' tensors."""
+    import torch
+
     tensors = {}
     for side, (images, landmarks) in sides.items():
         tensors[f"{side}.images"] = torch.from_numpy(np.ascontiguousarray(images, np.uint8))

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from faceswap import atomic, images
+from faceswap.models import store
 
 log = logging.getLogger(__name__)
 ROWS = ["A", "A->A", "A->B", "B", "B->B", "B->A"]
@@ -91,13 +92,13 @@ def loss_plot(steps, loss_a, loss_b, width: int = 640, height: int = 320) -> np.
 
 
 class LossLog:
-    """Appends to loss.csv (kept across resumes) and to TensorBoard when it is installed."""
+    """Appends to the loss log (kept across resumes) and to TensorBoard when it is installed."""
     FIELDS = ["step", "loss_a", "loss_b", "code_l1", "lr", "examples_per_s", "elapsed_s"]
 
     def __init__(self, model_dir: Path, enabled: bool = True, upto: int | None = None):
         """`upto`: the checkpoint's step; rows logged after it (by a run killed before its next save) are
         dropped, since those steps are trained again."""
-        self.path = Path(model_dir) / "loss.csv"
+        self.path = Path(model_dir) / store.LOSS_LOG
         self.enabled = enabled
         self.rows: list[dict] = []
         self.writer = None
@@ -109,7 +110,7 @@ class LossLog:
             self.rows = [r for r in self.rows if upto is None or r["step"] <= upto]
         try:
             from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(Path(model_dir) / "tensorboard"))
+            self.writer = SummaryWriter(str(Path(model_dir) / store.TENSORBOARD))
         except Exception:  # noqa: BLE001 - TensorBoard is optional
             self.writer = None
 
@@ -126,8 +127,8 @@ class LossLog:
         lines = [",".join(self.FIELDS)] + [",".join(f"{r.get(k, 0):.6g}" for k in self.FIELDS) for r in self.rows]
         atomic.write_bytes(self.path, ("\n".join(lines) + "\n").encode())
         steps = [int(r["step"]) for r in self.rows]
-        images.write_png(Path(model_dir) / "loss.png",
-                  loss_plot(steps, [r["loss_a"] for r in self.rows], [r["loss_b"] for r in self.rows]))
+        images.write_png(Path(model_dir) / store.LOSS_PLOT,
+                         loss_plot(steps, [r["loss_a"] for r in self.rows], [r["loss_b"] for r in self.rows]))
         if self.writer is not None:
             self.writer.flush()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from faceswap import atomic, faceset, media
 from faceswap.errors import FaceswapError
+from faceswap.models import store
 
 UPLOAD_LIMIT = 2 * 1024 ** 3  # bytes per uploaded file
 UI_DIR = ".faceswap-ui"
@@ -60,7 +61,7 @@ class Workspace:
             return "image" if path.suffix.lower() in IMAGE_SUFFIXES else "file"
         if (path / faceset.ALIGNMENTS).is_file():
             return "faceset"
-        if (path / "config.json").is_file():
+        if (path / store.CONFIG).is_file():
             return "model"
         return "images" if path.is_dir() and media.image_files(path) else "folder"
 
