@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,6 +28,7 @@ from starlette.routing import Route
 
 from faceswap import atomic, images, media, settings
 from faceswap.errors import FaceswapError
+from faceswap.models import store
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
 from faceswap.ui import guard
 from faceswap.ui.jobs import JobQueue
@@ -44,7 +46,8 @@ INERT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
 
 def job_args(ws: Workspace, kind: str, params: dict) -> tuple[list[str], str, dict]:
     """The `faceswap` command line of a job, every path confined to the workspace and every setting checked by
-    the same settings model the CLI uses; with a title and what the page should watch (a model folder)."""
+    the same settings model the CLI uses; with a title and what the page should watch (a model folder and the
+    step its training goes to, or an output)."""
     outputs = []
 
     def inside(key, must_exist=True) -> str:
@@ -58,29 +61,31 @@ def job_args(ws: Workspace, kind: str, params: dict) -> tuple[list[str], str, di
             path.parent.mkdir(parents=True, exist_ok=True)
         return result
 
-    def options(model, values) -> list[str]:
+    def options(model, values) -> tuple[list[str], object]:
         values = confine_settings(ws, model, values)
         pretrained = values.pop("pretrained", None)
         parsed = settings.parse(model, values, kind)
         if model is TrainSettings:
             parsed.require_budget()
-        return settings.cli_args(parsed) + (["--from", pretrained] if pretrained else [])
+        return settings.cli_args(parsed) + (["--from", pretrained] if pretrained else []), parsed
 
     if kind == "extract":
         sources = [ws.relative(ws.path(s)) for s in params.get("sources") or []]
         if not sources:
             raise FaceswapError("extract: pick one or more videos, image folders or face sets")
         output = inside("output", False)
-        return made(["extract", *sources, "-o", output, *options(ExtractSettings, params.get("settings"))],
+        return made(["extract", *sources, "-o", output, *options(ExtractSettings, params.get("settings"))[0]],
                     f"extract {', '.join(sources)} -> {output}", {})
     if kind == "train":
         a, b, model = inside("a"), inside("b"), inside("model", False)
-        return made(["train", a, b, "-m", model, *options(TrainSettings, params.get("settings"))],
-                    f"train {a} + {b} -> {model}", {"model": model})
+        args, parsed = options(TrainSettings, params.get("settings"))
+        return made(["train", a, b, "-m", model, *args], f"train {a} + {b} -> {model}",
+                    {"model": model, "target": parsed.iterations})
     if kind == "convert":
         source, model, output = inside("input"), inside("model"), inside("output", False)
-        return made(["convert", source, "-m", model, "-o", output, *options(ConvertSettings, params.get("settings"))],
-                    f"convert {source} -> {output}", {"output": output})
+        args = options(ConvertSettings, params.get("settings"))[0]
+        return made(["convert", source, "-m", model, "-o", output, *args], f"convert {source} -> {output}",
+                    {"output": output})
     if kind == "run":
         return ["run", checked_pipeline(ws, params.get("pipeline"))], f"run {params['pipeline']}", {}
     raise FaceswapError(f"unknown job kind {kind!r} (extract, train, convert, run)")
@@ -99,7 +104,7 @@ class Previewer:
 
         started = time.perf_counter()
         with self.lock:
-            key = (str(model), (model / "config.json").stat().st_mtime_ns, values.model_dump_json())
+            key = (str(model), (model / store.CONFIG).stat().st_mtime_ns, values.model_dump_json())
             if key != self.key:
                 self.swapper, self.key = Swapper(model, values), key
             original, swapped, faces = preview_frame(source, index, self.swapper)
@@ -112,25 +117,23 @@ def training(ws: Workspace, relative: str, queue: JobQueue) -> dict:
     """A model's live state: step, the loss history, speed, ETA, and the preview's version."""
     folder = ws.path(relative, must_exist=False)
     rows = []
-    if (folder / "loss.csv").is_file():
-        with open(folder / "loss.csv", newline="") as handle:
+    if (folder / store.LOSS_LOG).is_file():
+        with open(folder / store.LOSS_LOG, newline="") as handle:
             rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    config = json.loads((folder / store.CONFIG).read_text()) if (folder / store.CONFIG).is_file() else {}
     step = int(rows[-1]["step"]) if rows else int(config.get("step", 0))
     with queue.lock:
         job = next((j for j in reversed(queue.jobs) if j.get("watch", {}).get("model") == relative), None)
         job = job and dict(job)
-    target = None
-    if job and "--iterations" in job["args"]:
-        target = int(job["args"][job["args"].index("--iterations") + 1])
+    target = job and job["watch"].get("target")
     rate = None
     if len(rows) >= 2 and rows[-1]["elapsed_s"] > rows[0]["elapsed_s"]:
         rate = (rows[-1]["step"] - rows[0]["step"]) / (rows[-1]["elapsed_s"] - rows[0]["elapsed_s"])
-    preview = folder / "preview.png"
+    preview = folder / store.PREVIEW
     return {"step": step, "target": target, "loss": rows[-300:],
             "egs": rows[-1].get("examples_per_s") if rows else None,
             "eta_s": round((target - step) / rate) if rate and target and target > step else None,
-            "preview": f"/api/file?path={relative}/preview.png&v={preview.stat().st_mtime_ns}"
+            "preview": f"/api/file?path={relative}/{store.PREVIEW}&v={preview.stat().st_mtime_ns}"
             if preview.is_file() else None, "job": job}
 
 
@@ -152,41 +155,56 @@ def file_headers(path: Path) -> dict:
             "Content-Disposition": f"attachment; filename*=utf-8''{quote(path.name)}"}
 
 
-def create_app(workspace: Path, slots: int = 1, token: str | None = None, host: str | None = None) -> Starlette:
-    """The page's app: only requests from its own page pass (guard.Guard: Host, token, Origin); without a
-    token a new one is made (app.state.token)."""
-    ws = Workspace(workspace)
-    queue = JobQueue(ws.root, slots)
-    previewer = Previewer()
-    page = (Path(__file__).with_name("page.html")).read_text()
-    script = page.split("<script>", 1)[1].split("</script>", 1)[0]
-    csp = guard.PAGE_CSP.format(script=base64.b64encode(hashlib.sha256(script.encode()).digest()).decode())
+@dataclass
+class UI:
+    """The page's server side: what its handlers share, made once by create_app and kept on the app (app.state.ui),
+    and a method per route."""
+    ws: Workspace
+    queue: JobQueue
+    previewer: Previewer
+    page: str
+    csp: str  # the page's Content-Security-Policy, with its script's hash
 
-    def api(handler):
+    def routes(self) -> list[Route]:
+        api = self.api
+        return [
+            Route("/", self.index), Route("/api/state", api(self.state)), Route("/api/file", self.file),
+            Route("/api/upload", api(self.upload), methods=["POST"]), Route("/api/faceset", api(self.faceset_view)),
+            Route("/api/faceset/remove", api(self.faceset_remove), methods=["POST"]),
+            Route("/api/jobs", api(self.jobs_create), methods=["POST"]),
+            Route("/api/jobs/{job}/cancel", api(self.job_cancel), methods=["POST"]),
+            Route("/api/jobs/{job}/resume", api(self.job_resume), methods=["POST"]),
+            Route("/api/training", api(self.train_view)), Route("/api/video", api(self.video_info)),
+            Route("/api/preview", api(self.preview), methods=["POST"]), Route("/api/events", self.events),
+        ]
+
+    def api(self, handler):
         """JSON in and out; a FaceswapError (or a bad value) is a 400 with its one line, no absolute path."""
         async def endpoint(request: Request):
             try:
                 return JSONResponse(await handler(request))
             except (FaceswapError, ValueError, KeyError, TypeError) as exc:
                 line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                return JSONResponse({"error": ABSOLUTE.sub(lambda m: shown(ws, m.group()), line)}, status_code=400)
+                return JSONResponse({"error": ABSOLUTE.sub(lambda m: shown(self.ws, m.group()), line)}, status_code=400)
         return endpoint
 
+    @staticmethod
     async def body(request: Request) -> dict:
         data = await request.json()
         if not isinstance(data, dict):
             raise FaceswapError("expected a JSON object")
         return data
 
-    async def index(request: Request):
-        return HTMLResponse(page, headers={"Cache-Control": "no-store", "Content-Security-Policy": csp})
+    async def index(self, request: Request):
+        return HTMLResponse(self.page, headers={"Cache-Control": "no-store", "Content-Security-Policy": self.csp})
 
-    async def state(request: Request):
-        return {"workspace": str(ws.root), "files": ws.listing(), "jobs": queue.snapshot(), "consent": CONSENT}
+    async def state(self, request: Request):
+        return {"workspace": str(self.ws.root), "files": self.ws.listing(), "jobs": self.queue.snapshot(),
+                "consent": CONSENT}
 
-    async def file(request: Request):
+    async def file(self, request: Request):
         try:
-            path = ws.path(request.query_params.get("path", ""))
+            path = self.ws.path(request.query_params.get("path", ""))
         except FaceswapError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if not path.is_file():
@@ -194,8 +212,9 @@ def create_app(workspace: Path, slots: int = 1, token: str | None = None, host: 
         headers = file_headers(path)
         return FileResponse(path, media_type=headers.pop("Content-Type"), headers=headers)
 
-    async def upload(request: Request):
-        target = ws.upload_target(request.query_params.get("name", ""), request.query_params.get("folder", "uploads"))
+    async def upload(self, request: Request):
+        target = self.ws.upload_target(request.query_params.get("name", ""),
+                                       request.query_params.get("folder", "uploads"))
         size = int(request.headers.get("content-length") or 0)
         if size > UPLOAD_LIMIT:
             raise FaceswapError(f"larger than the upload limit of {UPLOAD_LIMIT // 1024 ** 2} MB")
@@ -210,74 +229,72 @@ def create_app(workspace: Path, slots: int = 1, token: str | None = None, host: 
             atomic.commit(partial, target)
         finally:
             atomic.discard(partial)
-        return {"path": ws.relative(target), "bytes": written}
+        return {"path": self.ws.relative(target), "bytes": written}
 
-    async def faceset_view(request: Request):
-        return ws.faceset(request.query_params.get("path", ""))
+    async def faceset_view(self, request: Request):
+        return self.ws.faceset(request.query_params.get("path", ""))
 
-    async def faceset_remove(request: Request):
+    async def faceset_remove(self, request: Request):
         from faceswap import curate
 
-        data = await body(request)
-        folder = ws.path(data.get("path"))
-        names = {ws.path(face).name: "removed in faceswap ui" for face in data.get("faces", [])}
+        data = await self.body(request)
+        folder = self.ws.path(data.get("path"))
+        names = {self.ws.path(face).name: "removed in faceswap ui" for face in data.get("faces", [])}
         removed = await run_in_threadpool(curate.apply, folder, [], names)
-        return {"removed": removed, **ws.faceset(data["path"])}
+        return {"removed": removed, **self.ws.faceset(data["path"])}
 
-    async def jobs_create(request: Request):
-        data = await body(request)
-        args, title, watch = job_args(ws, data.get("kind"), data)
-        return queue.submit(data["kind"], args, title, watch)
+    async def jobs_create(self, request: Request):
+        data = await self.body(request)
+        args, title, watch = job_args(self.ws, data.get("kind"), data)
+        return self.queue.submit(data["kind"], args, title, watch)
 
-    async def job_cancel(request: Request):
-        return queue.cancel(request.path_params["job"])
+    async def job_cancel(self, request: Request):
+        return self.queue.cancel(request.path_params["job"])
 
-    async def job_resume(request: Request):
-        return queue.resume(request.path_params["job"])
+    async def job_resume(self, request: Request):
+        return self.queue.resume(request.path_params["job"])
 
-    async def train_view(request: Request):
-        return training(ws, request.query_params.get("model", ""), queue)
+    async def train_view(self, request: Request):
+        return training(self.ws, request.query_params.get("model", ""), self.queue)
 
-    async def video_info(request: Request):
-        from faceswap import media
-
-        info = await run_in_threadpool(media.probe, ws.path(request.query_params.get("path", "")))
+    async def video_info(self, request: Request):
+        info = await run_in_threadpool(media.probe, self.ws.path(request.query_params.get("path", "")))
         return {"frames": info.frames, "width": info.width, "height": info.height, "fps": float(info.fps)}
 
-    async def preview(request: Request):
-        data = await body(request)
-        values = confine_settings(ws, ConvertSettings, data.get("settings"), absolute=True)  # the server's cwd
+    async def preview(self, request: Request):
+        data = await self.body(request)
+        values = confine_settings(self.ws, ConvertSettings, data.get("settings"), absolute=True)  # the server's cwd
         parsed = settings.parse(ConvertSettings, values, "preview")
-        return await run_in_threadpool(previewer, ws.path(data.get("model")), ws.path(data.get("input")),
-                                       int(data.get("frame", 0)), parsed)
+        return await run_in_threadpool(self.previewer, self.ws.path(data.get("model")),
+                                       self.ws.path(data.get("input")), int(data.get("frame", 0)), parsed)
 
-    async def events(request: Request):
+    async def events(self, request: Request):
         async def stream():
             version = -1
             while not await request.is_disconnected():
-                version = await run_in_threadpool(queue.wait_change, version, 1.0)
-                yield f"data: {json.dumps({'jobs': queue.snapshot()})}\n\n"
+                version = await run_in_threadpool(self.queue.wait_change, version, 1.0)
+                yield f"data: {json.dumps({'jobs': self.queue.snapshot()})}\n\n"
                 await asyncio.sleep(0.3)
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
-    routes = [
-        Route("/", index), Route("/api/state", api(state)), Route("/api/file", file),
-        Route("/api/upload", api(upload), methods=["POST"]), Route("/api/faceset", api(faceset_view)),
-        Route("/api/faceset/remove", api(faceset_remove), methods=["POST"]),
-        Route("/api/jobs", api(jobs_create), methods=["POST"]),
-        Route("/api/jobs/{job}/cancel", api(job_cancel), methods=["POST"]),
-        Route("/api/jobs/{job}/resume", api(job_resume), methods=["POST"]),
-        Route("/api/training", api(train_view)), Route("/api/video", api(video_info)),
-        Route("/api/preview", api(preview), methods=["POST"]), Route("/api/events", events),
-    ]
     @contextlib.asynccontextmanager
-    async def lifespan(_app):
+    async def lifespan(self, _app):
         yield
-        await run_in_threadpool(queue.shutdown)
+        await run_in_threadpool(self.queue.shutdown)
 
+
+def create_app(workspace: Path, slots: int = 1, token: str | None = None, host: str | None = None) -> Starlette:
+    """The page's app: only requests from its own page pass (guard.Guard: Host, token, Origin); without a
+    token a new one is made (app.state.token)."""
+    ws = Workspace(workspace)
+    page = (Path(__file__).with_name("page.html")).read_text()
+    script = page.split("<script>", 1)[1].split("</script>", 1)[0]
+    csp = guard.PAGE_CSP.format(script=base64.b64encode(hashlib.sha256(script.encode()).digest()).decode())
+    ui = UI(ws, JobQueue(ws.root, slots), Previewer(), page, csp)
     token = token or guard.new_token()
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(guard.Guard, token=token, host=host)])
-    app.state.queue, app.state.workspace, app.state.token = queue, ws, token
+    app = Starlette(routes=ui.routes(), lifespan=ui.lifespan,
+                    middleware=[Middleware(guard.Guard, token=token, host=host)])
+    app.state.ui, app.state.queue, app.state.workspace, app.state.token = ui, ui.queue, ws, token
     return app
 
 
