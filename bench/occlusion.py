@@ -27,8 +27,9 @@ def predicted_on_hands(model_dir: str, every: int = 3) -> tuple[int, float, floa
         hands = hand_finder(frame.image, faces)
         if frame.index % every or not faces or not hands:
             continue
-        matrix, *_, model_input = swapper.prepare(frame.image, faces[0], hands)
-        _, predicted = swapper.infer(model_input[None])
+        job = swapper.prepare(frame.image, faces[0], hands)
+        matrix = job.matrix
+        _, predicted = swapper.infer(job.model_input[None])
         size, face = swapper.size, faces[0]
         hull = masks.hull_mask(align.transform_points(face.landmarks, matrix), (size, size)) > 0.5
         hand = masks.hand_mask([align.transform_points(h, matrix) for h in hands], (size, size)) > 0.5

@@ -21,7 +21,7 @@ from faceswap import atomic, credentials, faceset, media, outputs
 from faceswap.errors import FaceswapError
 from faceswap.extract import ExtractSummary, extract
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
-from faceswap.swap.batch import convert_one, run_batch
+from faceswap.swap.batch import Worker, run_batch
 from faceswap.training.loop import pretrain, train
 
 log = logging.getLogger(__name__)
@@ -92,14 +92,15 @@ def _extract_part(source: str, part: str, settings: ExtractSettings) -> ExtractS
 
 
 class _Converter:
-    """One worker: kept alive over many clips, it converts one at a time with convert() as a local run does."""
+    """One worker: kept alive over many clips with its model loaded once, it converts one at a time as a local
+    batch's worker does."""
 
     def __init__(self, model_dir: str, settings: ConvertSettings, cpus: int):
         import torch
 
         if not torch.cuda.is_available():
             torch.set_num_threads(max(1, cpus))  # its share of the node, as share_cpu_with_video gives a local run
-        self.model_dir, self.settings = Path(model_dir), settings
+        self.worker = Worker(Path(model_dir), settings)
 
     def where(self) -> tuple[str, int]:
         import ray
@@ -107,7 +108,7 @@ class _Converter:
         return ray.get_runtime_context().get_node_id(), os.getpid()
 
     def convert(self, job: tuple) -> dict:
-        return convert_one(job, self.model_dir, self.settings)
+        return self.worker(job)
 
 
 def _ray():

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from faceswap import align, atomic, faceset, images, masks, media, outputs, threads
 from faceswap.errors import FaceswapError
-from faceswap.faces import Face, FaceCounts, keyframes, make_finder
+from faceswap.faces import Face, FaceCounts, finder_for, keyframes
 from faceswap.faces.hands import HandFinder
 from faceswap.faces.identity import filters_for
 from faceswap.faces.stage import FaceStage
@@ -115,9 +115,7 @@ class _FrameSaver:
                  summary: ExtractSummary, preview: Preview | None, consecutive: bool, identity: list):
         self.source, self.output, self.settings = source, output, settings
         self.writer, self.summary, self.preview = writer, summary, preview
-        self.stage = FaceStage(settings.min_size, settings.track, settings.max_faces, settings.smooth,
-                               settings.smooth_cutoff, settings.smooth_beta, consecutive=consecutive,
-                               identity=[f.fresh() for f in identity])
+        self.stage = FaceStage.of(settings, consecutive, identity=[f.fresh() for f in identity])
 
     def __call__(self, item: tuple | None) -> None:
         """One frame's found faces; None at the end of the input (the stage gives back what it holds)."""
@@ -181,9 +179,8 @@ def _extract_all(inputs, infos, output, settings, finder, progress) -> ExtractSu
               "padding": settings.padding, "aligner": settings.aligner, "detector": settings.detector,
               "landmarks": "ibug68", "matrix": "image pixels -> mean-face units"}
     writer = faceset.AlignmentsWriter(output, header)
-    finder = finder or make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,
-                                   redetect_every=keyframes.redetect_calls(_gap(settings)))
-    identity = filters_for(settings, lambda: make_finder(settings.aligner, detector=settings.detector))
+    finder = finder or finder_for(settings, _gap(settings))
+    identity = filters_for(settings)
     summary = ExtractSummary()
     processed = sum(len(range(settings.start, min(settings.end or i.frames, i.frames), settings.every)) for i in infos)
     preview = Preview(settings.preview, processed) if settings.preview else None

@@ -5,6 +5,7 @@ is reported with the name of its option or key before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
@@ -55,6 +56,23 @@ def _check_track(value: str | int | None) -> str | None:
     return value
 
 
+def _extent(value, negative: bool) -> str:
+    """A length in frame pixels ('4') or a share of the face ('2.5%'), written one way."""
+    text = str(value).strip()
+    try:
+        amount = float(text.removesuffix("%"))
+    except ValueError:
+        raise ValueError("use pixels (4) or a share of the face (2.5%)") from None
+    if not math.isfinite(amount) or abs(amount) > 100 or (amount < 0 and not negative):
+        raise ValueError(f"use {'-100' if negative else '0'} to 100 pixels, or a share of the face in %")
+    return f"{amount:g}%" if text.endswith("%") else f"{amount:g}"
+
+
+def extent_px(extent: str, face_px: float) -> float:
+    """An _extent in pixels for a face `face_px` wide."""
+    return float(extent[:-1]) / 100 * face_px if extent.endswith("%") else float(extent)
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
@@ -75,6 +93,7 @@ class FaceSettings(_Settings):
     smooth: bool = Field(True, description="One-Euro smoothing of landmarks.")
     smooth_cutoff: float = Field(1.0, gt=0, description="One-Euro minimum cut-off (Hz).")
     smooth_beta: float = Field(0.3, ge=0, description="One-Euro speed coefficient.")
+    bridge: int = Field(5, ge=0, le=100, description="Bridge a face lost inside its track for up to N frames.")
     sequence: bool = Field(False, description=(
         "Image folders hold consecutive video frames: track and smooth across them (by default each image is "
         "searched on its own)."))
@@ -91,6 +110,8 @@ class FaceSettings(_Settings):
 
 
 class ExtractSettings(FaceSettings):
+    bridge: int = Field(0, ge=0, le=100, description=(
+        "Bridge a face lost inside its track for up to N frames (a bridged face is a guess: none by default)."))
     size: int = Field(256, ge=32, le=2048, description="Side of the aligned crops in pixels.")
     padding: float = Field(DEFAULT_PADDING, ge=0, le=1, description="Margin around the mean face in the crops.")
     every: int = Field(1, ge=1, description="Use every Nth frame.")
@@ -167,10 +188,9 @@ class ConvertSettings(FaceSettings):
     occlusion: Literal["auto", "hands", "learned", "off"] = Field("auto", description=(
         "What stays in front of the face: hands (found near faces, their pixels kept from the source), learned "
         "(the model's learned mask of the visible face), auto (both, where the model has a learned mask), off."))
-    erode: Optional[int] = Field(None, ge=-100, le=100, description=(
-        "Shrink (or, negative, grow) the mask by PX (default: grow it by 2.5 % of the face)."))
-    blur: Optional[float] = Field(None, ge=0, le=200, description="Feather the mask edge by PX (default 8% of "
-                                                                  "the face).")
+    erode: str = Field("-2.5%", description=(
+        "Shrink the mask by PX, or by a share of the face (N%); negative grows it: more of the new face shows."))
+    feather: str = Field("8%", description="Feather the mask edge by PX, or by a share of the face (N%).")
     blend: Literal["alpha", "seamless"] = Field("alpha", description="How the face is blended in.")
     sharpen: float = Field(0.0, ge=0, le=5, description="Unsharp-mask amount for the new face.")
     detail: Literal["auto", "off"] = Field("auto", description=(
@@ -179,7 +199,6 @@ class ConvertSettings(FaceSettings):
     grain: Literal["auto", "off"] = Field("auto", description=(
         "auto: add noise to the new face where it is smoother than the frame's own face; off: none."))
     batch_size: int = Field(16, ge=1, le=1024, description="Faces per model call.")
-    bridge: int = Field(5, ge=0, le=100, description="Bridge a face lost for up to N frames.")
     watermark: Optional[str] = Field(None, description="Draw this visible label on every frame.")
     codec: str = Field("libx264", description="Video encoder (an FFmpeg encoder name).")
     crf: int = Field(18, ge=0, le=63, description="Encoder quality: lower is better (x264: 0-51).")
@@ -195,6 +214,9 @@ class ConvertSettings(FaceSettings):
 
 
 def _message(error: dict) -> str:
+    _erode = field_validator("erode", mode="before")(lambda value: _extent(value, negative=True))
+    _feather = field_validator("feather", mode="before")(lambda value: _extent(value, negative=False))
+
     message = error["msg"].removeprefix("Value error, ")
     return f"{message} (got {error['input']!r})" if "input" in error and not isinstance(error["input"], dict) \
         else message

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from faceswap import align, masks, media
-from faceswap.settings import ExtractSettings
+from faceswap.errors import FaceswapError
+from faceswap.settings import ExtractSettings, parse
 from faceswap.swap import blend, color
-from faceswap.swap.convert import ConvertSettings, Swapper, convert, faces_in_order, manifest_path
+from faceswap.swap.convert import ConvertSettings, FaceJob, Swapper, convert, faces_in_order, manifest_path
 from helpers import run_cli, start_cli
 from test_media import assert_same_timing
 
@@ -48,6 +49,11 @@ def test_output_is_marked_synthetic(converted_a, sample_a, small_model):
     assert manifest["input"]["sha256"] == sha256_of(sample_a)
     assert manifest["model"]["files_sha256"]["model.safetensors"] == sha256_of(small_model / "model.safetensors")
     assert manifest["result"]["frames"] == 472
+    # every setting as it was in effect, decided from the model and machine: no null standing for "a default"
+    assert manifest["settings"]["mask"] in ("combined", "landmarks") and manifest["settings"]["device"] == "cpu"
+    assert (manifest["settings"]["erode"], manifest["settings"]["feather"]) == ("-2.5%", "8%")
+    assert manifest["settings"]["precision"] in ("fp32", "bf16")
+    assert [k for k, v in manifest["settings"].items() if v is None] == ["track", "reference", "exclude"]
     text = manifest_path(out).read_text()
     for private in (str(sample_a.parent), str(small_model.parent), str(out.parent), os.path.expanduser("~")):
         assert private not in text  # names, sizes and hashes only
@@ -203,7 +209,7 @@ def test_colour_hist_matches_distribution_inside_mask_only():
                            atol=0.02)
 
 
-def test_mask_kinds_erode_and_blur():
+def test_mask_recipe_kinds_erode_and_feather():
     size = 64
     landmarks = np.zeros((68, 2))
     landmarks[17:] = align.MEAN_FACE * 40 + 12
@@ -211,15 +217,29 @@ def test_mask_kinds_erode_and_blur():
     predicted = np.zeros((size, size), np.float32)
     predicted[:, :32] = 1
     taper = masks.border_taper(size)
-    hull = blend.face_mask("landmarks", landmarks, None, size)
-    combined = blend.face_mask("combined", landmarks, predicted, size)
+    hull = blend.MaskRecipe("landmarks").face(landmarks, None, size)
+    combined = blend.MaskRecipe("combined").face(landmarks, predicted, size)
     assert np.allclose(combined, np.minimum(hull, predicted * taper))
-    assert np.allclose(blend.face_mask("predicted", landmarks, predicted, size), predicted * taper)
+    assert np.allclose(blend.MaskRecipe("predicted").face(landmarks, predicted, size), predicted * taper)
     assert taper[0].max() < 0.2 and taper[size // 2, size // 2] == 1  # no hard edge where the crop ends
-    eroded = blend.refine(hull, erode=3)
+    window = masks.border_taper(size, 0.05)
+    assert np.allclose(blend.MaskRecipe().alpha(hull, size), hull * window)  # nothing asked: only the window fade
+    # a face 128 frame px wide in this 64 px window: px settings are halved, shares of the face are not
+    eroded = blend.MaskRecipe(erode="6").alpha(hull, 128)
+    assert np.allclose(eroded, blend.refine(hull, erode=3) * window)
     assert 0 < eroded.sum() < hull.sum()
-    feathered = blend.refine(hull, blur=6)
+    assert np.allclose(blend.MaskRecipe(erode="-2.5%").alpha(hull, 128), blend.refine(hull, erode=-2) * window)
+    feathered = blend.MaskRecipe(feather="8%").alpha(hull, 128)
+    assert np.allclose(feathered, blend.refine(hull, blur=0.08 * 64) * window)
     assert ((feathered > 0.05) & (feathered < 0.95)).sum() > ((hull > 0.05) & (hull < 0.95)).sum()
+
+
+def test_mask_extents_are_written_one_way_and_refused_in_one_line():
+    assert ConvertSettings(erode=5, feather="8.0%").as_json()["erode"] == "5"
+    assert ConvertSettings(erode=" -2.50% ").erode == "-2.5%"
+    for key, value in (("erode", "a lot"), ("feather", "-3"), ("erode", "200"), ("feather", "nan%")):
+        with pytest.raises(FaceswapError, match=f"--{key}"):
+            parse(ConvertSettings, {key: value}, cli=True)
 
 
 def test_paste_puts_the_face_where_the_matrix_says():
@@ -387,8 +407,8 @@ def test_composite_fades_out_before_the_model_window_ends(small_model, facesets)
     landmarks = np.asarray(records[0]["faces"][0]["landmarks"])
     matrix = swapper.model_matrix(landmarks)
     frame = np.zeros((360, 640, 3), np.uint8)
-    job = (matrix, align.transform_points(landmarks, matrix), np.zeros((size, size, 3), np.uint8), [],
-           np.ones((size, size, 3), np.float32), None)
+    job = FaceJob(matrix, align.transform_points(landmarks, matrix), np.zeros((size, size, 3), np.uint8), [], -1,
+                  None, np.ones((size, size, 3), np.float32))
     out = swapper.composite(frame, [job])[..., 0]
     centre = align.transform_points(np.array([[size / 2, size / 2]]), align.invert(matrix))[0]
     assert out[int(centre[1]), int(centre[0])] > 240

@@ -13,7 +13,7 @@ from faceswap.models import store
 from faceswap.models.arch import build, config_for
 from faceswap.settings import ConvertSettings
 from faceswap.swap import blend
-from faceswap.swap.convert import Swapper, convert
+from faceswap.swap.convert import FaceJob, Swapper, convert
 from faceswap.swap.detail import SMOOTH, Detail, band, luma
 from faceswap.swap.grain import Grain, noise_sigma
 
@@ -134,7 +134,7 @@ def _job(swapper: Swapper):
     points = face_points(size)
     matrix = np.float32([[0.5, 0, -60], [0, 0.5, -20]])  # a 128 px face at (120, 40) in the frame
     swapped = cv2.GaussianBlur(texture(size, 5), (0, 0), 2).astype(np.float32) / 255
-    return (matrix, points, texture(size, 6), [], swapped, None, 1)
+    return FaceJob(matrix, points, texture(size, 6), [], 1, None, swapped)
 
 
 def test_without_exemplars_the_output_is_the_models_exactly(tmp_path):

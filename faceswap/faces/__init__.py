@@ -189,3 +189,12 @@ def make_finder(name: str = "litert", **options):
         from faceswap.faces.fan import FANFaces
         return FANFaces(**{k: v for k, v in options.items() if k in ("min_score", "device")})
     raise ValueError(f"unknown aligner {name!r}: use litert or fan")
+
+
+def finder_for(settings, gap: int = 0):
+    """The finder that face settings (settings.FaceSettings) ask for; `gap`: the frames in a row it may
+    interpolate (faces/keyframes.py), which pace its re-detection."""
+    from faceswap.faces import keyframes
+
+    return make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,
+                       redetect_every=keyframes.redetect_calls(gap))

@@ -15,7 +15,7 @@ import numpy as np
 
 from faceswap import assets, images, media
 from faceswap.errors import FaceswapError
-from faceswap.faces import Face
+from faceswap.faces import Face, make_finder
 
 log = logging.getLogger(__name__)
 DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -113,11 +113,11 @@ class TrackFilter:
         return kept
 
 
-def filters_for(settings, finder_factory) -> list[TrackFilter]:
+def filters_for(settings) -> list[TrackFilter]:
     """The track filters a stage's settings ask for (`reference`, `exclude`), with one embedder between them."""
     if not (settings.reference or settings.exclude):
         return []
-    embedder, finder = Embedder(), finder_factory()
+    embedder, finder = Embedder(), make_finder(settings.aligner, detector=settings.detector)
     filters = []
     for path, exclude in ((settings.reference, False), (settings.exclude, True)):
         if path:

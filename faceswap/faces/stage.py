@@ -83,6 +83,12 @@ class FaceStage:
         self.history: deque = deque(maxlen=self.bridge + 1)  # the frames just made final, to bridge from
         self.bridged = 0
 
+    @classmethod
+    def of(cls, settings, consecutive: bool, tracked: bool = False, identity: list | None = None) -> FaceStage:
+        """The stage that face settings (settings.FaceSettings: extract's or convert's) ask for."""
+        return cls(settings.min_size, settings.track, settings.max_faces, settings.smooth, settings.smooth_cutoff,
+                   settings.smooth_beta, settings.bridge, consecutive, tracked, identity)
+
     def push(self, frame, found: list[Face], measured: bool = True) -> list[tuple]:
         """Take one frame's faces; returns the frames whose faces became final (none, one, or at the end more)."""
         faces = [f for f in found if f.size >= self.min_size]

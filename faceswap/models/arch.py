@@ -7,12 +7,27 @@ decoder of upscale blocks (with optional residual blocks) ending in RGB and, opt
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from faceswap.models.blocks import ConvBlock, ResBlock, UpscaleBlock
+
+
+class Decoded(NamedTuple):
+    """What a decoder gives: faces and, where the model learned one, the mask of the visible face, in [0, 1]."""
+    rgb: torch.Tensor
+    mask: torch.Tensor | None
+
+
+class SideOutput(NamedTuple):
+    """One side's forward in training: what the loss needs."""
+    rgb: torch.Tensor
+    mask: torch.Tensor | None
+    kl: torch.Tensor | None
+    code: torch.Tensor
 
 
 @dataclass
@@ -42,6 +57,9 @@ class ArchConfig:
         return self.output or self.size
 
 
+# the small models' training: a high rate cooled by a cosine, gentle colour augmentation, half the inputs warped
+SMALL_DEFAULTS = {"lr": 5e-4, "batch_size": 8, "schedule": "cosine",
+                  "augment": {"brightness": 0.1, "colour": 0.02, "clahe": 0.2, "warp_share": 0.5}}
 ARCHITECTURES = {
     # The classic deepfakes/faceswap "Original": 64 px, ~82 M parameters.
     "original": ArchConfig("original", 64, [128, 256, 512, 1024], 1024, 1024, 512, [256, 128, 64],
@@ -50,16 +68,13 @@ ARCHITECTURES = {
     # chin) spends its 64 px on the features, and only half the inputs get the random warp: in a short run
     # the warp alone would teach a blur (docs/MEASUREMENTS.md, "The demo model's settings").
     "lite": ArchConfig("lite", 64, [32, 64, 128, 256], 256, 256, 256, [128, 64, 32], res_blocks=1, mask=True,
-                       coverage=0.625, defaults={"lr": 5e-4, "batch_size": 8, "schedule": "cosine",
-                                                "augment": {"brightness": 0.1, "colour": 0.02, "clahe": 0.2,
-                                                            "warp_share": 0.5}}),
+                       coverage=0.625, defaults=SMALL_DEFAULTS),
     # lite, 128 px out (as faceswap's "DFaker"): each decoder's 64 px face (in logits) enlarged 2x, plus a
     # detail head's sub-pixel layer over its last features, trained on the identity's own 128 px crops. A
     # 64 px face pasted onto a 240 px one is a 4x enlargement; 128 px is the least that can look sharp there.
     "lite128": ArchConfig("lite128", 64, [32, 64, 128, 256], 256, 256, 256, [128, 64, 32], res_blocks=1,
                           mask=True, coverage=0.625, output=128, detail=True,
-                          defaults={"lr": 5e-4, "batch_size": 8, "schedule": "cosine",
-                                    "augment": {"brightness": 0.1, "colour": 0.02, "clahe": 0.2, "warp_share": 0.5}}),
+                          defaults=SMALL_DEFAULTS),
     # PCA as an autoencoder: a shared linear map to `latent` numbers and a linear map back per identity (no
     # non-linearity, no mask); the baseline that shows what depth buys (evaluate --compare).
     "linear": ArchConfig("linear", 64, [], 16, 0, 0, [], coverage=0.625, linear=True,
@@ -157,7 +172,7 @@ class Decoder(nn.Module):
         if self.detail is not None:  # in logits: the enlarged face plus what the head adds between its pixels
             rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear") + self.detail(features)
             mask = F.interpolate(mask, scale_factor=2, mode="bilinear") if mask is not None else None
-        return torch.sigmoid(rgb), torch.sigmoid(mask) if mask is not None else None
+        return Decoded(torch.sigmoid(rgb), torch.sigmoid(mask) if mask is not None else None)
 
 
 class LinearEncoder(nn.Module):
@@ -186,11 +201,11 @@ class LinearDecoder(nn.Module):
         self.out = nn.Linear(cfg.latent, 3 * self.size * self.size)
 
     def forward(self, z):
-        return self.out(z).view(-1, 3, self.size, self.size), None
+        return Decoded(self.out(z).view(-1, 3, self.size, self.size), None)
 
 
 class FaceSwapModel(nn.Module):
-    """Shared encoder + decoders "a" and "b". forward(x, side) -> (rgb, mask or None), in [0, 1]."""
+    """Shared encoder + decoders "a" and "b". forward(x, side) -> Decoded."""
 
     def __init__(self, cfg: ArchConfig):
         super().__init__()
@@ -206,13 +221,12 @@ class FaceSwapModel(nn.Module):
     def forward(self, x, side: str):
         return self.decoders[side](self.encoder(x)[0])
 
-    def train_side(self, x, side: str):
-        """(rgb, mask or None, KL or None, code) for the loss of one side."""
+    def train_side(self, x, side: str) -> SideOutput:
         grid, kl, code = self.encoder(x)
-        return (*self.decoders[side](grid), kl, code)
+        return SideOutput(*self.decoders[side](grid), kl, code)
 
-    def from_code(self, z, side: str):
-        """(rgb, mask or None) of the faces that codes `z` stand for, through one decoder."""
+    def from_code(self, z, side: str) -> Decoded:
+        """The faces that codes `z` stand for, through one decoder."""
         return self.decoders[side](self.encoder.decode_code(z))
 
     def both(self, x_a, x_b):

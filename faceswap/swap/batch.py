@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from faceswap import atomic, media, outputs
 from faceswap.errors import FaceswapError
 from faceswap.settings import ConvertSettings
-from faceswap.swap.convert import convert
+from faceswap.swap.convert import Swapper, convert
 
 log = logging.getLogger(__name__)
 
@@ -23,26 +24,40 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def convert_one(job: tuple[Path, Path, dict], model_dir: Path, settings: ConvertSettings,
-                progress: bool = False) -> dict:
-    """One (clip, output, extra) job's row; a failure is recorded in it, not raised (the batch goes on)."""
-    clip, output, extra = job
-    started = time.perf_counter()
-    try:
-        summary = convert(clip, model_dir, output, settings, progress=progress)
-        return dict(extra, clip=str(clip), output=str(output), frames=summary.frames, faces=summary.faces,
-                    fps=round(summary.fps, 2), status="ok")
-    except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the batch
-        log.debug("convert %s failed", clip, exc_info=True)
-        return dict(extra, clip=str(clip), output=str(output), status=f"failed: {exc}",
-                    seconds=round(time.perf_counter() - started, 2))
+class Worker:
+    """One worker of a batch: its model loaded at its first clip and kept for the next (convert.Swapper)."""
+
+    def __init__(self, model_dir: Path, settings: ConvertSettings):
+        self.model_dir, self.settings, self.swapper = Path(model_dir), settings, None
+
+    def __call__(self, job: tuple[Path, Path, dict], progress: bool = False) -> dict:
+        """One (clip, output, extra) job's row; a failure is recorded in it, not raised (the batch goes on)."""
+        clip, output, extra = job
+        started = time.perf_counter()
+        try:
+            self.swapper = self.swapper or Swapper(self.model_dir, self.settings)
+            summary = convert(clip, self.model_dir, output, self.settings, progress=progress, swapper=self.swapper)
+            return dict(extra, clip=str(clip), output=str(output), frames=summary.frames, faces=summary.faces,
+                        fps=round(summary.fps, 2), status="ok")
+        except Exception as exc:  # noqa: BLE001 - one bad clip must not stop the batch
+            log.debug("convert %s failed", clip, exc_info=True)
+            return dict(extra, clip=str(clip), output=str(output), status=f"failed: {exc}",
+                        seconds=round(time.perf_counter() - started, 2))
 
 
 def run_batch(jobs: list[tuple[Path, Path, dict]], model_dir: Path, settings: ConvertSettings, workers: int = 1,
               progress: bool = False) -> list[dict]:
-    """Convert (clip, output, extra) jobs with a bounded pool of threads; a failure is recorded, the others go on."""
+    """Convert (clip, output, extra) jobs with a bounded pool of threads, each with its own Worker; a failure is
+    recorded, the others go on."""
+    mine = threading.local()
+
+    def one(job):
+        if not hasattr(mine, "worker"):
+            mine.worker = Worker(model_dir, settings)
+        return mine.worker(job, progress and workers == 1)
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(lambda job: convert_one(job, model_dir, settings, progress and workers == 1), jobs))
+        return list(pool.map(one, jobs))
 
 
 def convert_many(inputs: list[Path], output: Path, model_dir: Path, settings: ConvertSettings,

@@ -1,31 +1,64 @@
 """Masks for the swapped face and compositing it back into the frame (alpha or Poisson)."""
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from faceswap import align, masks
+from faceswap.settings import extent_px
 
 MASKS = ("landmarks", "predicted", "combined")
 BLENDS = ("alpha", "seamless")
 
 
-def face_mask(kind: str, landmarks_model: np.ndarray | None, predicted: np.ndarray | None, size: int) -> np.ndarray:
-    """float32 mask (size x size) in model space; landmarks hull, the model's mask, or their intersection, eased
-    out at the crop's edge (convert grows and feathers it, then eases it out again: Swapper.composite)."""
-    # a low forehead margin: the model's output is weakest at the crop's top edge
-    hull = masks.hull_mask(landmarks_model, (size, size), forehead=0.15) if landmarks_model is not None else None
-    if kind not in MASKS:
-        raise ValueError(f"mask must be one of {MASKS}")
-    if predicted is not None:
-        predicted = learned_visible(predicted)
-    if kind == "landmarks" or predicted is None:
-        mask = hull if hull is not None else np.ones((size, size), np.float32)
-    elif kind == "predicted" or hull is None:
-        mask = predicted
-    else:
-        mask = np.minimum(hull, predicted)
-    return refine(mask * masks.border_taper(size))
+@dataclass(frozen=True)
+class MaskRecipe:
+    """The swapped face's mask, decided in one place: which face region (`kind`), then grown or shrunk
+    (`erode`) and feathered (`feather`), each in frame px or a share of the face (settings.extent_px), eased out
+    at the model window's edge, with the hands cut out where it is pasted (paste, `hand_margin` of the face)."""
+    kind: str = "landmarks"       # landmarks | predicted | combined
+    erode: str = "0"
+    feather: str = "0"
+    forehead: float = 0.15        # a low forehead margin: the model's output is weakest at the crop's top edge
+    crop_fade: float = 0.18       # masks.border_taper's share: the face eased out before the crop's edge
+    window_fade: float = 0.05     # and again after the grow and feather, which would carry it out to the edge
+    hand_margin: float = 0.03     # hands are kept whole: grown and eased out by this share of the face
+
+    def __post_init__(self):
+        if self.kind not in MASKS:
+            raise ValueError(f"mask must be one of {MASKS}")
+
+    def face(self, landmarks: np.ndarray | None, predicted: np.ndarray | None, size: int) -> np.ndarray:
+        """float32 mask (size x size, model space) of the face region, eased out at the crop's edge: what colour
+        matching and detail weigh by."""
+        hull = masks.hull_mask(landmarks, (size, size), self.forehead) if landmarks is not None else None
+        if predicted is not None:
+            predicted = learned_visible(predicted)
+        if self.kind == "landmarks" or predicted is None:
+            mask = hull if hull is not None else np.ones((size, size), np.float32)
+        elif self.kind == "predicted" or hull is None:
+            mask = predicted
+        else:
+            mask = np.minimum(hull, predicted)
+        return refine(mask * _taper(size, self.crop_fade))
+
+    def alpha(self, face: np.ndarray, face_px: float) -> np.ndarray:
+        """The face mask grown (or shrunk) and feathered for a face `face_px` frame px wide: what is pasted. Eased
+        out again at the window's edge, where the grow would otherwise leave a hard line (across the chin)."""
+        size = face.shape[0]
+        scale = size / face_px  # frame px -> model px
+        erode = int(round(extent_px(self.erode, face_px) * scale))
+        return refine(face, erode, extent_px(self.feather, face_px) * scale) * _taper(size, self.window_fade)
+
+
+@functools.cache
+def _taper(size: int, share: float) -> np.ndarray:
+    taper = masks.border_taper(size, share)
+    taper.setflags(write=False)  # shared by every face of this size
+    return taper
 
 
 def learned_visible(predicted: np.ndarray, low: float = 0.3, high: float = 0.7) -> np.ndarray:

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceswap import __version__, align, assets, atomic, credentials, faceset, masks, media, outputs, threads
+from faceswap import __version__, align, assets, atomic, credentials, faceset, media, outputs, threads
 from faceswap.device import autocast_dtype, use_tf32
 from faceswap.credentials import manifest_path
 from faceswap.errors import FaceswapError
-from faceswap.faces import Face, FaceCounts, keyframes, make_finder
+from faceswap.faces import Face, FaceCounts, finder_for, keyframes
 from faceswap.faces.hands import HandFinder, between, near
 from faceswap.faces.identity import filters_for
 from faceswap.faces.stage import FaceStage, FrameRef
@@ -34,9 +34,7 @@ from faceswap.settings import ConvertSettings
 from faceswap.swap import blend, color, detail, grain
 
 log = logging.getLogger(__name__)
-HAND_MARGIN = 0.03  # hands are kept whole: grown and eased out by this share of the face's size
-MASK_GROW = 0.025   # the face mask grown by this share of the face: more of the new face shows (DESIGN.md)
-WINDOW_FADE = 0.05  # share of the model window over which the grown mask eases out before the window ends
+PRECISIONS = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 SYNTHETIC_NOTE = "Synthetic media: one or more faces in this video were replaced by faceswap {version} (AI face swap)."
 
 
@@ -93,13 +91,12 @@ def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, lis
     consecutive = frames is None and (settings.sequence or not media.is_image_folder(source))
     frames = media.read_frames(source) if frames is None else frames
     if known is None:
-        finder = make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,
-                             redetect_every=keyframes.redetect_calls(settings.interpolate))
+        finder = finder_for(settings, settings.interpolate)
         found = keyframes.find_faces(frames, finder, settings.interpolate, video=consecutive)
     else:
         found = ((frame, list(known.get(frame.index, [])), True) for frame in frames)
     hand_finder = HandFinder() if settings.occlusion in ("auto", "hands") else None
-    identity = filters_for(settings, lambda: make_finder(settings.aligner, detector=settings.detector))
+    identity = filters_for(settings)
     keep = bool(identity)  # the stage tells who a face is from the frame's image
 
     def refs():
@@ -121,8 +118,7 @@ def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, lis
         if held is not None:
             yield FrameRef.of(held[0], held[3], keep), *held[1:3]
 
-    stage = FaceStage(settings.min_size, settings.track, settings.max_faces, settings.smooth, settings.smooth_cutoff,
-                      settings.smooth_beta, settings.bridge, consecutive, tracked=known is not None, identity=identity)
+    stage = FaceStage.of(settings, consecutive, tracked=known is not None, identity=identity)
     for ref, faces, _ in stage.run(refs()):
         yield dataclasses.replace(ref, image=None), faces
     if stage.bridged:
@@ -130,35 +126,72 @@ def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, lis
 
 
 # -- pass 2: swap ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Every convert setting as it is in effect for one model, decided once (`resolve`): the settings with the
+    mask, device and precision filled in (what the manifest records), the side swapped in, the mask recipe."""
+    settings: ConvertSettings
+    side: str
+    mask: blend.MaskRecipe
+    amp: torch.dtype | None
+
+    @classmethod
+    def resolve(cls, settings: ConvertSettings, arch) -> ConvertConfig:
+        learned = settings.occlusion in ("learned", "auto") and arch.mask
+        if settings.occlusion == "learned" and not arch.mask:
+            raise FaceswapError(f"this {arch.name} model has no learned mask; use --occlusion hands or off")
+        kind = settings.mask or ("combined" if learned else "landmarks")
+        if kind != "landmarks" and not arch.mask:
+            raise FaceswapError(f"this {arch.name} model has no learned mask; use --mask landmarks")
+        device = torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        amp = autocast_dtype(settings.precision, device, arch.size)
+        resolved = settings.model_copy(update={"mask": kind, "device": str(device), "precision": PRECISIONS[amp]})
+        return cls(resolved, "b" if settings.direction == "a2b" else "a",
+                   blend.MaskRecipe(kind, settings.erode, settings.feather), amp)
+
+
+@dataclass
+class FaceJob:
+    """One face on its way through convert: where it is (`matrix`: frame -> output window), its landmarks in the
+    window, the frame's face there, the hands over it, its track, what the model is given, and what it gave."""
+    matrix: np.ndarray
+    landmarks: np.ndarray
+    original: np.ndarray
+    hands: list
+    track: int
+    model_input: np.ndarray
+    swapped: np.ndarray | None = None
+    predicted: np.ndarray | None = None
+
+
 class Swapper:
-    """Runs aligned faces through the encoder and one decoder, in batches, and composites them."""
+    """Runs aligned faces through the encoder and one decoder, in batches, and composites them. One Swapper
+    converts clip after clip (`reset` between them): the model is loaded once."""
 
     def __init__(self, model_dir: Path, settings: ConvertSettings):
-        self.settings = settings
-        device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = torch.device(device)
-        self.model, self.config = store.load_model(model_dir, self.device)
-        self.cfg = self.model.cfg
+        model, self.model_config = store.load_model(model_dir, torch.device("cpu"))
+        self.cfg = model.cfg
+        self.convert_config = ConvertConfig.resolve(settings, self.cfg)
+        self.settings, self.side = self.convert_config.settings, self.convert_config.side
+        self.device = torch.device(self.settings.device)
+        self.model = model.to(self.device, memory_format=torch.channels_last)
         self.size = self.cfg.out_size   # what it gives: the swapped face is composited at this size
-        self.side = "b" if settings.direction == "a2b" else "a"
-        learned = settings.occlusion in ("learned", "auto") and self.cfg.mask
-        if settings.occlusion == "learned" and not self.cfg.mask:
-            raise FaceswapError(f"this {self.cfg.name} model has no learned mask; use --occlusion hands or off")
-        self.mask_kind = settings.mask or ("combined" if learned else "landmarks")
-        if self.mask_kind != "landmarks" and not self.cfg.mask:
-            raise FaceswapError(f"this {self.cfg.name} model has no learned mask; use --mask landmarks")
-        self.padding = float(self.config.get("padding", align.DEFAULT_PADDING))
-        self.amp = autocast_dtype(settings.precision, self.device, self.cfg.size)
+        self.padding = float(self.model_config.get("padding", align.DEFAULT_PADDING))
         if self.device.type == "cuda":
             use_tf32()
-        self.model = self.model.to(memory_format=torch.channels_last)
-        self.taper = masks.border_taper(self.size, WINDOW_FADE)
         self.detail = None  # a model saved without exemplars converts as it always did
-        exemplars = store.load_exemplars(model_dir, self.config, self.side) if settings.detail == "auto" else None
+        exemplars = store.load_exemplars(model_dir, self.model_config, self.side) \
+            if settings.detail == "auto" else None
         if exemplars is not None and exemplars[0].shape[1] == self.size:
-            source = store.load_exemplars(model_dir, self.config, "a" if self.side == "b" else "b")
+            source = store.load_exemplars(model_dir, self.model_config, "a" if self.side == "b" else "b")
             self.detail = detail.Detail(*exemplars, None if source is None else source[1])
         self.grain = grain.Grain() if settings.grain == "auto" else None
+
+    def reset(self) -> None:
+        """Forget the last clip's tracks: a new clip's texture and grain start afresh."""
+        for follower in (self.detail, self.grain):
+            if follower is not None:
+                follower.reset()
 
     def model_matrix(self, landmarks: np.ndarray, size: int | None = None, alignment=None) -> np.ndarray:
         """The window the model was trained on (align.model_matrix, as training uses it), at `size` px (default:
@@ -166,63 +199,60 @@ class Swapper:
         alignment = align.alignment_matrix(landmarks) if alignment is None else alignment
         return align.model_matrix(alignment, size or self.size, self.cfg.coverage, self.padding)
 
-    def prepare(self, image: np.ndarray, face, hands: list) -> tuple:
-        """One face's job: (matrix, landmarks and the frame's face at the output size, hands, track, model input)."""
+    def prepare(self, image: np.ndarray, face, hands: list) -> FaceJob:
         matrix = self.model_matrix(face.landmarks, alignment=face.matrix)
         aligned = align.warp(image, matrix, self.size)
         model_input = aligned if self.cfg.size == self.size else \
             align.warp(image, self.model_matrix(face.landmarks, self.cfg.size, face.matrix), self.cfg.size)
-        return matrix, align.transform_points(face.landmarks, matrix), aligned, hands, face.track, model_input
+        return FaceJob(matrix, align.transform_points(face.landmarks, matrix), aligned, hands, face.track,
+                       model_input)
 
     @torch.inference_mode()
     def infer(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """uint8 N x S x S x 3 aligned faces -> float32 swapped faces and predicted masks (or None)."""
         x = torch.from_numpy(faces).to(self.device).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
-            rgb, mask = self.model(x, self.side)
-        rgb = rgb.float().permute(0, 2, 3, 1).cpu().numpy()
-        mask = mask.float()[:, 0].cpu().numpy() if mask is not None else None
+        amp = self.convert_config.amp
+        with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out = self.model(x, self.side)
+        rgb = out.rgb.float().permute(0, 2, 3, 1).cpu().numpy()
+        mask = out.mask.float()[:, 0].cpu().numpy() if out.mask is not None else None
         return rgb, mask
 
-    def composite(self, frame: np.ndarray, jobs: list[tuple]) -> np.ndarray:
-        """jobs: (model matrix, landmarks in model space, original aligned uint8, hands over the face (image
-        px), swapped float, predicted mask[, track]). Called in frame order: detail and grain follow tracks."""
-        s = self.settings
-        for matrix, landmarks, original, hands, swapped, predicted, *rest in jobs:
-            track = rest[0] if rest else -1
-            face_mask = blend.face_mask(self.mask_kind, landmarks, predicted, self.size)
-            swapped = color.match(s.color, swapped, original.astype(np.float32) / 255, face_mask)
+    def composite(self, frame: np.ndarray, jobs: list[FaceJob]) -> np.ndarray:
+        """The swapped faces of `jobs` pasted into `frame`. Called in frame order: detail and grain follow tracks."""
+        s, recipe = self.settings, self.convert_config.mask
+        for job in jobs:
+            face_mask = recipe.face(job.landmarks, job.predicted, self.size)
+            swapped = color.match(s.color, job.swapped, job.original.astype(np.float32) / 255, face_mask)
             if self.detail is not None:
-                swapped = self.detail(swapped, original, landmarks, face_mask, track)
+                swapped = self.detail(swapped, job.original, job.landmarks, face_mask, job.track)
             swapped = blend.sharpen(swapped, s.sharpen)
-            face_px = self.size / np.sqrt(abs(np.linalg.det(matrix[:, :2])))
-            feather = s.blur if s.blur is not None else 0.08 * face_px
-            scale = self.size / face_px  # frame px -> model px
-            erode = s.erode if s.erode is not None else -MASK_GROW * face_px
-            # tapered again after the grow and feather, which would carry the face out to the window's edge:
-            # a hard line where the window ends (across the chin at coverage 0.625)
-            refined = blend.refine(face_mask, int(round(erode * scale)), feather * scale) * self.taper
-            noise = None if self.grain is None else functools.partial(self.grain, track=track)
-            frame = blend.paste(frame, swapped, refined, matrix, s.blend, hands, HAND_MARGIN * face_px,
-                                align.enlarge_flag(self.size), noise)
+            face_px = self.size / np.sqrt(abs(np.linalg.det(job.matrix[:, :2])))
+            noise = None if self.grain is None else functools.partial(self.grain, track=job.track)
+            frame = blend.paste(frame, swapped, recipe.alpha(face_mask, face_px), job.matrix, s.blend, job.hands,
+                                recipe.hand_margin * face_px, align.enlarge_flag(self.size), noise)
         return frame
 
 
 def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettings | None = None,
-            alignments: Path | None = None, progress: bool = True) -> ConvertSummary:
+            alignments: Path | None = None, progress: bool = True, swapper: Swapper | None = None) -> ConvertSummary:
+    """`swapper`: one made for this model and settings, kept over clips (a batch's worker)."""
     settings = settings or ConvertSettings()
     source, output, model_dir = Path(source), Path(output), Path(model_dir)
     outputs.claim(output, "converted", [source, model_dir, alignments], also=("preview",))
     info = media.probe(source)
     with atomic.exclusive(output, "output"):
-        return _convert(source, info, model_dir, output, settings, alignments, progress)
+        return _convert(source, info, model_dir, output, settings, alignments, progress, swapper)
 
 
-def _convert(source, info, model_dir, output, settings, alignments, progress) -> ConvertSummary:
+def _convert(source, info, model_dir, output, settings, alignments, progress, swapper) -> ConvertSummary:
     known = faces_from_alignments(Path(alignments), info, settings.force_alignments) if alignments else None
-    swapper = Swapper(model_dir, settings)
-    facts = provenance(source, model_dir, swapper.config, alignments)
+    if swapper is None:
+        swapper = Swapper(model_dir, settings)
+    swapper.reset()
+    settings = swapper.settings  # as in effect: what the manifest records
+    facts = provenance(source, model_dir, swapper.model_config, alignments)
     seal = sealer(source, facts, settings)
     started = time.perf_counter()
     metadata = {"comment": SYNTHETIC_NOTE.format(version=__version__),
@@ -236,7 +266,7 @@ def _convert(source, info, model_dir, output, settings, alignments, progress) ->
     faces = threads.run_ahead(faces_in_order(source, settings, known), 64)  # pass 1, ahead of the swap
     try:
         with threads.Behind(lambda item: writer.write_frame(*item), 32) as writing:
-            pending: list = []  # (frame, [Swapper.prepare's jobs]) awaiting the model
+            pending: list = []  # (frame, [FaceJob]) awaiting the model
             queued_faces = 0
             for frame in threads.run_ahead(media.read_frames(source)):
                 ref, found = next(faces, (None, []))
@@ -257,7 +287,7 @@ def _convert(source, info, model_dir, output, settings, alignments, progress) ->
         faces.close()
         bar.close()
     summary.seconds = time.perf_counter() - started
-    write_manifest(source, model_dir, output, settings, swapper.config, summary, alignments, facts)
+    write_manifest(source, model_dir, output, settings, swapper.model_config, summary, alignments, facts)
     return summary
 
 
@@ -276,24 +306,18 @@ def preview_frame(source: Path, index: int, swapper: Swapper) -> tuple[np.ndarra
     return original, out[0], len(jobs)
 
 
-def _flush(pending, swapper: Swapper, settings: ConvertSettings, put, summary, bar) -> None:
-    inputs = [job[-1] for _, jobs in pending for job in jobs]
-    if inputs:
-        swapped, masks = swapper.infer(np.stack(inputs))
-    cursor = 0
-    for frame, jobs in pending:
-        image = frame.image
-        if jobs:
-            batch_jobs = []
-            for matrix, landmarks, original, hands, track, _ in jobs:
-                batch_jobs.append((matrix, landmarks, original, hands, swapped[cursor],
-                                   None if masks is None else masks[cursor], track))
-                cursor += 1
-            image = swapper.composite(image, batch_jobs)
+def _flush(pending: list[tuple], swapper: Swapper, settings: ConvertSettings, put, summary, bar) -> None:
+    jobs = [job for _, frame_jobs in pending for job in frame_jobs]
+    if jobs:
+        swapped, predicted = swapper.infer(np.stack([job.model_input for job in jobs]))
+        for i, job in enumerate(jobs):
+            job.swapped, job.predicted = swapped[i], None if predicted is None else predicted[i]
+    for frame, frame_jobs in pending:
+        image = swapper.composite(frame.image, frame_jobs) if frame_jobs else frame.image
         if settings.watermark:
             image = blend.watermark(image, settings.watermark)
         put((frame, image))
-        summary.count(len(jobs))
+        summary.count(len(frame_jobs))
         bar.update(1)
 
 

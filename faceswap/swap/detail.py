@@ -80,6 +80,9 @@ class Detail:
         coarse = (np.arange(self.size // self.step) + 0.5) * self.step - 0.5
         gy, gx = np.meshgrid(coarse, coarse, indexing="ij")
         self.grid = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)], 1).astype(np.float32)
+        self.reset()
+
+    def reset(self) -> None:
         self.tracks: dict[int, dict] = {}
         self.calls = 0
 

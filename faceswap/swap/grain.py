@@ -45,6 +45,9 @@ class Grain:
                                 SOFTNESS)
         tile /= noise_sigma(tile, np.ones(tile.shape, bool))
         self.tile = np.repeat(tile[..., None], 3, 2)
+        self.reset()
+
+    def reset(self) -> None:
         self.tracks: dict[int, tuple[float, int, int]] = {}  # track -> (strength, last call, frames seen)
         self.calls = 0
 

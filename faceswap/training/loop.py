@@ -379,9 +379,9 @@ class Trainer:
         """Each side's loss, with that side's own KL term; and the mean absolute code of both sides."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             side_a, side_b = self.forward(batch_a["input"], batch_b["input"])
-            code_l1 = (side_a[3].detach().float().abs().mean() + side_b[3].detach().float().abs().mean()) / 2
-            return (side_loss(*side_a, batch_a, self.loss_weights),
-                    side_loss(*side_b, batch_b, self.loss_weights), code_l1)
+            code_l1 = (side_a.code.detach().float().abs().mean() + side_b.code.detach().float().abs().mean()) / 2
+            return (side_loss(side_a, batch_a, self.train_config.loss),
+                    side_loss(side_b, batch_b, self.train_config.loss), code_l1)
 
     def train_step(self, batch_a, batch_b, lr: float):
         for group in self.optimizer.param_groups:

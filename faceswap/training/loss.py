@@ -5,11 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from faceswap.metrics import masked_mean, ssim_map
+from faceswap.models.arch import SideOutput
 from faceswap.settings import LossWeights
 
 
-def side_loss(rgb, mask_out, kl, code, batch, weights: LossWeights) -> torch.Tensor:
-    """One side's loss from its model outputs (rgb, mask or None, KL or None, code) and its batch."""
+def side_loss(out: SideOutput, batch, weights: LossWeights) -> torch.Tensor:
+    """One side's loss from its model outputs and its batch."""
+    rgb, mask_out, kl, code = out
     face = batch["mask"]
     pixel_weights = batch["weights"] * (face * (1 - weights.background) + weights.background)
     target = batch["target"]
