@@ -55,7 +55,7 @@ def measure(trainer: Trainer, batches, steps: int) -> float:
         a, b = (trainer._move(x) for x in next(batches))
         trainer.train_step(a, b, 1e-5)
     sync()
-    return steps * 2 * trainer.batch_size / (time.perf_counter() - start)
+    return steps * 2 * trainer.train_config.batch_size / (time.perf_counter() - start)
 
 
 def sync():
@@ -65,7 +65,7 @@ def sync():
 
 def run_model(name: str, facesets, steps: int, amp: str, tmp: Path) -> dict:
     trainer = Trainer(*facesets, tmp / name, TrainSettings(model=name, iterations=10 ** 6, amp=amp), progress=False)
-    stream = PairStream(trainer.data_a, trainer.data_b, trainer.batch_size, trainer.augment)
+    stream = PairStream(trainer.data_a, trainer.data_b, trainer.train_config.batch_size, trainer.train_config.augment)
     ready = next(iter(stream))
     model_only = measure(trainer, iter(lambda: ready, None), steps)
     end_to_end = measure(trainer, loader(stream, default_workers(trainer.device)), steps)

@@ -12,7 +12,7 @@ import os
 import random
 import signal
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,8 @@ from faceswap.errors import FaceswapError
 from faceswap.models import arch as arch_mod
 from faceswap.models import store
 from faceswap.training import report
-from faceswap.settings import Augment, TrainSettings
+from faceswap.settings import TrainSettings
+from faceswap.training.config import TrainConfig
 from faceswap.training.data import FaceData, PairStream, default_workers, loader
 from faceswap.training.loss import side_loss
 
@@ -163,19 +164,11 @@ class Trainer:
         existing = store.read_config(self.model_dir) if (self.model_dir / store.CONFIG).is_file() else None
         if self.main:
             atomic.ensure_writable_dir(self.model_dir, "the model")
-        self.cfg = self._arch(existing)
+        self.train_config = TrainConfig.resolve(settings, existing, self.model_dir, generic)
+        self.cfg = self.train_config.arch
         self.config = existing or {}
         defaults = self.cfg.defaults
         s = settings
-        self.batch_size = s.batch_size or self.config.get("batch_size") or defaults.get("batch_size", 16)
-        self.lr = s.lr or self.config.get("lr") or defaults.get("lr", 5e-5)
-        self.schedule = s.schedule or self.config.get("schedule") or defaults.get("schedule", "constant")
-        augment = {**defaults.get("augment", {}), **s.augment}
-        if s.warp_share is not None:
-            augment["warp_share"] = s.warp_share
-        self.augment = Augment(**augment)
-        self.loss_weights = replace(s.loss, **{k: v for k, v in (("kl", s.kl_weight), ("sparse", s.sparse_weight))
-                                               if v is not None})
         self.data_a = FaceData(faceset_a, self.cfg.out_size, self.cfg.coverage, s.holdout,
                                "to pretrain on" if generic else "A", input_size=self.cfg.size)
         self.data_b = self.data_a if generic else \
@@ -203,7 +196,8 @@ class Trainer:
         else:
             self.amp_dtype = autocast_dtype(s.amp, self.device, self.cfg.size)
         # fused: one kernel for all parameters (CPU and CUDA)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(s.beta1, 0.999), fused=True)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.train_config.lr, betas=(s.beta1, 0.999),
+                                          fused=True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.step = 0
         if existing:
@@ -219,26 +213,6 @@ class Trainer:
         self.loss_log: report.LossLog | None = None
 
     # -- set-up helpers ---------------------------------------------------------------------------
-    def _arch(self, existing):
-        s = self.settings
-        if existing and (existing.get("kind") == "base") != self.generic:
-            raise FaceswapError(f"{self.model_dir}: holds a pair model; pretrain into another folder" if self.generic
-                                else f"{self.model_dir}: holds a base (faceswap pretrain); train into another folder "
-                                     f"with --from {self.model_dir}")
-        if existing is None and s.pretrained is not None and not (s.model or s.size or s.latent or s.coverage):
-            return store.arch_from_config(store.read_config(Path(s.pretrained)))  # the base's, as it is
-        if existing is None:
-            cfg = arch_mod.config_for(s.model or "lite", s.size, s.latent or "dense")
-            if s.coverage:
-                cfg.coverage = s.coverage
-            return cfg
-        old = store.arch_from_config(existing)
-        wanted = (s.model or old.name, s.size or old.size, s.latent or old.latent_type)
-        if wanted != (old.name, old.size, old.latent_type):
-            raise FaceswapError(f"{self.model_dir}: holds a {old.name} model ({old.size} px, {old.latent_type} "
-                                f"latent), not {wanted[0]} ({wanted[1]} px, {wanted[2]}); use another model folder")
-        return old
-
     def _base(self, existing: dict | None) -> dict | None:
         """With --from: check the base, and (for a new model) start from its weights. The base's record."""
         source = self.settings.pretrained
@@ -281,7 +255,7 @@ class Trainer:
 
     def _timing_step(self, dtype: torch.dtype | None) -> None:
         """One forward and backward of a batch of random faces, for --amp auto to time (gradients discarded)."""
-        batch = self.batch_size
+        batch = self.train_config.batch_size
         x = torch.rand(batch, 3, self.cfg.size, self.cfg.size).contiguous(memory_format=torch.channels_last)
         target = torch.rand(batch, 3, self.cfg.out_size, self.cfg.out_size)
         with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -291,16 +265,16 @@ class Trainer:
         self.model.zero_grad(set_to_none=True)
 
     def _config(self) -> dict:
-        s = self.settings
+        s, run = self.settings, self.train_config
         return {
             "faceswap_version": __version__,
             "architecture": self.cfg.as_dict(),
             "padding": self.data_a.padding,  # with coverage, the window convert gives the model (align.model_matrix)
             "step": self.step,
-            "batch_size": self.batch_size, "lr": self.lr, "beta1": s.beta1, "schedule": self.schedule,
+            "batch_size": run.batch_size, "lr": run.lr, "beta1": s.beta1, "schedule": run.schedule,
             "seed": s.seed, "world_size": self.world,
             "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
-            "loss": asdict(self.loss_weights), "augment": asdict(self.augment),
+            "loss": asdict(run.loss), "augment": asdict(run.augment),
             "facesets": {
                 "pool": {"paths": [str(p) for p in self.faceset_paths[0]], "train": len(self.data_a)},
             } if self.generic else {
@@ -330,9 +304,10 @@ class Trainer:
 
     def lr_at(self, step: int, progress: float) -> float:
         warm = min(1.0, (step + 1) / max(1, self.settings.warmup))
-        if self.schedule == "cosine":
-            return self.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-        return self.lr * warm
+        run = self.train_config
+        if run.schedule == "cosine":
+            return run.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+        return run.lr * warm
 
     # -- the loop -----------------------------------------------------------------------------------
     def _preview_batches(self):
@@ -419,8 +394,8 @@ class Trainer:
         if s.iterations is not None and self.step >= s.iterations:
             summary.stopped = Stopped.ALREADY_DONE
             return summary
-        stream = PairStream(self.data_a, self.data_b, self.batch_size, self.augment, s.seed, self.rank, self.world,
-                            self.step)
+        stream = PairStream(self.data_a, self.data_b, self.train_config.batch_size, self.train_config.augment,
+                            s.seed, self.rank, self.world, self.step)
         rng_state = torch.get_rng_state()  # the DataLoader draws a seed from it: keep resume exact
         batches = loader(stream, default_workers(self.device) if s.workers is None else s.workers)
         torch.set_rng_state(rng_state)
@@ -452,7 +427,7 @@ class Trainer:
                                         f"good checkpoint (step {self.config.get('step', 0)}) was kept; try a "
                                         "lower --lr or --amp off")
                 self.step += 1
-                summary.examples += 2 * self.batch_size * self.world
+                summary.examples += 2 * self.train_config.batch_size * self.world
                 if self.main and total and self.step - summary.start_step == ETA_AFTER:  # past the warm-up steps
                     rate = ETA_AFTER / (time.perf_counter() - started)
                     log.info("train: %d steps to go, about %.0f min at this machine's %.1f steps/s",
