@@ -78,7 +78,7 @@ def main():
             extract([src], tmp / "a", progress=False)
             extract([sample("single_face.mp4")], tmp / "b", progress=False)
             model = tmp / "model"
-            train(tmp / "a", tmp / "b", model, TrainSettings(iterations=10, workers=0), progress=False)
+            train(tmp / "a", tmp / "b", model, TrainSettings(iterations=10, data_workers=0), progress=False)
         long = looped(src, tmp / "long.mp4")
         passthrough = max(child(src, model, tmp / "p.mp4", "pass")["fps"] for _ in range(2))
         runs = [child(src, model, tmp / "c.mp4", "convert") for _ in range(2)]

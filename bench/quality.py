@@ -39,7 +39,7 @@ VARIANTS = {  # name: (TrainSettings fields, Augment fields, LossWeights fields,
 def run_one(name: str, faceset_a: Path, faceset_b: Path, steps: int, model_dir: Path) -> dict:
     settings, augment, loss, factor = VARIANTS[name]
     train(faceset_a, faceset_b, model_dir, TrainSettings(
-        model="lite", iterations=int(steps * factor), preview_every=10 ** 9, save_every=10 ** 9, workers=1,
+        model="lite", iterations=int(steps * factor), preview_every=10 ** 9, save_every=10 ** 9, data_workers=1,
         augment=augment, loss=replace(LossWeights(), **loss),
         **settings), progress=False)
     return reconstruction(model_dir)

@@ -65,7 +65,7 @@ def main():
             extract([sample("WolfgangLanger_Pexels.mp4")], tmp / "a", ExtractSettings(every=4), progress=False)
             extract([sample("single_face.mp4")], tmp / "b", progress=False)
             model = tmp / "model"
-            train(tmp / "a", tmp / "b", model, TrainSettings(iterations=10, workers=0), progress=False)
+            train(tmp / "a", tmp / "b", model, TrainSettings(iterations=10, data_workers=0), progress=False)
         clips = tmp / "clips"
         make_clips(clips, tmp)
         local = convert(clips, tmp / "local", model, "--jobs", "2")

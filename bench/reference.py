@@ -26,7 +26,7 @@ def main():
         images.write_png(photo, next(media.read_frames(src)).image)
         extract([src], tmp / "a", progress=False)
         extract([sample("single_face.mp4")], tmp / "b", progress=False)
-        train(tmp / "a", tmp / "b", tmp / "model", TrainSettings(iterations=10, workers=0), progress=False)
+        train(tmp / "a", tmp / "b", tmp / "model", TrainSettings(iterations=10, data_workers=0), progress=False)
         fps = {}
         for name, reference in (("without", None), ("with", photo)):
             runs = [timed(extract, [long], tmp / f"set_{name}{i}", ExtractSettings(reference=reference),

@@ -153,8 +153,10 @@ class TrainSettings(_Settings):
     save_minutes: float = Field(5.0, gt=0, description="Checkpoint at least every this many minutes.")
     preview_every: int = Field(250, ge=1, description="Write preview.png every N steps.")
     timelapse: bool = Field(False, description="Keep every preview and render timelapse.mp4 at the end.")
-    workers: Optional[int] = Field(None, ge=0, le=64, description=(
-        "Data worker processes (default: half the cores, at most 4; none on a 2-core CPU)."))
+    workers: int = Field(1, ge=1, le=1024, description=(
+        "Training processes (DDP ranks); more than 1 needs run --ray (Ray Train) or torchrun."))
+    data_workers: Optional[int] = Field(None, ge=0, le=64, description=(
+        "Data worker processes per training process (default: half the cores, at most 4; none on a 2-core CPU)."))
     kl_weight: Optional[float] = Field(None, ge=0, description="KL weight for --latent vae.")
     sparse_weight: Optional[float] = Field(None, ge=0, description="L1 penalty on the encoder's code (sparse "
                                                                    "codes; logged as code_l1 in loss.csv).")

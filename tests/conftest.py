@@ -88,7 +88,8 @@ def small_model(facesets, tmp_path_factory):
     from faceswap.training.loop import TrainSettings, train
 
     model_dir = tmp_path_factory.mktemp("models") / "lite"
-    train(*facesets, model_dir, TrainSettings(iterations=20, preview_every=10, save_every=10, workers=0), progress=False)
+    train(*facesets, model_dir, TrainSettings(iterations=20, preview_every=10, save_every=10, data_workers=0),
+          progress=False)
     return model_dir
 
 

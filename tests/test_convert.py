@@ -77,7 +77,7 @@ def test_a_128_px_model_swaps_at_its_output_size(facesets, sample_b, tmp_path):
     from faceswap.training.loop import TrainSettings, train
 
     model_dir = tmp_path / "lite128"
-    train(*facesets, model_dir, TrainSettings(model="lite128", iterations=10, preview_every=10, workers=0),
+    train(*facesets, model_dir, TrainSettings(model="lite128", iterations=10, preview_every=10, data_workers=0),
           progress=False)
     swapper = Swapper(model_dir, ConvertSettings())
     assert (swapper.cfg.size, swapper.cfg.out_size) == (64, 128)

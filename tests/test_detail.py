@@ -199,7 +199,7 @@ def test_exemplars_travel_with_the_model_and_convert_the_same_elsewhere(facesets
         shutil.copytree(folder, copies / folder.name)
     model = tmp_path / "model"
     train(copies / facesets[0].name, copies / facesets[1].name, model,
-          TrainSettings(iterations=2, preview_every=10, save_every=10, workers=0), progress=False)
+          TrainSettings(iterations=2, preview_every=10, save_every=10, data_workers=0), progress=False)
     config = store.read_config(model)
     assert store.EXEMPLARS in config["files"]
     images, landmarks = store.load_exemplars(model, config, "a")

@@ -288,7 +288,7 @@ def test_image_folders_extract_train_and_convert(sample_b, face_models, tmp_path
         assert [r["pts"] for r in records[:2]] == [0.0, 0.04]  # 25 fps when a folder says nothing of its timing
     model = tmp_path / "model"
     result = run_cli("-q", "train", sets["photos"], sets["frames"], "-m", model, "--iterations", "2",
-                     "--workers", "0")
+                     "--data-workers", "0")
     assert result.returncode == 0, result.stderr
     for kind, direction in (("photos", "a2b"), ("frames", "b2a")):
         result = run_cli("-q", "convert", tmp_path / kind, "-m", model, "-o", tmp_path / f"{kind}_out",

@@ -24,7 +24,7 @@ def tiny_spec(sample_a, sample_b, clips) -> dict:
         "work_dir": "work",
         "identities": {"a": {"sources": [str(sample_a)], "extract": {"every": 4}},
                        "b": {"sources": [str(sample_b)]}},
-        "train": {"model": "lite", "iterations": 4, "workers": 0, "preview_every": 2},
+        "train": {"model": "lite", "iterations": 4, "data_workers": 0, "preview_every": 2},
         "convert": clips,
     }
 

@@ -170,7 +170,7 @@ def test_pipeline_extracts_as_tasks_give_a_local_extracts_face_set(cluster, samp
     b1 = cut(sample_b, tmp_path / "b1.mp4", 0, 36)
     spec = {"work_dir": "work",
             "identities": {"a": {"sources": [str(a1), str(a2)]}, "b": {"sources": [str(b1)]}},
-            "train": {"model": "lite", "iterations": 2, "workers": 0, "preview_every": 2},
+            "train": {"model": "lite", "iterations": 2, "data_workers": 0, "preview_every": 2},
             "convert": [{"input": str(b1), "direction": "b2a"}]}
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(spec))

@@ -189,7 +189,7 @@ def test_pipeline_with_zero_iterations_is_refused(facesets, tmp_path):
 def test_interrupted_train_exits_non_zero(sig, code, facesets, tmp_path):
     model_dir = tmp_path / "m"
     process = start_cli("-q", "train", *facesets, "-m", model_dir, "--iterations", "100000", "--save-every", "3",
-                        "--workers", "0", stderr=subprocess.PIPE, text=True)
+                        "--data-workers", "0", stderr=subprocess.PIPE, text=True)
     wait_for_step(model_dir, 3)
     process.send_signal(sig)
     assert process.wait(timeout=120) == code
@@ -200,7 +200,7 @@ def test_interrupted_train_exits_non_zero(sig, code, facesets, tmp_path):
 def test_interrupted_pipeline_train_is_marked_and_resumes(facesets, tmp_path):
     spec = {"work_dir": str(tmp_path / "work"), "identities": {"a": {"sources": [str(facesets[0])]},
                                                                 "b": {"sources": [str(facesets[1])]}},
-            "train": {"iterations": 100000, "save_every": 3, "workers": 0}}
+            "train": {"iterations": 100000, "save_every": 3, "data_workers": 0}}
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(spec))
     process = start_cli("-q", "run", path)
@@ -215,12 +215,12 @@ def test_interrupted_pipeline_train_is_marked_and_resumes(facesets, tmp_path):
 def test_loss_history_survives_kill_9(facesets, tmp_path):
     model_dir = tmp_path / "m"
     process = start_cli("-q", "train", *facesets, "-m", model_dir, "--iterations", "100000", "--save-every", "20",
-                        "--workers", "0")
+                        "--data-workers", "0")
     wait_for_step(model_dir, 40)
     process.kill()
     process.wait()
     saved = store.read_config(model_dir)["step"]
-    result = run_cli("-q", "train", *facesets, "-m", model_dir, "--iterations", saved + 10, "--workers", "0")
+    result = run_cli("-q", "train", *facesets, "-m", model_dir, "--iterations", saved + 10, "--data-workers", "0")
     assert result.returncode == 0, result.stderr
     steps = [int(float(line.split(",")[0])) for line in (model_dir / "loss.csv").read_text().splitlines()[1:]]
     assert steps[0] == 1 and steps[-1] == saved + 10 and steps == sorted(set(steps))
@@ -251,7 +251,7 @@ def test_damaged_pipeline_state_reruns_to_the_same_result(sample_a, sample_b, fa
         for frame in media.read_frames(sample_a, end=48):
             writer.write_frame(frame)
     spec = {"work_dir": "work", "identities": {"a": {"sources": [str(short)]}, "b": {"sources": [str(sample_b)]}},
-            "train": {"model": "lite", "iterations": 2, "workers": 0}}
+            "train": {"model": "lite", "iterations": 2, "data_workers": 0}}
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(spec))
     first = Pipeline(path).run(progress=False, echo=lambda *_: None)

@@ -88,7 +88,8 @@ def test_worker_batches_equal_in_process_ones(facesets, input_size):
 
 def test_training_changes_every_part_and_loss_falls(facesets, tmp_path):
     """Trainer.run, as `faceswap train` drives it: the encoder and both decoders learn, and the loss it logs falls."""
-    trainer = Trainer(*facesets, tmp_path / "m", TrainSettings(iterations=150, amp="off", workers=0), progress=False)
+    trainer = Trainer(*facesets, tmp_path / "m", TrainSettings(iterations=150, amp="off", data_workers=0),
+                      progress=False)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     summary = trainer.run()
     assert summary.step == 150
@@ -132,7 +133,7 @@ def test_kill_9_then_resume(facesets, tmp_path):
     assert saved >= 15 and saved % 5 == 0
     load_model(model_dir)  # nothing corrupt
     result = run_cli("-q", "train", facesets[0], facesets[1], "-m", model_dir, "--iterations", saved + 3,
-                     "--workers", "0")
+                     "--data-workers", "0")
     assert result.returncode == 0, result.stderr
     assert f"steps {saved} -> {saved + 3}" in result.stdout
     assert read_config(model_dir)["step"] == saved + 3
@@ -141,7 +142,7 @@ def test_kill_9_then_resume(facesets, tmp_path):
 
 def test_resume_is_exact(facesets, tmp_path):
     """Training 6 steps at once equals 3 steps, a restart, then 3 more (same data, optimizer and RNG)."""
-    settings = dict(amp="off", workers=0, preview_every=1000, latent="vae", schedule="constant")
+    settings = dict(amp="off", data_workers=0, preview_every=1000, latent="vae", schedule="constant")
     train(*facesets, tmp_path / "straight", TrainSettings(iterations=6, **settings), progress=False)
     train(*facesets, tmp_path / "split", TrainSettings(iterations=3, **settings), progress=False)
     train(*facesets, tmp_path / "split", TrainSettings(iterations=6, **settings), progress=False)
@@ -172,10 +173,10 @@ def test_mismatched_model_dir_refused(small_model, facesets):
 
 def test_nan_stops_and_keeps_last_good_state(facesets, tmp_path):
     model_dir = tmp_path / "nan"
-    train(*facesets, model_dir, TrainSettings(iterations=2, workers=0, amp="off"), progress=False)
+    train(*facesets, model_dir, TrainSettings(iterations=2, data_workers=0, amp="off"), progress=False)
     good = (model_dir / "model.safetensors").read_bytes()
     with pytest.raises(FaceswapError, match="NaN"):
-        train(*facesets, model_dir, TrainSettings(iterations=400, lr=1e6, warmup=1, workers=0, amp="off",
+        train(*facesets, model_dir, TrainSettings(iterations=400, lr=1e6, warmup=1, data_workers=0, amp="off",
                                                  schedule="constant"), progress=False)
     assert read_config(model_dir)["step"] == 2
     assert (model_dir / "model.safetensors").read_bytes() == good
@@ -256,14 +257,14 @@ def test_amp_auto_is_measured_once_per_machine(facesets, tmp_path, monkeypatch):
 
     monkeypatch.setenv("FACESWAP_MODELS", str(assets.models_dir()))  # the models stay where they are
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    first = Trainer(*facesets, tmp_path / "m1", TrainSettings(iterations=1, workers=0), progress=False)
+    first = Trainer(*facesets, tmp_path / "m1", TrainSettings(iterations=1, data_workers=0), progress=False)
     cache = json.loads(device.amp_cache().read_text())
     (entry,) = cache.values()
     assert entry["fp32_s"] > 0 and entry["bf16_s"] > 0 and entry["choice"] in ("bf16", "fp32")
     assert (first.amp_dtype == torch.bfloat16) == (entry["choice"] == "bf16")
     entry["choice"] = "fp32" if entry["choice"] == "bf16" else "bf16"  # a cached choice is taken as it is
     device.amp_cache().write_text(json.dumps(cache))
-    second = Trainer(*facesets, tmp_path / "m2", TrainSettings(iterations=1, workers=0), progress=False)
+    second = Trainer(*facesets, tmp_path / "m2", TrainSettings(iterations=1, data_workers=0), progress=False)
     assert (second.amp_dtype == torch.bfloat16) == (entry["choice"] == "bf16")
 
 
@@ -271,7 +272,7 @@ def test_vae_samples_sheet_preview_strip_and_sparse_codes(facesets, small_model,
     from faceswap import images
 
     model_dir = tmp_path / "vae"
-    train(*facesets, model_dir, TrainSettings(latent="vae", iterations=20, workers=0, sparse_weight=0.01,
+    train(*facesets, model_dir, TrainSettings(latent="vae", iterations=20, data_workers=0, sparse_weight=0.01,
                                                preview_every=10, save_every=10), progress=False)
     rows = [line.split(",") for line in (model_dir / "loss.csv").read_text().splitlines()]
     assert rows[0][3] == "code_l1" and float(rows[-1][3]) > 0  # the code's L1, logged with the losses

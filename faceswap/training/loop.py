@@ -397,7 +397,7 @@ class Trainer:
         stream = PairStream(self.data_a, self.data_b, self.train_config.batch_size, self.train_config.augment,
                             s.seed, self.rank, self.world, self.step)
         rng_state = torch.get_rng_state()  # the DataLoader draws a seed from it: keep resume exact
-        batches = loader(stream, default_workers(self.device) if s.workers is None else s.workers)
+        batches = loader(stream, default_workers(self.device) if s.data_workers is None else s.data_workers)
         torch.set_rng_state(rng_state)
         preview_faces = self._preview_batches()
         self.loss_log = report.LossLog(self.model_dir, enabled=self.main, upto=self.step)
@@ -482,9 +482,14 @@ def train(faceset_a, faceset_b, model_dir, settings: TrainSettings | None = None
     settings.require_budget()
     model_dir = Path(model_dir)
     sources = list(faceset_a) if generic else [faceset_a, faceset_b]
+    rank, world, _ = distributed()
+    if settings.workers not in (1, world):
+        raise FaceswapError(f"workers {settings.workers}: that many training processes are asked for and {world} "
+                            f"run: use run --ray (Ray Train), or train under torchrun --nproc_per_node "
+                            f"{settings.workers}")
     outputs.claim(model_dir, "model", [*sources, settings.pretrained])
     created = not model_dir.exists()
-    lock = atomic.exclusive(model_dir, "model folder") if distributed()[0] == 0 else contextlib.nullcontext()
+    lock = atomic.exclusive(model_dir, "model folder") if rank == 0 else contextlib.nullcontext()
     with lock:
         try:
             trainer = Trainer(faceset_a, faceset_b, model_dir, settings, progress, generic)
