@@ -39,8 +39,9 @@ setup(
         "uvicorn>=0.30",
     ],
     # the browser tests drive Debian's chromium (make test installs it) through Playwright's Python API
-    # ray: `--ray` runs pipelines and batches on a Ray cluster (cluster.py); a large wheel, so optional
+    # ray: `--ray` runs pipelines and batches on a Ray cluster (cluster.py), training workers through Ray Train
+    # (2.56: the train function's return value); a large wheel, so optional
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2.2", "httpx>=0.27", "playwright>=1.45"],
-                    "ray": ["ray>=2.40"]},
+                    "ray": ["ray[train]>=2.56"]},
     entry_points={"console_scripts": ["faceswap=faceswap.cli:main"]},
 )

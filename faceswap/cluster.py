@@ -3,9 +3,10 @@
 An executor has check(paths), extract(sources, output, settings, progress) -> ExtractSummary,
 train(set_a, set_b, output, settings, progress) -> TrainSummary (set_b None: pretrain) and
 convert(jobs, model_dir, settings, progress) -> rows (swap/batch.py's rows). On Ray every source clip is
-an extract task writing a part face set that the driver merges; train is one task; convert is an actor
-per worker (per GPU where there are GPUs) converting clip after clip. Paths travel, never frames: the
-work folder and the inputs must be on storage every node sees. The driver alone writes pipeline state.
+an extract task writing a part face set that the driver merges; train is one task, or with `workers` N a
+Ray Train run of N DDP workers; convert is an actor per worker (per GPU where there are GPUs) converting clip
+after clip. Paths travel, never frames: the work folder and the inputs must be on storage every node sees.
+The driver alone writes pipeline state.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from faceswap.swap.batch import Worker, run_batch
 from faceswap.training.loop import pretrain, train
 
 log = logging.getLogger(__name__)
-INSTALL = "--ray needs Ray, an optional extra: pip install 'faceswap[ray]' (or pip install 'ray>=2.40')"
+INSTALL = "--ray needs Ray, an optional extra: pip install 'faceswap[ray]' (or pip install 'ray[train]>=2.56')"
 RETRIES = 1  # a clip whose worker died is converted once more, on the restarted worker
 
 
@@ -91,6 +92,17 @@ def _extract_part(source: str, part: str, settings: ExtractSettings) -> ExtractS
     return extract([Path(source)], Path(part), settings, progress=False)
 
 
+def _train_rank(config: dict):
+    """One Ray Train worker: the same loop under the process group Ray Train started; rank 0 alone writes."""
+    import torch
+
+    if torch.cuda.is_available():  # the GPU Ray Train gave this worker, read as the local rank by the loop
+        from ray.train.torch import get_device
+
+        os.environ["LOCAL_RANK"] = str(get_device().index)
+    return _train(*config["args"], False)
+
+
 class _Converter:
     """One worker: kept alive over many clips with its model loaded once, it converts one at a time as a local
     batch's worker does."""
@@ -109,6 +121,27 @@ class _Converter:
 
     def convert(self, job: tuple) -> dict:
         return self.worker(job)
+
+
+def _in_thread(fn):
+    """fn() in a thread of its own, where Ray Train sets no Ctrl-C handler (its own ends the driver with exit 1 and
+    no word): Ctrl-C ends the driver as at any other stage, and its workers with it."""
+    import threading
+
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as itself
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
 
 
 def _ray():
@@ -216,10 +249,47 @@ class Ray:
         return total
 
     def train(self, set_a, set_b, output, settings: TrainSettings, progress: bool):
-        """One task, on a GPU where the cluster has one; an interrupted run resumes from its last checkpoint."""
+        """One task, on a GPU where the cluster has one, or `settings.workers` DDP workers through Ray Train; an
+        interrupted run resumes from its last checkpoint."""
         self.check([p for p in (set_a, set_b, settings.pretrained) if p] + [Path(output).parent])
+        if settings.workers > 1:
+            return self._train_workers(set_a, set_b, output, settings)
         task = self.ray.remote(num_cpus=1, num_gpus=1 if self.gpus else 0, max_retries=RETRIES)(_train)
         return self._wait([task.remote(set_a, set_b, output, settings, False)], "train", progress)[0]
+
+    def _train_workers(self, set_a, set_b, output, settings: TrainSettings):
+        """Ray Train's TorchTrainer runs the loop in every worker (DDP); when a worker dies the group starts once
+        more and resumes from the model's last checkpoint, while an error of the loop's own is raised as itself."""
+        try:
+            from ray.train import RunConfig, ScalingConfig, TrainingFailedError
+            from ray.train.torch import TorchTrainer
+        except ImportError:
+            raise FaceswapError(INSTALL) from None
+        have, kind = (self.gpus, "GPU") if self.gpus else (self.cpus, "CPU")
+        if settings.workers > have:  # Ray Train would wait for them without end
+            raise FaceswapError(f"train: workers {settings.workers} need a {kind} each and the cluster has {have}")
+        # the workers run in a folder of Ray Train's own: paths travel absolute
+        set_a, set_b, output = (None if p is None else Path(p).resolve() for p in (set_a, set_b, output))
+        record = output.with_name(f".{output.name}.ray-train")  # Ray Train's own run folder, removed after
+        for attempt in range(RETRIES + 1):
+            trainer = TorchTrainer(_train_rank, train_loop_config={"args": (set_a, set_b, output, settings)},
+                                   scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=bool(self.gpus)),
+                                   run_config=RunConfig(name="train", storage_path=str(record)))
+            try:
+                return _in_thread(trainer.fit).return_value
+            except TrainingFailedError as exc:
+                failures = list(getattr(exc, "worker_failures", {}).values())
+                raised = [f._base_exc for f in failures if hasattr(f, "_base_exc")]  # by the loop, not by Ray
+                if attempt < RETRIES and len(raised) < len(failures):  # a worker died or hung
+                    log.warning("train: a worker died; the workers start again from the last checkpoint")
+                    continue
+                ours = [e for e in raised if isinstance(e, FaceswapError)]
+                if ours:
+                    raise ours[0] from None
+                lines = str((raised or failures or [exc])[0]).strip().splitlines() or [type(exc).__name__]
+                raise FaceswapError(f"train: {lines[0]}") from None
+            finally:
+                shutil.rmtree(record, ignore_errors=True)
 
     def convert(self, jobs, model_dir, settings: ConvertSettings, progress: bool) -> list[dict]:
         """An actor per worker converts clip after clip; a clip whose worker died is converted once more."""
