@@ -17,6 +17,7 @@ from faceswap.errors import FaceswapError
 from faceswap.faces.keyframes import DEFAULT_GAP
 
 NO_CLI = {"cli": False}   # a field for the library and pipeline files only (no plain command-line form)
+PAIRS = {"cli": "pairs"}  # a mapping: on the command line a repeatable KEY=VALUE option
 
 
 @dataclass
@@ -157,23 +158,23 @@ class TrainSettings(_Settings):
         "Training processes (DDP ranks); more than 1 needs run --ray (Ray Train) or torchrun."))
     data_workers: Optional[int] = Field(None, ge=0, le=64, description=(
         "Data worker processes per training process (default: half the cores, at most 4; none on a 2-core CPU)."))
-    kl_weight: Optional[float] = Field(None, ge=0, description="KL weight for --latent vae.")
-    sparse_weight: Optional[float] = Field(None, ge=0, description="L1 penalty on the encoder's code (sparse "
-                                                                   "codes; logged as code_l1 in loss.csv).")
-    warp_share: Optional[float] = Field(None, ge=0, le=1, description=(
-        "Share of inputs given the random warp (lite: 0.5, others: 1); the rest teach exact detail."))
     pretrained: Optional[Path] = Field(None, description=(
         "Start a new model's encoder and decoders from this base (made by faceswap pretrain); CLI: --from."))
-    loss: LossWeights = Field(default_factory=LossWeights, json_schema_extra=NO_CLI)
-    augment: dict[str, float] = Field(default_factory=dict, json_schema_extra=NO_CLI,
-                                      description="Augment fields to change from the architecture's defaults.")
+    loss: LossWeights = Field(default_factory=LossWeights, json_schema_extra=PAIRS, description=(
+        "A loss weight to change, KEY=VALUE (dssim, l1, mask, kl: for --latent vae, background, edge, sparse: an "
+        "L1 penalty on the code, mse); repeatable."))
+    augment: dict[str, float] = Field(default_factory=dict, json_schema_extra=PAIRS, description=(
+        "An augmentation to change from the architecture's defaults, KEY=VALUE (e.g. warp_share: the share of "
+        "inputs given the random warp, lite: 0.5, others: 1); repeatable."))
 
-    @field_validator("augment")
+    @field_validator("loss", "augment", mode="before")
     @classmethod
-    def _augment_keys(cls, value: dict) -> dict:
-        unknown = set(value) - {f.name for f in dataclasses.fields(Augment)}
+    def _known_keys(cls, value, info):
+        known = {f.name for f in dataclasses.fields(LossWeights if info.field_name == "loss" else Augment)}
+        unknown = set(value) - known if isinstance(value, dict) else set()
         if unknown:
-            raise ValueError(f"unknown augmentation setting(s): {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown {info.field_name} setting(s): {', '.join(sorted(unknown))} (known: "
+                             f"{', '.join(sorted(known))})")
         return value
 
     def require_budget(self) -> None:
@@ -214,11 +215,11 @@ class ConvertSettings(FaceSettings):
                                                         "chain (default: a local signer faceswap makes once).")
     sign_key: Optional[Path] = Field(None, description="The PEM private key of --sign-cert.")
 
-
-def _message(error: dict) -> str:
     _erode = field_validator("erode", mode="before")(lambda value: _extent(value, negative=True))
     _feather = field_validator("feather", mode="before")(lambda value: _extent(value, negative=False))
 
+
+def _message(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     return f"{message} (got {error['input']!r})" if "input" in error and not isinstance(error["input"], dict) \
         else message
@@ -271,6 +272,10 @@ def click_options(cls: type[_Settings], skip: frozenset = frozenset()):
             continue
         kind, optional = _plain_type(field.annotation)
         flag = "--" + name.replace("_", "-")
+        if field.json_schema_extra == PAIRS:
+            decorators.append(click.option(flag, name, multiple=True, metavar="KEY=VALUE", callback=_pairs,
+                                           help=field.description))
+            continue
         default = None if field.default_factory else field.default
         extra: dict = {"help": field.description, "show_default": default is not None and default is not False}
         if kind is bool:
@@ -292,6 +297,18 @@ def click_options(cls: type[_Settings], skip: frozenset = frozenset()):
     return apply
 
 
+def _pairs(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
+    pairs = {}
+    for item in values:
+        key, equals, value = item.partition("=")
+        if not equals:
+            import click
+
+            raise click.BadParameter(f"{item!r}: use KEY=VALUE")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 def cli_args(values: _Settings) -> list[str]:
     """The command-line options that give `values` (those that differ from the defaults): how a job queued by
     `faceswap ui` runs the same command a user would type."""
@@ -302,5 +319,10 @@ def cli_args(values: _Settings) -> list[str]:
         if (field.json_schema_extra or {}).get("cli") is False or value == getattr(defaults, name) or value is None:
             continue
         flag = "--" + name.replace("_", "-")
+        if field.json_schema_extra == PAIRS:
+            given, default = (value, {}) if isinstance(value, dict) else \
+                (dataclasses.asdict(value), dataclasses.asdict(getattr(defaults, name)))
+            args += [part for k, v in given.items() if default.get(k) != v for part in (flag, f"{k}={v}")]
+            continue
         args += [flag if value else f"--no-{flag[2:]}"] if isinstance(value, bool) else [flag, str(value)]
     return args

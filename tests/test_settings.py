@@ -68,6 +68,20 @@ def test_cli_names_the_option(sample_b, tmp_path):
     assert settings.parse(ConvertSettings, {"track": 3}).track == "3"
 
 
+def test_loss_weights_and_augmentations_are_key_value_options(tmp_path):
+    from helpers import invoke_cli
+
+    parsed = settings.parse(TrainSettings, {"loss": {"kl": "0.01"}, "augment": {"warp_share": "0.25"}}, cli=True)
+    assert parsed.loss.kl == 0.01 and parsed.loss.dssim == 1.0 and parsed.augment == {"warp_share": 0.25}
+    assert settings.cli_args(parsed) == ["--loss", "kl=0.01", "--augment", "warp_share=0.25"]  # a UI job's argv
+    for args, message in ((["--loss", "kll=1"], "--loss: unknown loss setting(s): kll"),
+                          (["--augment", "warp=lots"], "--augment: Input should be a valid number"),
+                          (["--loss", "kl"], "'kl': use KEY=VALUE")):
+        result = invoke_cli("train", tmp_path, tmp_path, "-m", tmp_path / "m", "--iterations", 1, *args)
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert not (tmp_path / "m").exists()
+
+
 def test_kl_of_side_a_reaches_side_a_loss(facesets, tmp_path):
     """With --latent vae, A's KL term is part of A's loss: back-propagating A's loss alone moves the encoder
     through A's KL (it used to read the KL of the last encoder call, B's)."""

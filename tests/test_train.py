@@ -272,7 +272,7 @@ def test_vae_samples_sheet_preview_strip_and_sparse_codes(facesets, small_model,
     from faceswap import images
 
     model_dir = tmp_path / "vae"
-    train(*facesets, model_dir, TrainSettings(latent="vae", iterations=20, data_workers=0, sparse_weight=0.01,
+    train(*facesets, model_dir, TrainSettings(latent="vae", iterations=20, data_workers=0, loss={"sparse": 0.01},
                                                preview_every=10, save_every=10), progress=False)
     rows = [line.split(",") for line in (model_dir / "loss.csv").read_text().splitlines()]
     assert rows[0][3] == "code_l1" and float(rows[-1][3]) > 0  # the code's L1, logged with the losses

@@ -3,7 +3,7 @@ the model folder recorded, else the architecture's defaults. The Trainer reads o
 records it."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from faceswap.errors import FaceswapError
@@ -29,15 +29,10 @@ class TrainConfig:
         """`existing`: the model folder's config.json, where it holds a model already."""
         arch = _arch(settings, existing, model_dir, generic)
         saved, defaults = existing or {}, arch.defaults
-        augment = {**defaults.get("augment", {}), **settings.augment}
-        if settings.warp_share is not None:  # the command line's name for augment.warp_share
-            augment["warp_share"] = settings.warp_share
-        loss = replace(settings.loss, **{k: v for k, v in (("kl", settings.kl_weight),
-                                                             ("sparse", settings.sparse_weight)) if v is not None})
         return cls(arch, settings.batch_size or saved.get("batch_size") or defaults.get("batch_size", 16),
                    settings.lr or saved.get("lr") or defaults.get("lr", 5e-5),
                    settings.schedule or saved.get("schedule") or defaults.get("schedule", "constant"),
-                   Augment(**augment), loss, generic)
+                   Augment(**{**defaults.get("augment", {}), **settings.augment}), settings.loss, generic)
 
 
 def _arch(s: TrainSettings, existing: dict | None, model_dir: Path, generic: bool) -> ArchConfig:

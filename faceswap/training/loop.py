@@ -167,7 +167,6 @@ class Trainer:
         self.train_config = TrainConfig.resolve(settings, existing, self.model_dir, generic)
         self.cfg = self.train_config.arch
         self.config = existing or {}
-        defaults = self.cfg.defaults
         s = settings
         self.data_a = FaceData(faceset_a, self.cfg.out_size, self.cfg.coverage, s.holdout,
                                "to pretrain on" if generic else "A", input_size=self.cfg.size)
