@@ -1,12 +1,16 @@
-"""Batches and pipelines on a real local Ray cluster (started in this process, 2 CPUs): the same frames and
-credentials as a local run, a worker killed mid-clip, a damaged clip, Ctrl-C of the driver, extract parts."""
+"""Batches and pipelines on a real Ray cluster of two nodes of one CPU each, started on this machine as on two
+(`ray start --head`, `ray start --address`): the same frames and credentials as a local run, a worker killed
+mid-clip, a damaged clip, Ctrl-C of the driver, extract parts, training workers through Ray Train."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,7 +21,8 @@ import yaml
 
 from faceswap import credentials, media
 from faceswap.errors import FaceswapError
-from faceswap.settings import ConvertSettings
+from faceswap.settings import ConvertSettings, TrainSettings
+from helpers import invoke_cli
 
 ray = pytest.importorskip("ray")
 
@@ -27,12 +32,55 @@ from faceswap.swap.batch import convert_many  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(node: subprocess.Popen) -> None:
+    """A node of ours stopped at once: its `ray start --block` and the processes it started (its own process
+    group: raylet, agents and on the head the GCS); its workers exit as their raylet goes."""
+    try:
+        os.killpg(node.pid, signal.SIGKILL)  # a graceful stop waits on a drain the stopped GCS cannot answer
+    except ProcessLookupError:
+        pass
+    node.wait()
+
+
 @pytest.fixture(scope="module")
 def cluster():
+    """Two nodes of one CPU each, joined by this process; its address for `--ray ADDRESS`. `ray start --block`
+    keeps each node in a process group of ours, stopped at the end whatever happened (`ray stop` would stop
+    every Ray cluster on this machine, other people's too)."""
     os.environ["RAY_DEDUP_LOGS"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    # token authentication off for this private cluster: its token file is shared by every cluster of the user
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray_cli, port = Path(sys.executable).with_name("ray"), free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--block", "--num-cpus", "1", "--num-gpus", "0", "--object-store-memory", str(200 * 2 ** 20),
+              "--disable-usage-stats"]
+    temp = tempfile.mkdtemp(prefix="fsray")  # short: Ray's socket paths must fit in 107 characters
+    nodes = []
+    try:
+        for extra in (["--head", "--port", str(port), "--include-dashboard", "false", "--dashboard-port",
+                       str(free_port()), "--temp-dir", temp],
+                      ["--address", address]):
+            nodes.append(subprocess.Popen([str(ray_cli), "start", *common, *extra, "--dashboard-agent-listen-port",
+                                           str(free_port())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        ray.init(address=address)
+        deadline = time.monotonic() + 120
+        while sum(n["Alive"] for n in ray.nodes()) < 2:
+            assert time.monotonic() < deadline and all(n.poll() is None for n in nodes), "the cluster did not start"
+            time.sleep(0.2)
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        os.environ.pop("RAY_AUTH_MODE", None)
+        for node in reversed(nodes):
+            stop(node)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def cut(src: Path, out: Path, start: int, end: int) -> Path:
@@ -61,6 +109,7 @@ def partials(folder: Path) -> list[Path]:
 
 
 def test_convert_on_ray_equals_a_local_convert(cluster, clips, small_model, tmp_path):
+    """One worker on each node (each has one CPU): a local run's frames and credentials."""
     settings = ConvertSettings()
     (tmp_path / "local").mkdir()
     (tmp_path / "ray").mkdir()
@@ -156,8 +205,8 @@ def test_ctrl_c_of_the_driver_leaves_nothing_half_written(cluster, clips, sample
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert not partials(out)
-    for name in ("long.mp4", "b0.mp4"):
-        assert credentials.verify(out / name)[0].state == "intact"
+    verified = invoke_cli("verify", out / "long.mp4", out / "b0.mp4")
+    assert verified.exit_code == 0, verified.stdout
 
 
 def test_pipeline_extracts_as_tasks_give_a_local_extracts_face_set(cluster, sample_a, sample_b, tmp_path):
@@ -190,3 +239,30 @@ def test_pipeline_extracts_as_tasks_give_a_local_extracts_face_set(cluster, samp
         Pipeline(path, executor=executor).run(progress=False, echo=lines.append)
     assert sum("unchanged, skipped" in line for line in lines) == 3
     assert "skipped (unchanged)" in "\n".join(lines)
+
+
+def test_several_training_workers_need_ray_or_torchrun(tmp_path):
+    result = invoke_cli("train", tmp_path / "a", tmp_path / "b", "-m", tmp_path / "m", "--iterations", "1",
+                        "--workers", "2")
+    assert result.exit_code != 0 and not (tmp_path / "m").exists()
+    assert result.stderr.strip().splitlines() == [
+        "faceswap: error: workers 2: that many training processes are asked for and 1 run: use run --ray "
+        "(Ray Train), or train under torchrun --nproc_per_node 2"]
+
+
+def test_training_workers_through_ray_train(cluster, facesets, small_model, tmp_path):
+    """workers 2: the DDP loop in two Ray Train workers on gloo, one on each node, resuming a model's checkpoint;
+    rank 0 alone writes the model folder."""
+    from faceswap.models.store import load_model, read_config
+
+    model = tmp_path / "model"
+    shutil.copytree(small_model, model)
+    step = read_config(model)["step"]
+    settings = TrainSettings(iterations=step + 2, workers=2, data_workers=0, amp="off", preview_every=1000)
+    with Ray() as executor:
+        summary = executor.train(*facesets, model, settings, progress=False)
+    assert (summary.start_step, summary.step) == (step, step + 2), summary
+    config = read_config(model)
+    assert config["step"] == step + 2 and config["world_size"] == 2
+    load_model(model)
+    assert not list(tmp_path.glob(".*ray-train"))
