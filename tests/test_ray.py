@@ -39,10 +39,16 @@ def free_port() -> int:
 
 
 def stop(node: subprocess.Popen) -> None:
-    """A node of ours stopped at once: its `ray start --block` and the processes it started (its own process
-    group: raylet, agents and on the head the GCS); its workers exit as their raylet goes."""
+    """A node of ours stopped: its `ray start --block` stops what it started (raylet, agents, on the head the GCS)
+    on SIGTERM; whatever is left of its process group is killed."""
+    if node.poll() is None:
+        node.terminate()  # the leader alone: with its whole group at once it waits on a drain nobody answers
+        try:
+            node.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
     try:
-        os.killpg(node.pid, signal.SIGKILL)  # a graceful stop waits on a drain the stopped GCS cannot answer
+        os.killpg(node.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     node.wait()
