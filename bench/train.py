@@ -3,7 +3,7 @@
 (c) a naive loop (fp32, per-sample numpy/scipy augmentation in the main process). For `lite` and `original`.
 
 Prints (b)/(c) per model; last line `ratio: X.XX` = (b)/(a) for lite (goals on CPU: >= 0.9, and (b)/(c) >= 2).
-Usage: python bench/train.py [--amp auto|off|bf16|fp16] [--steps N] [--facesets A B] [--models NAME ...]
+Usage: python bench/train.py [--precision auto|fp32|bf16|fp16] [--steps N] [--facesets A B] [--models NAME ...]
 """
 import argparse
 import tempfile
@@ -63,14 +63,14 @@ def sync():
         torch.cuda.synchronize()
 
 
-def run_model(name: str, facesets, steps: int, amp: str, tmp: Path) -> dict:
-    trainer = Trainer(*facesets, tmp / name, TrainSettings(model=name, iterations=10 ** 6, amp=amp), progress=False)
+def run_model(name: str, facesets, steps: int, precision: str, tmp: Path) -> dict:
+    trainer = Trainer(*facesets, tmp / name, TrainSettings(model=name, iterations=10 ** 6, precision=precision), progress=False)
     stream = PairStream(trainer.data_a, trainer.data_b, trainer.train_config.batch_size, trainer.train_config.augment)
     ready = next(iter(stream))
     model_only = measure(trainer, iter(lambda: ready, None), steps)
     end_to_end = measure(trainer, loader(stream, default_workers(trainer.device)), steps)
 
-    naive = Trainer(*facesets, tmp / (name + "_naive"), TrainSettings(model=name, iterations=10 ** 6, amp="off"),
+    naive = Trainer(*facesets, tmp / (name + "_naive"), TrainSettings(model=name, iterations=10 ** 6, precision="fp32"),
                     progress=False)
     naive.model = naive.model.to(memory_format=torch.contiguous_format)
     rng = np.random.default_rng(0)
@@ -91,7 +91,7 @@ def run_model(name: str, facesets, steps: int, amp: str, tmp: Path) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--amp", default="auto")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--steps", type=int, default=0, help="steps per measurement (default: 60 lite, 8 others)")
     parser.add_argument("--facesets", nargs=2, type=Path, help="use these face sets A B instead of extracting")
     parser.add_argument("--models", nargs="+", default=["original", "lite"], help="architectures (lite is the ratio's)")
@@ -108,11 +108,11 @@ def main():
         results = {}
         for name in args.models:
             steps = args.steps or (60 if name == "lite" else 8)
-            r = results[name] = run_model(name, facesets, steps, args.amp, tmp)
+            r = results[name] = run_model(name, facesets, steps, args.precision, tmp)
             print(f"{name:9s} (a) model step {r['a']:7.1f} EGs/s | (b) end-to-end {r['b']:7.1f} | "
                   f"(c) naive {r['c']:7.1f} | (b)/(a) {r['b'] / r['a']:.2f} | (b)/(c) {r['b'] / r['c']:.2f} | {r['amp']}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"device {device}, amp {args.amp}, torch threads {torch.get_num_threads()}")
+    print(f"device {device}, precision {args.precision}, torch threads {torch.get_num_threads()}")
     if "lite" in results:
         lite = results["lite"]
         print(f"(b)/(c) lite: {lite['b'] / lite['c']:.2f}")

@@ -24,6 +24,9 @@ def cpu_has_fast_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+PRECISIONS = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}  # autocast dtype -> setting
+
+
 def autocast_dtype(choice: str, device: torch.device, model_size: int = 128) -> torch.dtype | None:
     """The autocast dtype for `choice` (auto | bf16 | fp16 | off/fp32) on `device`; None means fp32.
 
@@ -84,7 +87,7 @@ def measured_cpu_amp(architecture: str, step: Callable[[torch.dtype | None], Non
             atomic.write_json(path, cache)
         except OSError:
             pass
-        log.info("--amp auto: a %s step takes %.0f ms in bf16 and %.0f ms in fp32 on this CPU: %s (kept in %s)",
+        log.info("--precision auto: a %s step takes %.0f ms in bf16 and %.0f ms in fp32 on this CPU: %s (kept in %s)",
                  architecture, 1000 * seconds["bf16"], 1000 * seconds["fp32"], choice, path)
     return torch.bfloat16 if cache[key]["choice"] == "bf16" else None
 

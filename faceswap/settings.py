@@ -146,8 +146,8 @@ class TrainSettings(_Settings):
                                                                       "(new model).")
     holdout: float = Field(0.1, ge=0, le=0.5, description="Share of each face set kept out for evaluation.")
     seed: int = Field(0, ge=0, description="Random seed.")
-    amp: Literal["auto", "bf16", "fp16", "off"] = Field("auto", description=(
-        "Mixed precision (auto: on GPUs bf16/fp16 from 128 px models up, fp32+TF32 below; bf16 on CPUs with "
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description=(
+        "Training precision (auto: on GPUs bf16/fp16 from 128 px models up, fp32+TF32 below; bf16 on CPUs with "
         "AMX/AVX512-BF16)."))
     compile: bool = Field(False, description="Use torch.compile (slow start, faster steps).")
     save_every: int = Field(500, ge=1, description="Checkpoint every N steps.")

@@ -9,7 +9,7 @@ import torch.distributed as dist
 from faceswap.training.loop import TrainSettings, Trainer
 
 a, b, model_dir = sys.argv[1:4]
-trainer = Trainer(a, b, model_dir, TrainSettings(iterations=2, data_workers=0, amp="off", preview_every=1000),
+trainer = Trainer(a, b, model_dir, TrainSettings(iterations=2, data_workers=0, precision="fp32", preview_every=1000),
                   progress=False)
 trainer.run()
 digest = hashlib.sha256()

@@ -264,7 +264,7 @@ def test_training_workers_through_ray_train(cluster, facesets, small_model, tmp_
     model = tmp_path / "model"
     shutil.copytree(small_model, model)
     step = read_config(model)["step"]
-    settings = TrainSettings(iterations=step + 2, workers=2, data_workers=0, amp="off", preview_every=1000)
+    settings = TrainSettings(iterations=step + 2, workers=2, data_workers=0, precision="fp32", preview_every=1000)
     with Ray() as executor:
         summary = executor.train(*facesets, model, settings, progress=False)
     assert (summary.start_step, summary.step) == (step, step + 2), summary

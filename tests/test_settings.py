@@ -88,8 +88,8 @@ def test_kl_of_side_a_reaches_side_a_loss(facesets, tmp_path):
     from faceswap.training.loop import Trainer
 
     only_kl = {"dssim": 0, "l1": 0, "mask": 0, "kl": 1.0}
-    trainer = Trainer(*facesets, tmp_path / "vae", TrainSettings(latent="vae", iterations=1, amp="off", data_workers=0,
-                                                                 loss=only_kl), progress=False)
+    trainer = Trainer(*facesets, tmp_path / "vae", TrainSettings(latent="vae", iterations=1, precision="fp32",
+                                                                 data_workers=0, loss=only_kl), progress=False)
     trainer.model.eval()  # the mean code: no sampling noise
     x_a = torch.rand(4, 3, 64, 64)
     x_b = torch.rand(4, 3, 64, 64) * 0.2

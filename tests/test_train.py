@@ -88,7 +88,7 @@ def test_worker_batches_equal_in_process_ones(facesets, input_size):
 
 def test_training_changes_every_part_and_loss_falls(facesets, tmp_path):
     """Trainer.run, as `faceswap train` drives it: the encoder and both decoders learn, and the loss it logs falls."""
-    trainer = Trainer(*facesets, tmp_path / "m", TrainSettings(iterations=150, amp="off", data_workers=0),
+    trainer = Trainer(*facesets, tmp_path / "m", TrainSettings(iterations=150, precision="fp32", data_workers=0),
                       progress=False)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     summary = trainer.run()
@@ -142,7 +142,7 @@ def test_kill_9_then_resume(facesets, tmp_path):
 
 def test_resume_is_exact(facesets, tmp_path):
     """Training 6 steps at once equals 3 steps, a restart, then 3 more (same data, optimizer and RNG)."""
-    settings = dict(amp="off", data_workers=0, preview_every=1000, latent="vae", schedule="constant")
+    settings = dict(precision="fp32", data_workers=0, preview_every=1000, latent="vae", schedule="constant")
     train(*facesets, tmp_path / "straight", TrainSettings(iterations=6, **settings), progress=False)
     train(*facesets, tmp_path / "split", TrainSettings(iterations=3, **settings), progress=False)
     train(*facesets, tmp_path / "split", TrainSettings(iterations=6, **settings), progress=False)
@@ -173,10 +173,10 @@ def test_mismatched_model_dir_refused(small_model, facesets):
 
 def test_nan_stops_and_keeps_last_good_state(facesets, tmp_path):
     model_dir = tmp_path / "nan"
-    train(*facesets, model_dir, TrainSettings(iterations=2, data_workers=0, amp="off"), progress=False)
+    train(*facesets, model_dir, TrainSettings(iterations=2, data_workers=0, precision="fp32"), progress=False)
     good = (model_dir / "model.safetensors").read_bytes()
     with pytest.raises(FaceswapError, match="NaN"):
-        train(*facesets, model_dir, TrainSettings(iterations=400, lr=1e6, warmup=1, data_workers=0, amp="off",
+        train(*facesets, model_dir, TrainSettings(iterations=400, lr=1e6, warmup=1, data_workers=0, precision="fp32",
                                                  schedule="constant"), progress=False)
     assert read_config(model_dir)["step"] == 2
     assert (model_dir / "model.safetensors").read_bytes() == good
@@ -252,7 +252,7 @@ def test_hands_and_synthetic_occluders_are_left_out_of_the_loss(facesets):
 
 
 def test_amp_auto_is_measured_once_per_machine(facesets, tmp_path, monkeypatch):
-    """On a CPU, --amp auto times bf16 and fp32 steps of the architecture on first use and keeps the choice."""
+    """On a CPU, --precision auto times bf16 and fp32 steps of the architecture on first use and keeps the choice."""
     from faceswap import assets, device
 
     monkeypatch.setenv("FACESWAP_MODELS", str(assets.models_dir()))  # the models stay where they are

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from faceswap import __version__, align, assets, atomic, credentials, faceset, media, outputs, threads
-from faceswap.device import autocast_dtype, use_tf32
+from faceswap.device import PRECISIONS, autocast_dtype, use_tf32
 from faceswap.credentials import manifest_path
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, FaceCounts, finder_for, keyframes
@@ -34,7 +34,6 @@ from faceswap.settings import ConvertSettings
 from faceswap.swap import blend, color, detail, grain
 
 log = logging.getLogger(__name__)
-PRECISIONS = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 SYNTHETIC_NOTE = "Synthetic media: one or more faces in this video were replaced by faceswap {version} (AI face swap)."
 
 

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from faceswap import __version__, align, atomic, images, outputs
-from faceswap.device import autocast_dtype, measured_cpu_amp, use_tf32
+from faceswap.device import PRECISIONS, autocast_dtype, measured_cpu_amp, use_tf32
 from faceswap.errors import FaceswapError
 from faceswap.models import arch as arch_mod
 from faceswap.models import store
@@ -189,11 +189,11 @@ class Trainer:
         if self.device.type == "cuda":
             use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
-        if s.amp == "auto" and self.device.type == "cpu":
+        if s.precision == "auto" and self.device.type == "cpu":
             with torch.random.fork_rng(devices=[]):  # the timing's random batches leave no trace in the run
                 self.amp_dtype = measured_cpu_amp(self.cfg.name, self._timing_step)
         else:
-            self.amp_dtype = autocast_dtype(s.amp, self.device, self.cfg.size)
+            self.amp_dtype = autocast_dtype(s.precision, self.device, self.cfg.size)
         # fused: one kernel for all parameters (CPU and CUDA)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.train_config.lr, betas=(s.beta1, 0.999),
                                           fused=True)
@@ -253,7 +253,7 @@ class Trainer:
             log.info("resuming %s at step %d", self.model_dir, self.step)
 
     def _timing_step(self, dtype: torch.dtype | None) -> None:
-        """One forward and backward of a batch of random faces, for --amp auto to time (gradients discarded)."""
+        """One forward and backward of a batch of random faces, for --precision auto to time (gradients discarded)."""
         batch = self.train_config.batch_size
         x = torch.rand(batch, 3, self.cfg.size, self.cfg.size).contiguous(memory_format=torch.channels_last)
         target = torch.rand(batch, 3, self.cfg.out_size, self.cfg.out_size)
@@ -272,7 +272,7 @@ class Trainer:
             "step": self.step,
             "batch_size": run.batch_size, "lr": run.lr, "beta1": s.beta1, "schedule": run.schedule,
             "seed": s.seed, "world_size": self.world,
-            "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+            "precision": PRECISIONS[self.amp_dtype],
             "loss": asdict(run.loss), "augment": asdict(run.augment),
             "facesets": {
                 "pool": {"paths": [str(p) for p in self.faceset_paths[0]], "train": len(self.data_a)},
@@ -424,7 +424,7 @@ class Trainer:
                     summary.stopped = Stopped.FAILED
                     raise FaceswapError(f"loss became NaN/inf at step {self.step}; training stopped and the last "
                                         f"good checkpoint (step {self.config.get('step', 0)}) was kept; try a "
-                                        "lower --lr or --amp off")
+                                        "lower --lr or --precision fp32")
                 self.step += 1
                 summary.examples += 2 * self.train_config.batch_size * self.world
                 if self.main and total and self.step - summary.start_step == ETA_AFTER:  # past the warm-up steps
