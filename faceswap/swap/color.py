@@ -12,12 +12,13 @@ METHODS = ("avg", "rct", "hist", "none")
 
 
 def _stats(image: np.ndarray, mask: np.ndarray):
-    weights = mask.reshape(-1)
+    """Mean and standard deviation of each channel, weighted by `mask` (as products with the weights: BLAS)."""
+    weights = mask.reshape(-1).astype(np.float64)
     total = max(weights.sum(), 1e-6)
-    pixels = image.reshape(-1, image.shape[-1])
-    mean = (pixels * weights[:, None]).sum(0) / total
-    std = np.sqrt(((pixels - mean) ** 2 * weights[:, None]).sum(0) / total)
-    return mean, std
+    pixels = image.reshape(-1, image.shape[-1]).astype(np.float64)
+    mean = weights @ pixels / total
+    std = np.sqrt(weights @ (pixels - mean) ** 2 / total)
+    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def avg(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
