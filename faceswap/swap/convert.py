@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from faceswap import __version__, align, assets, atomic, credentials, faceset, media, outputs, threads
+from faceswap import __version__, align, atomic, credentials, faceset, media, outputs, threads
 from faceswap.device import PRECISIONS, autocast_dtype, use_tf32
 from faceswap.credentials import manifest_path
 from faceswap.errors import FaceswapError
@@ -327,9 +327,9 @@ def _described(path: Path | None) -> dict | None:
         return None
     path = Path(path)
     if path.is_file():
-        return {"name": path.name, "bytes": path.stat().st_size, "sha256": assets.sha256_of(path)}
+        return {"name": path.name, "bytes": path.stat().st_size, "sha256": atomic.sha256_of(path)}
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() else []
-    return {"name": path.name, "files": {p.name: assets.sha256_of(p) for p in files}}
+    return {"name": path.name, "files": {p.name: atomic.sha256_of(p) for p in files}}
 
 
 def provenance(source: Path, model_dir: Path, model_config: dict, alignments: Path | None) -> dict:

@@ -31,8 +31,6 @@ from faceswap.training.data import FaceData, PairStream, default_workers, loader
 from faceswap.training.loss import side_loss
 
 log = logging.getLogger(__name__)
-OPTIMIZER = "optimizer.safetensors"
-TRAINER_STATE = "trainer.json"
 PREVIEW_FACES = 6
 ETA_AFTER = 30  # steps timed before the expected training time is printed
 EXEMPLARS_PER_SIDE = 64  # faces per side the model folder carries for convert's detail: enough to cover the poses
@@ -244,9 +242,9 @@ class Trainer:
 
     def _resume(self, config: dict) -> None:
         store.load_weights(self.model, self.model_dir, config)
-        if OPTIMIZER in config.get("files", {}):
-            tensors = store.load_tensors(self.model_dir, OPTIMIZER, config)
-            meta = store.load_json(self.model_dir, TRAINER_STATE, config)
+        if store.OPTIMIZER in config.get("files", {}):
+            tensors = store.load_tensors(self.model_dir, store.OPTIMIZER, config)
+            meta = store.load_json(self.model_dir, store.TRAINER_STATE, config)
             restore_optimizer(self.optimizer, self.scaler, tensors, meta)
         self.step = int(config.get("step", 0))
         if self.main:
@@ -294,9 +292,9 @@ class Trainer:
         if self.generic:  # safetensors stores no shared tensors: the base holds its one decoder twice
             weights = {k: v.clone() if k.startswith("decoders.b.") else v for k, v in weights.items()}
         store.save(self.model_dir, self._config(),
-                   {store.WEIGHTS: weights, OPTIMIZER: tensors, **({store.EXEMPLARS: self.exemplars}
+                   {store.WEIGHTS: weights, store.OPTIMIZER: tensors, **({store.EXEMPLARS: self.exemplars}
                                                                     if self.exemplars else {})},
-                   {TRAINER_STATE: (json.dumps(meta) + "\n").encode()})
+                   {store.TRAINER_STATE: (json.dumps(meta) + "\n").encode()})
         self.config = store.read_config(self.model_dir)
         if self.loss_log is not None:  # the loss history survives whatever the checkpoint survives
             self.loss_log.flush(self.model_dir)
@@ -334,9 +332,9 @@ class Trainer:
         if not self.main:
             return
         grid = report.preview_grid(self.model, *faces)
-        images.write_png(self.model_dir / "preview.png", grid)
+        images.write_png(self.model_dir / store.PREVIEW, grid)
         if self.settings.timelapse:
-            folder = self.model_dir / "timelapse"
+            folder = self.model_dir / store.TIMELAPSE
             folder.mkdir(exist_ok=True)
             images.write_png(folder / f"{self.step:08d}.png", grid)
 
@@ -353,7 +351,7 @@ class Trainer:
         """Each side's loss, with that side's own KL term; and the mean absolute code of both sides."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             side_a, side_b = self.forward(batch_a["input"], batch_b["input"])
-            code_l1 = (side_a.code.detach().float().abs().mean() + side_b.code.detach().float().abs().mean()) / 2
+            code_l1 = sum(side.code.detach().float().abs().mean() for side in (side_a, side_b)) / 2
             return (side_loss(side_a, batch_a, self.train_config.loss),
                     side_loss(side_b, batch_b, self.train_config.loss), code_l1)
 
@@ -461,7 +459,7 @@ class Trainer:
                     self.write_preview(preview_faces)
                 self.loss_log.flush(self.model_dir)
                 if s.timelapse and self.main:
-                    report.timelapse(self.model_dir / "timelapse", self.model_dir / "timelapse.mp4")
+                    report.timelapse(self.model_dir / store.TIMELAPSE, self.model_dir / store.TIMELAPSE_VIDEO)
         return summary
 
 
