@@ -4,9 +4,11 @@ running cluster of 2 CPUs (as one of `ray start --head --num-cpus 2` is joined),
 
 Last line: `ratio: X.XX` = clips per minute on the running cluster / clips per minute with --jobs 2 (goal: at
 least 0.90, Ray's overhead on one machine at most 10 %).
-Usage: python bench/ray.py [MODEL_DIR]   (without one, a lite model is trained for a few steps)
+Usage: python bench/ray.py [MODEL_DIR] [--copies N]   (without a model, a lite model is trained for a few
+steps; --copies: each clip N times, 8 x N clips, so that the workers' start weighs less)
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,14 +52,17 @@ def convert(clips: Path, out: Path, model: Path, *extra, env=None) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "faceswap", "-q", "convert", str(clips), "-o", str(out), "-m", str(model),
                     *extra], check=True, env=dict(env or os.environ, RAY_DEDUP_LOGS="0"))
-    return 8 * 60 / (time.perf_counter() - start)
+    return len(list(clips.iterdir())) * 60 / (time.perf_counter() - start)
 
 
 def main():
     assets.fetch_models()
+    args = sys.argv[1:]
+    copies = int(args.pop(args.index("--copies") + 1)) if "--copies" in args else 1
+    args = [a for a in args if a != "--copies"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+        model = Path(args[0]) if args else None
         if model is None:
             from faceswap.extract import ExtractSettings, extract
             from faceswap.training.loop import TrainSettings, train
@@ -67,7 +72,9 @@ def main():
             model = tmp / "model"
             train(tmp / "a", tmp / "b", model, TrainSettings(iterations=10, data_workers=0), progress=False)
         clips = tmp / "clips"
-        make_clips(clips, tmp)
+        for clip in make_clips(clips, tmp):
+            for copy in range(1, copies):
+                shutil.copy(clip, clips / f"{clip.stem}_{copy}{clip.suffix}")
         local = convert(clips, tmp / "local", model, "--jobs", "2")
         started = convert(clips, tmp / "ray_own", model, "--ray")
         # a cluster that outlives the command, held by a process of our own (`ray stop` would stop every
