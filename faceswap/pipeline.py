@@ -58,6 +58,11 @@ class Pipeline:
         self.work = Path(work_dir) if work_dir else self._path(self.spec.get("work_dir", "work"))
         self.jobs = jobs or int(self.spec.get("jobs", 1))
         self.executor = executor or Local(self.jobs)
+        trains = {"train": self.spec.get("train", {}), "pretrain.train": self.spec.get("pretrain", {}).get("train", {})}
+        for where, train in trains.items():  # refused here, not once the extracts have run
+            if isinstance(self.executor, Local) and train.get("workers", 1) > 1:
+                raise FaceswapError(f"pipeline: {where}.workers: {train['workers']} training processes need run "
+                                    "--ray (Ray Train)")
         self.damaged = False
 
     def _check_sources(self, identity, where: str, allowed: set) -> dict:

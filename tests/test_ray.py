@@ -247,13 +247,22 @@ def test_pipeline_extracts_as_tasks_give_a_local_extracts_face_set(cluster, samp
     assert "skipped (unchanged)" in "\n".join(lines)
 
 
-def test_several_training_workers_need_ray_or_torchrun(tmp_path):
+def test_several_training_workers_need_ray_or_torchrun(tmp_path, sample_a, sample_b):
     result = invoke_cli("train", tmp_path / "a", tmp_path / "b", "-m", tmp_path / "m", "--iterations", "1",
                         "--workers", "2")
     assert result.exit_code != 0 and not (tmp_path / "m").exists()
     assert result.stderr.strip().splitlines() == [
         "faceswap: error: workers 2: that many training processes are asked for and 1 run: use run --ray "
         "(Ray Train), or train under torchrun --nproc_per_node 2"]
+    # a pipeline says so before its extracts, not after them
+    spec = tmp_path / "p.yaml"
+    identities = {"a": {"sources": [str(sample_a)]}, "b": {"sources": [str(sample_b)]}}
+    spec.write_text(yaml.safe_dump({"work_dir": str(tmp_path / "work"), "identities": identities,
+                                    "train": {"iterations": 1, "workers": 2}}))
+    result = invoke_cli("run", spec)
+    assert result.exit_code != 0 and not (tmp_path / "work").exists()
+    assert result.stderr.strip().splitlines() == [
+        "faceswap: error: pipeline: train.workers: 2 training processes need run --ray (Ray Train)"]
 
 
 def test_training_workers_through_ray_train(cluster, facesets, small_model, tmp_path):
