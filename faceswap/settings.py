@@ -16,7 +16,6 @@ from faceswap.align import DEFAULT_PADDING
 from faceswap.errors import FaceswapError
 from faceswap.faces.keyframes import DEFAULT_GAP
 
-NO_CLI = {"cli": False}   # a field for the library and pipeline files only (no plain command-line form)
 PAIRS = {"cli": "pairs"}  # a mapping: on the command line a repeatable KEY=VALUE option
 
 
@@ -268,7 +267,7 @@ def click_options(cls: type[_Settings], skip: frozenset = frozenset()):
 
     decorators = []
     for name, field in cls.model_fields.items():
-        if name in skip or (field.json_schema_extra or {}).get("cli") is False:
+        if name in skip:
             continue
         kind, optional = _plain_type(field.annotation)
         flag = "--" + name.replace("_", "-")
@@ -316,7 +315,7 @@ def cli_args(values: _Settings) -> list[str]:
     defaults = type(values)()
     for name, field in type(values).model_fields.items():
         value = getattr(values, name)
-        if (field.json_schema_extra or {}).get("cli") is False or value == getattr(defaults, name) or value is None:
+        if value == getattr(defaults, name) or value is None:
             continue
         flag = "--" + name.replace("_", "-")
         if field.json_schema_extra == PAIRS:
