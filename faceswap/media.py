@@ -377,7 +377,7 @@ class VideoWriter(atomic.Committing):
         self.time_base = time_base or Fraction(1, self.fps.numerator * -(-10000 // self.fps.numerator))
         self.codec, self.crf, self.preset, self.pix_fmt = codec, crf, preset, pix_fmt
         self.audio_from = Path(audio_from) if audio_from else None
-        self.metadata = {"encoder": outputs.VIDEO_MARK, **(metadata or {})}  # marks it as faceswap's own
+        self.metadata = {"comment": f"made by {outputs.VIDEO_MARK}", **(metadata or {})}  # marks it as faceswap's own
         self.partial = atomic.partial_path(self.path)
         self.container = None
         self.stream = None

@@ -10,7 +10,7 @@ from pathlib import Path
 from faceswap.errors import FaceswapError
 
 PNG_MARK = {"Software": "faceswap"}  # every PNG faceswap writes carries it (images.write_png)
-VIDEO_MARK = "faceswap"               # the container's encoder tag of every video faceswap writes
+VIDEO_MARK = "faceswap"               # in the comment tag of every video faceswap writes (libav owns "encoder")
 REPORT_SCHEMA = "faceswap.evaluate"
 BATCH_SCHEMA = "faceswap.batch"
 _FRAME = re.compile(r"frame_\d{6}\.png")
@@ -45,7 +45,7 @@ def _video_marked(path: Path) -> bool:
 
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
-            return str(container.metadata.get("encoder", "")).startswith(VIDEO_MARK)
+            return VIDEO_MARK in str(container.metadata.get("comment", ""))
     except (av.FFmpegError, OSError, ValueError):
         return False
 
@@ -73,13 +73,14 @@ def _converted_folder(path: Path) -> bool:
 
 
 def _all_converted(path: Path) -> bool:
-    """Only converted clips (with their manifests and credential sidecars) and hidden files."""
+    """Only converted clips (with their manifests and credential sidecars) and hidden files. A clip stopped
+    between its video and its manifest counts too: its container says faceswap wrote it."""
     from faceswap.credentials import manifest_path, sidecar_path
 
     files = [p for p in path.iterdir() if not p.name.startswith(".")]
     clips = [p for p in files if p.is_file() and p.suffix.lower() != ".json" and p.suffix.lower() != ".c2pa"]
     extras = {q.name for p in clips for q in (manifest_path(p), sidecar_path(p))}
-    return bool(clips) and all(_converted_file(p) for p in clips) and \
+    return bool(clips) and all(_converted_file(p) or _video_marked(p) for p in clips) and \
         all(p in clips or p.name in extras for p in files)
 
 

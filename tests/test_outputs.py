@@ -114,6 +114,22 @@ def test_earlier_outputs_of_the_same_kind_are_replaced(small_model, sample_b, tm
     assert outputs.kind_of(frames) is None
 
 
+def test_a_batch_stopped_between_a_video_and_its_manifest_is_still_its_own(tmp_path):
+    import numpy as np
+
+    from faceswap import media
+
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    writer = media.VideoWriter(batch / "b0.mp4")  # what a Ctrl-C leaves before write_manifest
+    writer.write(np.zeros((64, 64, 3), np.uint8))
+    writer.close()
+    assert outputs.kind_of(batch / "b0.mp4") == "preview" and outputs.kind_of(batch) == "batch"
+    outputs.claim(batch, "batch")
+    (batch / "b1.mp4").write_bytes(b"the user's own video")
+    assert outputs.kind_of(batch) is None
+
+
 def test_pipeline_output_cannot_name_its_own_model_or_face_set(sample_a, sample_b, tmp_path):
     from faceswap.errors import FaceswapError
     from faceswap.pipeline import Pipeline

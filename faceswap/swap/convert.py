@@ -255,8 +255,7 @@ def _convert(source, info, model_dir, output, settings, alignments, progress, sw
     seal = sealer(source, facts, settings)
     started = time.perf_counter()
     metadata = {"comment": SYNTHETIC_NOTE.format(version=__version__),
-                "description": SYNTHETIC_NOTE.format(version=__version__),
-                "encoder": f"faceswap {__version__}"}
+                "description": SYNTHETIC_NOTE.format(version=__version__)}
     writer = media.open_writer(output, like=info, audio_from=source, codec=settings.codec, crf=settings.crf,
                                preset=settings.preset, metadata=metadata, seal=seal) \
         if output.suffix else media.open_writer(output, like=info, seal=seal)
