@@ -151,6 +151,32 @@ def test_without_exemplars_the_output_is_the_models_exactly(tmp_path):
     assert not np.array_equal(outputs["off"], outputs["rich"])  # with exemplars the detail is there
 
 
+def test_exemplars_larger_than_the_output_add_detail_finer_than_the_model_draws(tmp_path):
+    """A face twice the model's output size in the frame takes 128 px exemplars' detail at 128 px, where the same
+    exemplars shrunk to the output's 64 px give only what 64 px hold."""
+    size = config_for("lite").out_size
+    fine = texture(2 * size, 7)  # 2 px grain at 128 px: finer than a 64 px face can hold
+    settings = dict(grain="off", occlusion="off", color="none")
+    frame = np.full((240, 360, 3), 90, np.uint8)
+    added = {}
+    for side in (size, 2 * size):
+        exemplar = cv2.resize(fine, (side, side), interpolation=cv2.INTER_AREA)
+        folder = _model_folder(tmp_path / str(side), {s: (exemplar[None].copy(), face_points(side)[None]) for s in "ab"})
+        swapper = Swapper(folder, ConvertSettings(detail="auto", **settings))
+        assert swapper.detail.size == side
+        job = _job(swapper)
+        job.fine = texture(2 * size, 6) if side > size else None  # the frame's face at 128 px: detailed
+        plain = Swapper(folder, ConvertSettings(detail="off", **settings)).composite(frame.copy(), [_job(swapper)])
+        out = swapper.composite(frame.copy(), [job])
+        added[side] = luma(out.astype(np.float32) - plain)[40:168, 120:248] / 255  # the face's 128 px window
+    inner = cv2.erode((masks.hull_mask(face_points(2 * size)[17:], (2 * size,) * 2, forehead=0) > 0.5)
+                      .astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    finest = {side: cv2.Laplacian(a, cv2.CV_32F)[inner].var() for side, a in added.items()}
+    assert finest[2 * size] > 3 * finest[size]
+    # at its place: the face's window lies on the frame 1:1, so the exemplar's band is where it was
+    assert np.corrcoef(added[2 * size][inner], band(luma(fine) / 255, 2 * size)[inner])[0, 1] > 0.8
+
+
 def test_grain_matches_the_frames_noise_inside_the_face_and_leaves_hands_alone():
     rng = np.random.default_rng(4)
     size = 128
@@ -203,7 +229,7 @@ def test_exemplars_travel_with_the_model_and_convert_the_same_elsewhere(facesets
     config = store.read_config(model)
     assert store.EXEMPLARS in config["files"]
     images, landmarks = store.load_exemplars(model, config, "a")
-    assert 0 < len(images) <= EXEMPLARS_PER_SIDE and images.shape[1:] == (64, 64, 3)
+    assert 0 < len(images) <= EXEMPLARS_PER_SIDE and images.shape[1:] == (128, 128, 3)  # the crops hold 160 px
     # the same choice again from the face set: the index is deterministic
     again = FaceData(copies / facesets[0].name, 64, config_for("lite").coverage, TrainSettings().holdout, "A",
                      input_size=64).exemplars(EXEMPLARS_PER_SIDE)

@@ -105,7 +105,8 @@ def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndar
     shifted[:, 2] -= [x0, y0]
     roi = (x1 - x0, y1 - y0)
     face_u8 = np.clip(face * 255 + 0.5, 0, 255).astype(np.uint8)
-    flags = enlarge if abs(np.linalg.det(matrix[:, :2])) < 1 else cv2.INTER_LINEAR  # `enlarge`: align.enlarge_flag
+    # `enlarge` (align.enlarge_flag) also serves a slight shrink: bilinear would soften it
+    flags = enlarge if abs(np.linalg.det(matrix[:, :2])) < 1.5 ** 2 else cv2.INTER_LINEAR
     face_img = cv2.warpAffine(face_u8, shifted, roi, flags=flags, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(mask, shifted, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     if len(hands):

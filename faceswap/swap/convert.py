@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -34,6 +35,7 @@ from faceswap.settings import ConvertSettings
 from faceswap.swap import blend, color, detail, grain
 
 log = logging.getLogger(__name__)
+SHRINK = 1.5  # paste's bicubic warp shrinks a face this much without sparkle; more is area-averaged first
 SYNTHETIC_NOTE = "Synthetic media: one or more faces in this video were replaced by faceswap {version} (AI face swap)."
 
 
@@ -161,6 +163,7 @@ class FaceJob:
     model_input: np.ndarray
     swapped: np.ndarray | None = None
     predicted: np.ndarray | None = None
+    fine: np.ndarray | None = None  # the frame's face at the detail's size, where that is larger than the output
 
 
 class Swapper:
@@ -181,7 +184,7 @@ class Swapper:
         self.detail = None  # a model saved without exemplars converts as it always did
         exemplars = store.load_exemplars(model_dir, self.model_config, self.side) \
             if settings.detail == "auto" else None
-        if exemplars is not None and exemplars[0].shape[1] == self.size:
+        if exemplars is not None and exemplars[0].shape[1] >= self.size:
             source = store.load_exemplars(model_dir, self.model_config, "a" if self.side == "b" else "b")
             self.detail = detail.Detail(*exemplars, None if source is None else source[1])
         self.grain = grain.Grain() if settings.grain == "auto" else None
@@ -203,8 +206,10 @@ class Swapper:
         aligned = align.warp(image, matrix, self.size)
         model_input = aligned if self.cfg.size == self.size else \
             align.warp(image, self.model_matrix(face.landmarks, self.cfg.size, face.matrix), self.cfg.size)
+        fine = None if self.detail is None or self.detail.size == self.size else \
+            align.warp(image, self.model_matrix(face.landmarks, self.detail.size, face.matrix), self.detail.size)
         return FaceJob(matrix, align.transform_points(face.landmarks, matrix), aligned, hands, face.track,
-                       model_input)
+                       model_input, fine=fine)
 
     @torch.inference_mode()
     def infer(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -224,14 +229,40 @@ class Swapper:
         for job in jobs:
             face_mask = recipe.face(job.landmarks, job.predicted, self.size)
             swapped = color.match(s.color, job.swapped, job.original.astype(np.float32) / 255, face_mask)
-            if self.detail is not None:
-                swapped = self.detail(swapped, job.original, job.landmarks, face_mask, job.track)
-            swapped = blend.sharpen(swapped, s.sharpen)
             face_px = self.size / np.sqrt(abs(np.linalg.det(job.matrix[:, :2])))
+            matrix = job.matrix
+            if self.detail is not None:
+                swapped, face_mask, matrix = self.detailed(job, swapped, face_mask, face_px)
+            swapped = blend.sharpen(swapped, s.sharpen)
             noise = None if self.grain is None else functools.partial(self.grain, track=job.track)
-            frame = blend.paste(frame, swapped, recipe.alpha(face_mask, face_px), job.matrix, s.blend, job.hands,
+            frame = blend.paste(frame, swapped, recipe.alpha(face_mask, face_px), matrix, s.blend, job.hands,
                                 recipe.hand_margin * face_px, align.enlarge_flag(self.size), noise)
         return frame
+
+    def detailed(self, job: FaceJob, swapped: np.ndarray, face_mask: np.ndarray, face_px: float):
+        """The exemplars' detail added at their own size, finer than the model's output where the face is larger
+        in the frame; a face much smaller there is then brought down to its own size (area-averaged: no sparkle).
+        Returns the face, its mask and its window matrix at that size."""
+        size = self.detail.size
+        if size == self.size:
+            return self.detail(swapped, job.original, job.landmarks, face_mask, job.track), face_mask, job.matrix
+        scale = size / self.size  # the windows of two sizes differ by a plain scale (align.model_matrix)
+
+        def enlarge(image, flags=cv2.INTER_CUBIC):
+            up = np.float32([[scale, 0, 0], [0, scale, 0]])
+            return cv2.warpAffine(image, up, (size, size), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+        swapped, face_mask = enlarge(swapped), enlarge(face_mask, cv2.INTER_LINEAR)
+        fine = job.fine if job.fine is not None else enlarge(job.original)
+        swapped = self.detail(swapped, fine, job.landmarks * scale, face_mask, job.track)
+        matrix = job.matrix * scale
+        if face_px * SHRINK < size:
+            shown = int(np.ceil(face_px))
+            swapped = cv2.resize(swapped, (shown, shown), interpolation=cv2.INTER_AREA)
+            face_mask = cv2.resize(face_mask, (shown, shown), interpolation=cv2.INTER_AREA)
+            shrink = shown / size  # resize keeps pixel centres, the windows' plain scale does not: shift by the gap
+            matrix = matrix * shrink + [[0, 0, (shrink - 1) / 2], [0, 0, (shrink - 1) / 2]]
+        return swapped, face_mask, matrix
 
 
 def convert(source: Path, model_dir: Path, output: Path, settings: ConvertSettings | None = None,

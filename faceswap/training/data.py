@@ -26,6 +26,7 @@ from faceswap.settings import Augment
 
 log = logging.getLogger(__name__)
 MIN_FACES = 32
+HAND_REACH = 4  # faces (in frame order) either side of one with a hand that exemplars leave out
 
 
 class FaceData:
@@ -67,6 +68,10 @@ class FaceData:
         train_entries = entries[:len(entries) - count]
         held_entries = entries[len(entries) - count:]
         self.files = [p.name for p, _ in train_entries]
+        self.entries = train_entries
+        # the window's pixels the smallest crop holds, up to twice the output: convert's detail is added at this size
+        crop_px = min(int(meta.get("size", 256)) for _, meta in entries) * coverage
+        self.detail_size = max(model_size, min(2 * model_size, int(crop_px) // 16 * 16))
         self.holdout_files = [p.name for p, _ in held_entries]
         hand_finder = HandFinder() if occlusion else None
         self.images, self.landmarks, self.hands = self._load(train_entries, hand_finder)
@@ -121,14 +126,18 @@ class FaceData:
         return out, mask
 
     def exemplars(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """Up to `count` training faces, un-augmented at the output size, with their landmarks there: convert takes
-        the identity's fine detail from them. None with a hand over it; the blurriest quarter left out; then
-        farthest-point sampling over the aligned landmarks, so they cover the set's poses and expressions."""
+        """Up to `count` training faces, un-augmented at `detail_size` from their full crops, with their landmarks
+        there: convert takes the identity's fine detail from them. None with a hand over it or near one; the
+        blurriest quarter left out; then farthest-point sampling over the aligned landmarks, so they cover the
+        set's poses and expressions."""
         matrix = self.centre_matrix()
         points = np.stack([align.transform_points(p, matrix) for p in self.landmarks]).astype(np.float32)
-        free = np.array([i for i in range(len(self.images)) if i not in self.hands], int)
+        # the hand finder misses a frame here and there: a face near one with a hand may have one too
+        near_hands = {j for i in self.hands for j in range(i - HAND_REACH, i + HAND_REACH + 1)}
+        free = np.array([i for i in range(len(self.images)) if i not in near_hands], int)
+        size = self.detail_size
         if not len(free) or count <= 0:
-            return np.zeros((0, self.model_size, self.model_size, 3), np.uint8), np.zeros((0, 68, 2), np.float32)
+            return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, 68, 2), np.float32)
         sharpness = np.array([_face_sharpness(self.images[i], self.landmarks[i]) for i in free])
         free = free[sharpness >= np.quantile(sharpness, 0.25)]
         features = points[free].reshape(len(free), -1) / self.model_size
@@ -137,9 +146,12 @@ class FaceData:
         while len(chosen) < min(count, len(free)):
             chosen.append(int(np.argmax(distance)))
             distance = np.minimum(distance, np.linalg.norm(features - features[chosen[-1]], axis=1))
-        picked = free[chosen]
-        images, _ = self.plain(self.images[picked], self.landmarks[picked])
-        return images, points[picked]
+        picked, faces = free[chosen], []
+        for crop in (read_image(self.entries[i][0]) for i in picked):
+            window = align.model_matrix(align.crop_to_face(crop.shape[0], self.padding), size, self.coverage,
+                                        self.padding)
+            faces.append(align.warp(crop, window, size))
+        return np.stack(faces), points[picked] * (size / self.model_size)
 
     def inputs(self, faces: np.ndarray) -> np.ndarray:
         """Model inputs from faces at the output size (area-shrunk where the input is smaller)."""
