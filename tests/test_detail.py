@@ -66,6 +66,24 @@ def test_the_detail_comes_from_the_exemplar_at_its_warped_place():
     assert np.all(added[mask == 0] == 0)  # nothing outside the face mask
 
 
+def test_the_optical_flow_puts_an_exemplars_iris_where_the_model_drew_it():
+    """Landmarks place an iris only roughly: the model draws it 3 px right of where the exemplar's lies after the
+    landmarks' warp, and the exemplar's detail (the iris's rim) follows the model's."""
+    size = 128
+    points = face_points(size)
+    centre = points[36:42].mean(0)
+    exemplar = np.full((size, size, 3), 150, np.uint8)
+    cv2.circle(exemplar, tuple(np.round(centre).astype(int)), 5, (40, 40, 40), -1)
+    model = np.full((size, size), 150, np.float32)
+    cv2.circle(model, tuple(np.round(centre + [3, 0]).astype(int)), 5, 40, -1)
+    model = np.repeat(cv2.GaussianBlur(model, (0, 0), 2)[..., None] / 255, 3, 2)  # drawn soft
+    out = Detail(exemplar[None], points[None])(model, texture(size, 2), points, masks.hull_mask(points, (size,) * 2))
+    x0, y0 = np.round(centre - 16).astype(int)
+    added = np.abs(luma(out - model))[y0:y0 + 32, x0:x0 + 32]
+    rim_x = x0 + (added.sum(0) * np.arange(32)).sum() / added.sum()
+    assert abs(rim_x - (centre[0] + 3)) < 1.0, (rim_x, centre[0])
+
+
 def test_a_soft_frame_gets_less_detail_and_a_detailed_model_face_none():
     size = 128
     points = face_points(size)
@@ -165,8 +183,11 @@ def test_exemplars_larger_than_the_output_add_detail_finer_than_the_model_draws(
         swapper = Swapper(folder, ConvertSettings(detail="auto", **settings))
         assert swapper.detail.size == side
         job = _job(swapper)
+        half = np.float32([[0.5, 0, 0], [0, 0.5, 0]])  # the windows' plain scale (align.model_matrix)
+        job.swapped = cv2.warpAffine(cv2.GaussianBlur(fine, (0, 0), 3), half, (size, size)).astype(np.float32) / 255
+        # the model draws the same face, softer
         job.fine = texture(2 * size, 6) if side > size else None  # the frame's face at 128 px: detailed
-        plain = Swapper(folder, ConvertSettings(detail="off", **settings)).composite(frame.copy(), [_job(swapper)])
+        plain = Swapper(folder, ConvertSettings(detail="off", **settings)).composite(frame.copy(), [job])
         out = swapper.composite(frame.copy(), [job])
         added[side] = luma(out.astype(np.float32) - plain)[40:168, 120:248] / 255  # the face's 128 px window
     inner = cv2.erode((masks.hull_mask(face_points(2 * size)[17:], (2 * size,) * 2, forehead=0) > 0.5)

@@ -3,10 +3,11 @@
 The model gives a face's structure, identity, expression and light; an autoencoder trained for minutes
 averages away what changes from frame to frame (pores, stubble, lashes). Real crops of the target person
 hold it. For each swapped face: the exemplars nearest in pose and expression (aligned landmarks), each
-warped onto the face by landmarks (piecewise affine over a fixed triangulation), their high-frequency
-band mixed with weights that move smoothly along a track, scaled to the detail the frame itself shows,
-and added inside the face mask. Eyes and mouth take an exemplar's detail only where its opening matches.
-Everything runs at the model's output size.
+warped onto the face by landmarks (piecewise affine over a fixed triangulation) and then by the optical flow
+from the model's face to it (landmarks place an iris or a lid only roughly), their fine band mixed with
+weights that move smoothly along a track, scaled to the detail the frame itself shows, and added inside the
+face mask. Eyes and mouth take an exemplar's detail only where its opening matches. Everything runs at the
+exemplars' size.
 """
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ SMOOTH = 0.15       # share of a frame's choice in a track's running weights: te
 STAY = 0.9          # distances of exemplars in use shrink by this much: the choice sticks (hysteresis)
 GAIN_SMOOTH = 0.1   # the same for the detail's strength
 MAX_GAIN = 4.0      # a mix of textures is weaker than one, a soft target's footage than a sharp frame
+FLOW_REACH = 1 / 32  # most the optical flow moves an exemplar beyond its landmarks' warp, share of the size
 FORGET = 200        # calls after which a track not seen is dropped
 EYES = (list(range(36, 42)), list(range(42, 48)))
 MOUTH = list(range(48, 60))
 
 
 def band(images: np.ndarray, size: int) -> np.ndarray:
-    """Image minus its Gaussian blur, at a scale that keeps pores, lashes and stubble, not the face's shape."""
-    sigma = size / 128
+    """Image minus its Gaussian blur, at a scale that keeps pores, lashes, stubble and the iris's edge, not the
+    face's shape."""
+    sigma = size / 64
     images = np.asarray(images, np.float32)
     return images - cv2.GaussianBlur(images, (0, 0), sigma)
 
@@ -68,7 +71,9 @@ class Detail:
         self.offset = np.zeros(self.features.shape[1], np.float32) if source_landmarks is None or \
             not len(source_landmarks) else self.features.mean(0) - \
             np.asarray(source_landmarks, np.float32).reshape(len(source_landmarks), -1).mean(0) / self.size
-        self.bands = np.stack([band(luma(image) / 255, self.size) for image in images])
+        self.faces = np.stack([luma(image) / 255 for image in images])
+        self.bands = np.stack([band(face, self.size) for face in self.faces])
+        self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self.openings = openings(self.landmarks)
         self.border = border_points(self.size)
         self.points = np.concatenate([self.landmarks, np.broadcast_to(self.border, (len(images),) + self.border.shape)],
@@ -80,6 +85,7 @@ class Detail:
         coarse = (np.arange(self.size // self.step) + 0.5) * self.step - 0.5
         gy, gx = np.meshgrid(coarse, coarse, indexing="ij")
         self.grid = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)], 1).astype(np.float32)
+        self.pixels = np.stack(np.meshgrid(np.arange(self.size), np.arange(self.size)), -1).astype(np.float32)
         self.reset()
 
     def reset(self) -> None:
@@ -131,6 +137,19 @@ class Detail:
         coarse = np.einsum("pk,mpkd->mpd", weights, corners).reshape(len(indices), self.size // self.step, -1, 2)
         return np.stack([cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_LINEAR) for c in coarse])
 
+    def refined(self, index: int, where: np.ndarray, face: np.ndarray) -> np.ndarray:
+        """`where` (an exemplar's map) moved by the optical flow from `face` (the model's luma) to the exemplar
+        warped by it: what the landmarks leave misplaced (an iris, a lid, a tooth) lands on the model's."""
+        warped = cv2.remap(self.faces[index], where[..., 0], where[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        soft = [np.clip(cv2.GaussianBlur(image, (0, 0), self.size / 64) * 255 + 0.5, 0, 255).astype(np.uint8)
+                for image in (face, warped)]
+        flow = self.flow.calc(*soft, None)  # face(x) ~ warped(x + flow(x))
+        reach = self.size * FLOW_REACH
+        flow = np.clip(flow, -reach, reach) + self.pixels  # a wrong match on a smooth cheek moves little
+        return np.stack([cv2.remap(where[..., c], flow[..., 0], flow[..., 1], cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE) for c in range(2)], -1)
+
     def region(self, points: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray]:
         """A soft mask of the polygon `points` (an eye, the mouth), grown a little, on its own box of the face."""
         grow = max(3, int(self.size * 0.04)) | 1
@@ -152,7 +171,8 @@ class Detail:
             return swapped
         weights = self.choose(landmarks, track)
         indices = list(weights)
-        maps = self.maps(indices, landmarks)
+        face = luma(swapped).astype(np.float32)
+        maps = [self.refined(index, where, face) for index, where in zip(indices, self.maps(indices, landmarks))]
         parts = [cv2.remap(self.bands[index], where[..., 0], where[..., 1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0) for index, where in zip(indices, maps)]
         mixed = sum(weights[index] * part for index, part in zip(indices, parts))
@@ -166,7 +186,7 @@ class Detail:
         limit = 1.5 * _rms(mixed, inside) + 1e-6
         mixed = limit * np.tanh(mixed / limit)  # strong edges of a misplaced exemplar (a double lid) stay faint
         wanted = _rms(band(luma(original) / 255, self.size), inside) ** 2
-        has = _rms(band(luma(swapped), self.size), inside) ** 2
+        has = _rms(band(face, self.size), inside) ** 2
         gain = float(np.clip(np.sqrt(max(0.0, wanted - has) / max(_rms(mixed, inside) ** 2, 1e-8)), 0, MAX_GAIN))
         state = self.tracks.get(track) if track >= 0 else None
         if state is not None:
