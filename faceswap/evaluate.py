@@ -291,9 +291,8 @@ def _column(images: list[np.ndarray], width: int) -> np.ndarray:
 
 def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: dict | None = None,
           window: tuple | None = None) -> tuple[dict, np.ndarray | None]:
-    """Parity, pose/expression error, jitter, flicker, seam, sharpness, occlusion and (given the two `people`
-    of the model) identity of OUT against SRC; and a comparison strip. `window`: the model's (output size,
-    coverage, padding), for the sharpness a perfect model of that size would reach."""
+    """OUT against SRC by every metric above (identity given the model's two `people`, the sharpness ceiling
+    given its `window`: output size, coverage, padding), and a comparison strip."""
     from faceswap import media  # only here: model evaluation needs no video stack
 
     a, b = media.probe(src), media.probe(out)

@@ -12,9 +12,8 @@ FINGERS = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 1
 
 
 def hand_mask(hands: list[np.ndarray], shape: tuple[int, int], margin: float = 0.0) -> np.ndarray:
-    """float32 mask (H x W), 1 over each hand (21 points, in this mask's pixels): the palm polygon and every
-    finger as a line as thick as a finger, grown by `margin` px and then eased to 0 over `margin` px outside,
-    so a blend that keeps the source under the mask keeps every hand pixel whole (no halo on the fingers)."""
+    """float32 mask (H x W), 1 over each hand (21 points, mask px): palm polygon and finger lines, grown by
+    `margin` px and eased to 0 over `margin` px more, so a blend keeps every hand pixel whole (no halo)."""
     mask = np.zeros(shape, np.uint8)
     for points in hands:
         points = np.asarray(points, np.float64)

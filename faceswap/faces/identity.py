@@ -72,9 +72,8 @@ def reference(path: Path, embedder: Embedder, finder) -> list[np.ndarray]:
 
 
 class TrackFilter:
-    """Keeps the tracks whose person is (or, with `exclude`, is not) the reference. A track is embedded on up
-    to SAMPLES of its faces, SAMPLE_GAP frames apart; its distance is the median of those, each the nearest
-    reference's."""
+    """Keeps the tracks whose person is (or, with `exclude`, is not) the reference: the median distance of up to
+    SAMPLES of its faces, SAMPLE_GAP frames apart, each to the nearest reference."""
 
     def __init__(self, references: list[np.ndarray], threshold: float = DEFAULT_THRESHOLD, exclude: bool = False,
                  embedder: Embedder | None = None):

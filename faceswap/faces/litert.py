@@ -121,9 +121,8 @@ class LiteRTFaces:
         return _dedupe(faces)
 
     def __call__(self, image: np.ndarray, video: bool = True) -> list[Face]:
-        """Faces in one RGB frame. With video=True, track from the previous frame where possible.
-        `arrived` then lists the faces the detector found that no face of the previous call overlaps:
-        they may have been in view for a few frames already (the detector runs every `redetect_every`)."""
+        """Faces in one RGB frame, tracked from the previous one in a video. `arrived` then lists the detector's
+        faces that overlap none of the previous call's: in view a few frames already, perhaps."""
         previous, detected = self.previous, True
         if not video or not previous:
             faces = self._detect(image)
@@ -153,9 +152,8 @@ class LiteRTFaces:
         return found
 
     def _follow_one(self, image: np.ndarray, prev: Face, tries: int = 3) -> Face | None:
-        """Mesh the region where `prev` was. When the face found sits well off that region (a fast move, a
-        cut, another face), the mesh saw it off-centre: look again in the region it points to, and give
-        up (the caller re-detects) when that does not settle."""
+        """Mesh the region where `prev` was; a face found well off it (a fast move, a cut) was seen off-centre:
+        look again where it points, and give up (the caller re-detects) when that does not settle."""
         centre, side, angle = self._roi_from_points(prev.mesh[:, :2])
         for _ in range(tries):
             face = self._face_from_roi(image, centre, side, angle, prev.detection or prev.score)

@@ -11,14 +11,12 @@ from faceswap import align, masks
 from faceswap.settings import extent_px
 
 MASKS = ("landmarks", "predicted", "combined")
-BLENDS = ("alpha", "seamless")
 
 
 @dataclass(frozen=True)
 class MaskRecipe:
-    """The swapped face's mask, decided in one place: which face region (`kind`), then grown or shrunk
-    (`erode`) and feathered (`feather`), each in frame px or a share of the face (settings.extent_px), eased out
-    at the model window's edge, with the hands cut out where it is pasted (paste, `hand_margin` of the face)."""
+    """The swapped face's mask, decided in one place: a face region (`kind`), grown or shrunk (`erode`) and
+    feathered (`feather`) in frame px or a share of the face, eased out at the window's edge, hands cut out."""
     kind: str = "landmarks"       # landmarks | predicted | combined
     erode: str = "0"
     feather: str = "0"
@@ -62,9 +60,8 @@ def _taper(size: int, share: float) -> np.ndarray:
 
 
 def learned_visible(predicted: np.ndarray, low: float = 0.3, high: float = 0.7) -> np.ndarray:
-    """A model's learned mask made decisive: it reads short of 1 over a visible face and above 0 over what
-    covers it (docs/MEASUREMENTS.md, "Occlusion"); a smooth step between `low` and `high` keeps the face
-    whole and leaves the occluder out, where the raw value would blend a fifth of the source over the face."""
+    """A learned mask made decisive: it reads short of 1 over a visible face and above 0 over what covers it; a
+    smooth step from `low` to `high` keeps the face whole and the occluder out (MEASUREMENTS.md, "Occlusion")."""
     ramp = np.clip((predicted.astype(np.float32) - low) / (high - low), 0, 1)
     return ramp * ramp * (3 - 2 * ramp)
 
@@ -89,12 +86,9 @@ def sharpen(image: np.ndarray, amount: float) -> np.ndarray:
 def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndarray, blend: str = "alpha",
           hands: list[np.ndarray] = (), hand_margin: float = 0.0, enlarge: int = cv2.INTER_LINEAR,
           grain=None) -> np.ndarray:
-    """Warp `face` (float RGB, model space) and `mask` back through `matrix` (image -> model) into `frame`;
-    where `hands` (21 points each, image px) lie, the frame keeps its own pixels, at full resolution.
-    `grain(face, frame region, alpha)`, if given, returns the warped uint8 face with noise added (grain.Grain).
-
-    Works on the frame box that the mask covers, in uint8 with one weighted blend (cv2.blendLinear):
-    the frame outside it is never touched or converted. Writes into `frame` and returns it."""
+    """Warp `face` (float RGB, model space) and `mask` back through `matrix` (image -> model) into `frame`, and
+    return it; the frame keeps its own pixels under `hands`; `grain(face, region, alpha)` adds noise
+    (grain.Grain). Only the box the mask covers is touched, in uint8 with one cv2.blendLinear."""
     ys, xs = np.nonzero(mask > 1 / 255)
     if not len(xs):
         return frame

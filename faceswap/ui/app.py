@@ -45,9 +45,8 @@ INERT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
 
 
 def job_args(ws: Workspace, kind: str, params: dict) -> tuple[list[str], str, dict]:
-    """The `faceswap` command line of a job, every path confined to the workspace and every setting checked by
-    the same settings model the CLI uses; with a title and what the page should watch (a model folder and the
-    step its training goes to, or an output)."""
+    """A job's `faceswap` command line (paths confined to the workspace, settings checked as the CLI does), title,
+    and what the page watches (a model folder and its target step, or an output)."""
     outputs = []
 
     def inside(key, must_exist=True) -> str:
@@ -299,9 +298,8 @@ def create_app(workspace: Path, slots: int = 1, token: str | None = None, host: 
 
 
 def launch(workspace: Path) -> tuple:
-    """`faceswap ui` on a free local port, in a child process, once it answers: (process, url), the url being
-    the page's with its token (`http://127.0.0.1:PORT/?token=...`), as `faceswap ui` prints it. For scripts,
-    benchmarks and tests that drive the page."""
+    """`faceswap ui` on a free local port, in a child process, once it answers: (process, page url with its
+    token), for scripts, benchmarks and tests that drive the page."""
     import socket
     import subprocess
     import sys
