@@ -104,8 +104,7 @@ def _train_rank(config: dict):
 
 
 class _Converter:
-    """One worker: kept alive over many clips with its model loaded once, it converts one at a time as a local
-    batch's worker does."""
+    """One worker, its model loaded once, converting clip after clip as a local batch's worker does."""
 
     def __init__(self, model_dir: str, settings: ConvertSettings, cpus: int):
         import torch
@@ -223,8 +222,7 @@ class Ray:
             raise (cause if isinstance(cause, Exception) else FaceswapError(str(exc).splitlines()[0])) from None
 
     def extract(self, sources, output, settings: ExtractSettings, progress: bool) -> ExtractSummary:
-        """Every source clip is its own task writing a part face set; the parts merged into `output` as one
-        local extract of all the sources would have written it."""
+        """Each source clip a task writing a part face set; the parts merged as one local extract writes them."""
         clips, output = media.expand_inputs(sources), Path(output)
         for clip in clips:
             media.probe(clip)  # every input checked before any work
@@ -249,8 +247,7 @@ class Ray:
         return total
 
     def train(self, set_a, set_b, output, settings: TrainSettings, progress: bool):
-        """One task, on a GPU where the cluster has one, or `settings.workers` DDP workers through Ray Train; an
-        interrupted run resumes from its last checkpoint."""
+        """One task (on a GPU, where there is one) or `settings.workers` DDP workers through Ray Train; resumable."""
         self.check([p for p in (set_a, set_b, settings.pretrained) if p] + [Path(output).parent])
         if settings.workers > 1:
             return self._train_workers(set_a, set_b, output, settings)

@@ -87,8 +87,7 @@ def swap_identity(model, x: torch.Tensor, side: str, people: dict, embedder) -> 
 
 
 def reconstruction(model_dir: Path, people: dict | None = None) -> dict:
-    """SSIM / PSNR of A->A and B->B on the faces held out at training time, inside the face mask; given the two
-    `people`, the identity of those faces swapped."""
+    """Held-out SSIM / PSNR of A->A and B->B inside the face mask; given the two `people`, their swapped identity."""
     from faceswap.models.store import load_model
     from faceswap.training.data import FaceData
 

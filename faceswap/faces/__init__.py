@@ -64,8 +64,7 @@ class Face:
 
 
 def face_from_mesh(mesh: np.ndarray, detection: float, presence: float) -> Face:
-    """A Face from a 468-point mesh: its 68 landmarks, the box around its points, and as score the
-    detector's score times this frame's face presence."""
+    """A Face from a 468-point mesh: 68 landmarks, the box of its points, detection x presence as score."""
     xy = mesh[:, :2]
     return Face(bbox=np.concatenate([xy.min(0), xy.max(0)]), score=detection * presence,
                 landmarks=mesh_to_68(xy), mesh=mesh, detection=detection)
@@ -192,8 +191,7 @@ def make_finder(name: str = "litert", **options):
 
 
 def finder_for(settings, gap: int = 0):
-    """The finder that face settings (settings.FaceSettings) ask for; `gap`: the frames in a row it may
-    interpolate (faces/keyframes.py), which pace its re-detection."""
+    """The finder face settings ask for; `gap` (the frames in a row it may interpolate) paces its re-detection."""
     from faceswap.faces import keyframes
 
     return make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,

@@ -50,8 +50,7 @@ class HandFinder:
         return self.since_detect + 1 >= (self.redetect_every if self.tracked else IDLE_REDETECT)
 
     def __call__(self, image: np.ndarray, faces: list[Face], video: bool = True) -> list[np.ndarray]:
-        """Hands near `faces`; in a video, tracked hands are followed on even through frames where the face
-        they cover was lost (a hand over a face is what most often loses it)."""
+        """Hands near `faces`; in a video tracked hands are followed on even where the face they cover was lost."""
         if not video:
             self.reset()
         hands = [h for h in (self._landmarks(image, *self._roi_from_points(p)) for p in self.tracked) if h is not None]

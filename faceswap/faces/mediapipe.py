@@ -19,8 +19,7 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def _native_stderr_hidden(hide: bool):
-    """Silence what native code writes straight to file descriptor 2 (Python's own errors are not affected
-    outside this block)."""
+    """Silence what native code writes straight to file descriptor 2, inside the block."""
     if not hide:
         yield
         return

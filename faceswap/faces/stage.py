@@ -21,8 +21,7 @@ from faceswap.faces.keyframes import lerp
 
 @dataclass(frozen=True)
 class FrameRef:
-    """A frame without its image, where only the faces are wanted: its index, time, shape, and the hands
-    found in it (21 x 2 points each: occluders of the faces they overlap)."""
+    """A frame without its image, where only the faces are wanted, and the hands found in it (21 x 2 points)."""
     index: int
     pts: float
     shape: tuple

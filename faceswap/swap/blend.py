@@ -30,8 +30,7 @@ class MaskRecipe:
             raise ValueError(f"mask must be one of {MASKS}")
 
     def face(self, landmarks: np.ndarray | None, predicted: np.ndarray | None, size: int) -> np.ndarray:
-        """float32 mask (size x size, model space) of the face region, eased out at the crop's edge: what colour
-        matching and detail weigh by."""
+        """float32 face-region mask (model space), eased out at the crop's edge: what colour and detail weigh by."""
         hull = masks.hull_mask(landmarks, (size, size), self.forehead) if landmarks is not None else None
         if predicted is not None:
             predicted = learned_visible(predicted)

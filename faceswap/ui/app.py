@@ -156,8 +156,7 @@ def file_headers(path: Path) -> dict:
 
 @dataclass
 class UI:
-    """The page's server side: what its handlers share, made once by create_app and kept on the app (app.state.ui),
-    and a method per route."""
+    """The page's server side: what its handlers share (made by create_app, kept as app.state.ui), a method a route."""
     ws: Workspace
     queue: JobQueue
     previewer: Previewer
@@ -283,8 +282,7 @@ class UI:
 
 
 def create_app(workspace: Path, slots: int = 1, token: str | None = None, host: str | None = None) -> Starlette:
-    """The page's app: only requests from its own page pass (guard.Guard: Host, token, Origin); without a
-    token a new one is made (app.state.token)."""
+    """The page's app: only requests from its own page pass (guard.Guard); a token is made if none is given."""
     ws = Workspace(workspace)
     page = (Path(__file__).with_name("page.html")).read_text()
     script = page.split("<script>", 1)[1].split("</script>", 1)[0]

@@ -16,8 +16,7 @@ def _values(value) -> list:
 
 
 def confine_settings(ws: Workspace, model, values: dict | None, absolute: bool = False) -> dict:
-    """`values` with every path setting checked to lie inside the workspace, given as workspace-relative paths
-    (a job runs in the workspace folder) or absolute ones."""
+    """`values` with every path setting checked to lie inside the workspace (relative to it, or absolute)."""
     values = dict(values or {})
     for name in path_fields(model):
         if values.get(name) in (None, "", []):
