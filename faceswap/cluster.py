@@ -41,7 +41,18 @@ def _train(set_a, set_b, output, settings: TrainSettings, progress: bool):
         train(set_a, set_b, output, settings, progress=progress)
 
 
-class Local:
+class _Executor:
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Local(_Executor):
     """This machine: extract and train in this process, clips converted by a pool of `jobs` threads."""
 
     def __init__(self, jobs: int = 1):
@@ -58,15 +69,6 @@ class Local:
 
     def convert(self, jobs, model_dir, settings: ConvertSettings, progress: bool) -> list[dict]:
         return run_batch(jobs, model_dir, settings, self.jobs, progress=progress)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # -- what runs on the cluster's nodes (module functions: Ray imports them there by name) -------------------
@@ -151,7 +153,7 @@ def _ray():
     return ray
 
 
-class Ray:
+class Ray(_Executor):
     """A Ray cluster: joined at `address` ('auto': the one this machine runs), or started here with `cpus`."""
 
     def __init__(self, address: str | None = None, cpus: int | None = None):
@@ -172,12 +174,6 @@ class Ray:
     def close(self) -> None:
         if self.owned and self.ray.is_initialized():
             self.ray.shutdown()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _on_each_node(self, fn, *args) -> list:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
