@@ -31,12 +31,8 @@ def autocast_dtype(choice: str, device: torch.device, model_size: int = 128) -> 
     """The autocast dtype for `choice` (auto | bf16 | fp16 | off/fp32) on `device`; None means fp32. auto on a
     GPU: reduced precision from 128 px models up; smaller ones leave the GPU waiting on kernel launches, where
     autocast's extra casts cost more than they save (they use TF32, `use_tf32`)."""
-    if choice in ("off", "fp32"):
-        return None
-    if choice == "fp16":
-        return torch.float16
-    if choice == "bf16":
-        return torch.bfloat16
+    if choice in ("off", "fp32", "fp16", "bf16"):
+        return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(choice)
     if device.type == "cuda":
         if model_size < 128:
             return None
