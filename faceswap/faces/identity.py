@@ -117,9 +117,5 @@ def filters_for(settings) -> list[TrackFilter]:
     if not (settings.reference or settings.exclude):
         return []
     embedder, finder = Embedder(), make_finder(settings.aligner, detector=settings.detector)
-    filters = []
-    for path, exclude in ((settings.reference, False), (settings.exclude, True)):
-        if path:
-            filters.append(TrackFilter(reference(path, embedder, finder), settings.reference_threshold, exclude,
-                                       embedder))
-    return filters
+    return [TrackFilter(reference(path, embedder, finder), settings.reference_threshold, exclude, embedder)
+            for path, exclude in ((settings.reference, False), (settings.exclude, True)) if path]

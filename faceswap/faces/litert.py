@@ -68,12 +68,8 @@ class LiteRTFaces:
         outputs = model(self.det_file, self.threads).run(fill)
         count = len(self.anchors)
         raw, logits = outputs[count * 16].reshape(count, 16), outputs[count].reshape(count)
-        found = []
-        for box, kps, score in detections(raw, logits, self.anchors, size, self.min_score):
-            box = (box * size - [pad_x, pad_y, pad_x, pad_y]) / scale
-            kps = (kps * size - [pad_x, pad_y]) / scale
-            found.append((box, kps, score))
-        return found
+        return [((box * size - [pad_x, pad_y, pad_x, pad_y]) / scale, (kps * size - [pad_x, pad_y]) / scale, score)
+                for box, kps, score in detections(raw, logits, self.anchors, size, self.min_score)]
 
     # -- mesh -------------------------------------------------------------------------------
     def mesh(self, image: np.ndarray, centre, side: float, angle: float):
@@ -90,9 +86,7 @@ class LiteRTFaces:
 
     def _face_from_roi(self, image, centre, side, angle, detection: float) -> Face | None:
         points, presence = self.mesh(image, centre, side, angle)
-        if presence < self.min_presence:
-            return None
-        return face_from_mesh(points, detection, presence)
+        return None if presence < self.min_presence else face_from_mesh(points, detection, presence)
 
     @staticmethod
     def _roi_from_points(xy: np.ndarray):
@@ -144,12 +138,7 @@ class LiteRTFaces:
 
     def refine(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
         """Mesh again, in this image, the region of each given face (no detection; tracking state kept)."""
-        found = []
-        for prev in faces:
-            face = self._follow_one(image, prev)
-            if face is not None:
-                found.append(face)
-        return found
+        return [face for prev in faces if (face := self._follow_one(image, prev)) is not None]
 
     def _follow_one(self, image: np.ndarray, prev: Face, tries: int = 3) -> Face | None:
         """Mesh the region where `prev` was; a face found well off it (a fast move, a cut) was seen off-centre:
@@ -174,9 +163,8 @@ class LiteRTFaces:
 
 
 def _dedupe(faces: list[Face], max_iou: float = 0.5) -> list[Face]:
-    faces = sorted(faces, key=lambda f: -f.score)
     kept = []
-    for face in faces:
+    for face in sorted(faces, key=lambda f: -f.score):
         if all(iou(face.bbox, k.bbox)[0] < max_iou for k in kept):
             kept.append(face)
     return kept
