@@ -27,19 +27,14 @@ def hand_mask(hands: list[np.ndarray], shape: tuple[int, int], margin: float = 0
     if margin > 0 and mask.any():
         grow = int(round(margin))
         mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
-        soft = cv2.GaussianBlur(mask, (0, 0), margin / 2)
-        mask = np.maximum(mask, soft)
+        mask = np.maximum(mask, cv2.GaussianBlur(mask, (0, 0), margin / 2))
     return mask.astype(np.float32) / 255
 
 
 def face_hull_points(landmarks: np.ndarray, forehead: float = 0.35) -> np.ndarray:
     """Jaw and brow points with the brows raised by `forehead` x the brow-to-chin height."""
     points = np.asarray(landmarks, dtype=np.float64)
-    brows = points[17:27].copy()
-    centre_brow = brows.mean(0)
-    chin = points[8]
-    lift = (centre_brow - chin) * forehead
-    brows = brows + lift
+    brows = points[17:27] + (points[17:27].mean(0) - points[8]) * forehead
     return np.concatenate([points[0:17], brows[::-1]])
 
 

@@ -79,11 +79,10 @@ def checked_pipeline(ws: Workspace, relative: str) -> str:
         pipeline = Pipeline(snapshot)
         for key, path in pipeline_paths(pipeline, ws.root):
             ws.inside(path, f"pipeline {relative}: {key}")
-    except FaceswapError as exc:
+    except BaseException as exc:
         snapshot.unlink(missing_ok=True)
+        if not isinstance(exc, FaceswapError):
+            raise
         line = str(exc).replace(str(snapshot), relative)
         raise FaceswapError(line if relative in line else f"{relative}: {line}") from None
-    except BaseException:
-        snapshot.unlink(missing_ok=True)
-        raise
     return ws.relative(snapshot)
