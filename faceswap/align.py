@@ -11,27 +11,24 @@ import math
 import cv2
 import numpy as np
 
-MEAN_FACE_X = np.array([
-    0.000213256, 0.0752622, 0.18113, 0.29077, 0.393397, 0.586856, 0.689483, 0.799124, 0.904991, 0.98004,
-    0.490127, 0.490127, 0.490127, 0.490127, 0.36688, 0.426036, 0.490127, 0.554217, 0.613373, 0.121737, 0.187122,
-    0.265825, 0.334606, 0.260918, 0.182743, 0.645647, 0.714428, 0.793132, 0.858516, 0.79751, 0.719335, 0.254149,
-    0.340985, 0.428858, 0.490127, 0.551395, 0.639268, 0.726104, 0.642159, 0.556721, 0.490127, 0.423532, 0.338094,
-    0.290379, 0.428096, 0.490127, 0.552157, 0.689874, 0.553364, 0.490127, 0.42689])
-MEAN_FACE_Y = np.array([
-    0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891, 0.0187482, 0.038915, 0.106454,
-    0.203352, 0.307009, 0.409805, 0.515625, 0.587326, 0.609345, 0.628106, 0.609345, 0.587326, 0.216423, 0.178758,
-    0.179852, 0.231733, 0.245099, 0.244077, 0.231733, 0.179852, 0.178758, 0.216423, 0.244077, 0.245099, 0.780233,
-    0.745405, 0.727388, 0.742578, 0.727388, 0.745405, 0.780233, 0.864805, 0.902192, 0.909281, 0.902192, 0.864805,
-    0.784792, 0.778746, 0.785343, 0.778746, 0.784792, 0.824182, 0.831803, 0.824182])
-MEAN_FACE = np.stack([MEAN_FACE_X, MEAN_FACE_Y], axis=1)  # (51, 2): iBUG points 17..67
+MEAN_FACE = np.array([  # (51, 2): iBUG points 17..67
+    (0.000213256, 0.106454), (0.0752622, 0.038915), (0.18113, 0.0187482), (0.29077, 0.0344891), (0.393397, 0.0773906),
+    (0.586856, 0.0773906), (0.689483, 0.0344891), (0.799124, 0.0187482), (0.904991, 0.038915), (0.98004, 0.106454),
+    (0.490127, 0.203352), (0.490127, 0.307009), (0.490127, 0.409805), (0.490127, 0.515625), (0.36688, 0.587326),
+    (0.426036, 0.609345), (0.490127, 0.628106), (0.554217, 0.609345), (0.613373, 0.587326), (0.121737, 0.216423),
+    (0.187122, 0.178758), (0.265825, 0.179852), (0.334606, 0.231733), (0.260918, 0.245099), (0.182743, 0.244077),
+    (0.645647, 0.231733), (0.714428, 0.179852), (0.793132, 0.178758), (0.858516, 0.216423), (0.79751, 0.244077),
+    (0.719335, 0.245099), (0.254149, 0.780233), (0.340985, 0.745405), (0.428858, 0.727388), (0.490127, 0.742578),
+    (0.551395, 0.727388), (0.639268, 0.745405), (0.726104, 0.780233), (0.642159, 0.864805), (0.556721, 0.902192),
+    (0.490127, 0.909281), (0.423532, 0.902192), (0.338094, 0.864805), (0.290379, 0.784792), (0.428096, 0.778746),
+    (0.490127, 0.785343), (0.552157, 0.778746), (0.689874, 0.784792), (0.553364, 0.824182), (0.490127, 0.831803),
+    (0.42689, 0.824182)])
 DEFAULT_PADDING = 0.3125  # the mean-face box is 1 / (1 + 2 * 0.3125) = 61.5 % of the crop
 
 
 def similarity_2d(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The least-squares similarity (rotation, scale, shift; Umeyama 1991) taking 2-D points `src` onto
-    `dst`, as a 2x3 matrix, in closed form: with the points centred, scale * (cos, sin) = (sum of dot
-    products, sum of cross products) / sum of |src|^2. Far cheaper than the general SVD route,
-    which counts when every face of every frame is aligned; the tests check the two agree."""
+    """The least-squares similarity (Umeyama 1991) taking 2-D points `src` onto `dst`, as a 2x3 matrix, in closed
+    form: far cheaper than the SVD route, for every face of every frame (the tests check the two agree)."""
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     src_mean, dst_mean = src.mean(0), dst.mean(0)
@@ -72,9 +69,8 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def source_box(matrix: np.ndarray, box, shape=None, margin: int = 0) -> tuple[int, int, int, int]:
-    """The image pixels (x0, y0, x1, y1), grown by `margin`, that `matrix` (image -> output) carries onto
-    the output box (x0, y0, x1, y1); clipped to an image of `shape` when one is given.
-    In plain floats: it runs for every crop, where numpy's per-call cost would be most of the time."""
+    """The image pixels (x0, y0, x1, y1), grown by `margin`, that `matrix` (image -> output) carries onto the
+    output `box`, clipped to `shape` if given; in plain floats, as numpy's per-call cost would dominate."""
     (a, b, c), (d, e, f) = np.asarray(matrix, dtype=np.float64).tolist()
     det = a * e - b * d
     ia, ib, id_, ie = e / det, -b / det, -d / det, a / det  # the inverse's linear part
@@ -91,8 +87,7 @@ def source_box(matrix: np.ndarray, box, shape=None, margin: int = 0) -> tuple[in
 
 
 def halve(image: np.ndarray, times: int) -> np.ndarray:
-    """`image` halved `times` times, each an exact 2x bilinear resize, which is the mean of 2x2 pixels
-    (cheaper than INTER_AREA); an odd last row or column is dropped."""
+    """`image` halved `times` times, each a 2x bilinear resize (the mean of 2x2 pixels, cheaper than INTER_AREA)."""
     for _ in range(times):
         h, w = image.shape[:2]
         image = cv2.resize(image[:h // 2 * 2, :w // 2 * 2], (w // 2, h // 2), interpolation=cv2.INTER_LINEAR)
@@ -100,17 +95,10 @@ def halve(image: np.ndarray, times: int) -> np.ndarray:
 
 
 def warp(image: np.ndarray, matrix: np.ndarray, size: int, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
-    """`image` warped by `matrix` (2x3, image -> output pixels) into a size x size output, bilinear, and
-    averaged where it shrinks 2x or more.
-
-    OpenCV's warpAffine takes INTER_AREA as bilinear, which aliases a face shrunk several times (the
-    faces of 1080p and 4K footage: sparkle in crops, and grain that shakes the landmarks). So the part of
-    the image the output covers is first halved as often as the shrink allows, and the warp does the
-    rest, a shrink of less than 2x, which bilinear sampling handles.
-
-    The part read is padded (by `border`) to all the output covers before the warp: warpAffine's path
-    for samples outside the image is slow, and faces near a frame's edge often reach past it (the output is
-    the same but for 1/32 px rounding)."""
+    """`image` warped by `matrix` (image -> output px) into a size x size output, bilinear, after halving it as
+    often as the shrink allows: warpAffine takes INTER_AREA as bilinear, which aliases faces shrunk several times
+    (1080p and 4K: sparkle in crops, shaky landmarks). The part read is padded (`border`) to all the output covers,
+    as warpAffine's path for samples outside the image is slow (the same output but for 1/32 px rounding)."""
     matrix = np.asarray(matrix, dtype=np.float64)
     scale = max(math.sqrt(abs(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0])), 1e-6)
     factor = 2 ** max(0, math.floor(math.log2(1 / scale)))
@@ -137,8 +125,7 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int, border: int = cv2.BOR
 
 
 def enlarge_flag(output_size: int) -> int:
-    """How a model's output is enlarged onto a frame: bicubic for outputs of 128 px and more, which it keeps
-    sharper; bilinear for smaller ones, whose soft output gains nothing from it, at a sixth of the cost."""
+    """Bicubic keeps model outputs of 128 px and more sharper; smaller ones gain nothing: bilinear costs a sixth."""
     return cv2.INTER_CUBIC if output_size >= 128 else cv2.INTER_LINEAR
 
 
@@ -149,9 +136,8 @@ def crop_face(image: np.ndarray, matrix: np.ndarray, size: int, padding: float =
 
 def model_matrix(matrix: np.ndarray, model_size: int, coverage: float,
                  padding: float = DEFAULT_PADDING) -> np.ndarray:
-    """What a model sees, for training and convert alike: 2x3 matrix from the space `matrix` maps to mean-face
-    units (image pixels, for an alignment matrix) to the model's input pixels. The input is the central
-    `coverage` of a crop padded by `padding` around the mean face, resized to `model_size`."""
+    """What a model sees, in training and convert: 2x3 matrix from what `matrix` maps to mean-face units (image px,
+    for an alignment matrix) to the model's input, the central `coverage` of a `padding` crop at `model_size`."""
     scale = model_size / (coverage * (1 + 2 * padding))
     offset = model_size / 2 - 0.5 * scale  # the mean face's centre is the input's centre
     full = np.vstack([np.asarray(matrix, dtype=np.float64), [0, 0, 1]])

@@ -81,11 +81,8 @@ REPO_SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 def models_dir() -> Path:
     """Where the face-model files live: $FACESWAP_MODELS, else ~/.cache/faceswap/models."""
-    env = os.environ.get("FACESWAP_MODELS")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "faceswap" / "models"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return Path(os.environ.get("FACESWAP_MODELS") or cache / "faceswap" / "models")
 
 
 def samples_dir() -> Path:

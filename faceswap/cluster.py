@@ -41,7 +41,18 @@ def _train(set_a, set_b, output, settings: TrainSettings, progress: bool):
         train(set_a, set_b, output, settings, progress=progress)
 
 
-class Local:
+class _Executor:
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Local(_Executor):
     """This machine: extract and train in this process, clips converted by a pool of `jobs` threads."""
 
     def __init__(self, jobs: int = 1):
@@ -58,15 +69,6 @@ class Local:
 
     def convert(self, jobs, model_dir, settings: ConvertSettings, progress: bool) -> list[dict]:
         return run_batch(jobs, model_dir, settings, self.jobs, progress=progress)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # -- what runs on the cluster's nodes (module functions: Ray imports them there by name) -------------------
@@ -104,8 +106,7 @@ def _train_rank(config: dict):
 
 
 class _Converter:
-    """One worker: kept alive over many clips with its model loaded once, it converts one at a time as a local
-    batch's worker does."""
+    """One worker, its model loaded once, converting clip after clip as a local batch's worker does."""
 
     def __init__(self, model_dir: str, settings: ConvertSettings, cpus: int):
         import torch
@@ -152,7 +153,7 @@ def _ray():
     return ray
 
 
-class Ray:
+class Ray(_Executor):
     """A Ray cluster: joined at `address` ('auto': the one this machine runs), or started here with `cpus`."""
 
     def __init__(self, address: str | None = None, cpus: int | None = None):
@@ -173,12 +174,6 @@ class Ray:
     def close(self) -> None:
         if self.owned and self.ray.is_initialized():
             self.ray.shutdown()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _on_each_node(self, fn, *args) -> list:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -223,8 +218,7 @@ class Ray:
             raise (cause if isinstance(cause, Exception) else FaceswapError(str(exc).splitlines()[0])) from None
 
     def extract(self, sources, output, settings: ExtractSettings, progress: bool) -> ExtractSummary:
-        """Every source clip is its own task writing a part face set; the parts merged into `output` as one
-        local extract of all the sources would have written it."""
+        """Each source clip a task writing a part face set; the parts merged as one local extract writes them."""
         clips, output = media.expand_inputs(sources), Path(output)
         for clip in clips:
             media.probe(clip)  # every input checked before any work
@@ -249,8 +243,7 @@ class Ray:
         return total
 
     def train(self, set_a, set_b, output, settings: TrainSettings, progress: bool):
-        """One task, on a GPU where the cluster has one, or `settings.workers` DDP workers through Ray Train; an
-        interrupted run resumes from its last checkpoint."""
+        """One task (on a GPU, where there is one) or `settings.workers` DDP workers through Ray Train; resumable."""
         self.check([p for p in (set_a, set_b, settings.pretrained) if p] + [Path(output).parent])
         if settings.workers > 1:
             return self._train_workers(set_a, set_b, output, settings)

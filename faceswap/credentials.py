@@ -96,9 +96,8 @@ def load_signing(cert: Path | None = None, key: Path | None = None) -> Signing:
     algorithm = _algorithm(private)
     if not algorithm:
         raise FaceswapError(f"{key}: C2PA signs with EC P-256/384/521, RSA or Ed25519 keys only")
-    if leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
-            != private.public_key().public_bytes(serialization.Encoding.DER,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo):
+    der = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if leaf.public_key().public_bytes(*der) != private.public_key().public_bytes(*der):
         raise FaceswapError(f"{key}: this key does not belong to the certificate {Path(cert).name}")
     return Signing(chain, key_pem, algorithm, local)
 
@@ -254,12 +253,9 @@ def read(path: Path) -> Credentials:
         if sidecar.is_file() and path.suffix.lower() in SIDECAR_ONLY:
             with open(path, "rb") as stream:
                 reader = c2pa.Reader(MIME[path.suffix.lower()], stream, manifest_data=sidecar.read_bytes())
-                report = json.loads(reader.json())
-            where = "sidecar"
+                report, where = json.loads(reader.json()), "sidecar"
         else:
-            reader = c2pa.Reader(path)
-            report = json.loads(reader.json())
-            where = "embedded"
+            report, where = json.loads(c2pa.Reader(path).json()), "embedded"
     except c2pa.C2paError as exc:
         text = f"{type(exc).__name__} {exc}"
         if "ManifestNotFound" in text or "JUMBF" in text:

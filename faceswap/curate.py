@@ -78,8 +78,7 @@ def measure(folder: Path, reference_photo: Path | None = None) -> list[Entry]:
 
 
 def near_duplicates(entries: list[Entry], threshold: float) -> set[str]:
-    """Crops (file names) that look the same as an earlier kept one: mean absolute difference of 16 px grey
-    thumbnails below `threshold` (0-255)."""
+    """Crops (file names) whose 16 px grey thumbnail differs from an earlier kept one's by under `threshold`."""
     kept, duplicates = [], set()
     for entry in entries:
         thumb = cv2.resize(cv2.cvtColor(images.read_image(entry.path), cv2.COLOR_RGB2GRAY), (16, 16),

@@ -28,17 +28,11 @@ PRECISIONS = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}  # au
 
 
 def autocast_dtype(choice: str, device: torch.device, model_size: int = 128) -> torch.dtype | None:
-    """The autocast dtype for `choice` (auto | bf16 | fp16 | off/fp32) on `device`; None means fp32.
-
-    auto on a GPU: reduced precision from 128 px models up. The 64 px models leave an H100 waiting on kernel
-    launches, where autocast's extra casts cost more than they save (docs/MEASUREMENTS.md, "Precision");
-    fp32 matmuls there use TF32 (see `use_tf32`)."""
-    if choice in ("off", "fp32"):
-        return None
-    if choice == "fp16":
-        return torch.float16
-    if choice == "bf16":
-        return torch.bfloat16
+    """The autocast dtype for `choice` (auto | bf16 | fp16 | off/fp32) on `device`; None means fp32. auto on a
+    GPU: reduced precision from 128 px models up; smaller ones leave the GPU waiting on kernel launches, where
+    autocast's extra casts cost more than they save (they use TF32, `use_tf32`)."""
+    if choice in ("off", "fp32", "fp16", "bf16"):
+        return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(choice)
     if device.type == "cuda":
         if model_size < 128:
             return None
@@ -61,9 +55,8 @@ def amp_cache() -> Path:
 
 
 def measured_cpu_amp(architecture: str, step: Callable[[torch.dtype | None], None], repeats: int = 3):
-    """bf16 or fp32 (None) for training `architecture` on this CPU, by timing `step(dtype)` (one forward and
-    backward) both ways on first use; cached per CPU model, torch version and architecture, since CPUs with
-    and without AMX differ widely and a CPU flag does not tell which way a model goes."""
+    """bf16 or fp32 (None) for training `architecture` on this CPU, by timing `step(dtype)` both ways once, cached
+    per CPU model, torch and architecture: a CPU flag does not tell which way a model goes."""
     from faceswap import atomic
 
     key = f"{_cpu_name()} | {os.cpu_count()} cores | torch {torch.__version__} | {architecture}"
@@ -99,8 +92,7 @@ def use_tf32() -> None:
 
 
 def share_cpu_with_video() -> None:
-    """Once per process, before converting on the CPU (never inside library code that may run in threads):
-    torch gets half the cores, since decoding, face finding and encoding run beside the model and threads
-    that outnumber the cores spin against each other."""
+    """Once per process, before converting on the CPU (never in library code): torch gets half the cores, as
+    decoding, face finding and encoding run beside it and threads outnumbering the cores spin."""
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))

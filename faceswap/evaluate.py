@@ -65,13 +65,16 @@ def seam_strength(frame: np.ndarray, mask: np.ndarray, width: int | None = None)
 
 
 # -- model reconstruction --------------------------------------------------------------------------------
+@torch.no_grad()
+def _decode(model, x: torch.Tensor, side: str) -> torch.Tensor:
+    return torch.cat([model(x[i:i + 32], side)[0] for i in range(0, len(x), 32)])
+
+
 def swap_identity(model, x: torch.Tensor, side: str, people: dict, embedder) -> dict:
     """The held-out faces of `side` through the other decoder: the share nearer the other person than their
     own, and the mean distances (the model's output, enlarged to 256 px, its face box the window's middle)."""
     other = "b" if side == "a" else "a"
-    with torch.no_grad():
-        swapped = torch.cat([model(x[i:i + 32], other)[0] for i in range(0, len(x), 32)])
-    crops = (swapped.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    crops = (_decode(model, x, other).clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     box = Face(bbox=np.array([0.12, 0.06, 0.88, 0.96]) * 256, score=1.0, landmarks=np.zeros((68, 2)))
     to_own, to_other = [], []
     for crop in crops:
@@ -84,31 +87,24 @@ def swap_identity(model, x: torch.Tensor, side: str, people: dict, embedder) -> 
 
 
 def reconstruction(model_dir: Path, people: dict | None = None) -> dict:
-    """SSIM / PSNR of A->A and B->B on the faces held out at training time, inside the face mask; given the two
-    `people`, the identity of those faces swapped."""
+    """Held-out SSIM / PSNR of A->A and B->B inside the face mask; given the two `people`, their swapped identity."""
     from faceswap.models.store import load_model
     from faceswap.training.data import FaceData
 
     model, config = load_model(model_dir)
-    cfg = model.cfg
-    result, embedder = {}, None
+    cfg, result, embedder = model.cfg, {}, None
     for side in ("a", "b"):
         info = config.get("facesets", {}).get(side, {})
-        path = Path(info.get("path", ""))
-        if not path.exists():
-            result[side] = {"error": f"face set {path} not found"}
-            continue
-        names = info.get("holdout", [])
-        if not names:
-            result[side] = {"error": "no held-out faces"}
+        path, names = Path(info.get("path", "")), info.get("holdout", [])
+        if not path.exists() or not names:
+            result[side] = {"error": f"face set {path} not found" if not path.exists() else "no held-out faces"}
             continue
         # only the faces training kept out (config.json names them), scored at the model's output size
         data = FaceData(path, cfg.out_size, cfg.coverage, label=side.upper(), input_size=cfg.size, only=names)
         faces, _ = data.plain(data.holdout_images, data.holdout_landmarks)
         target = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255)
         x = torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255)
-        with torch.no_grad():
-            rgb = torch.cat([model(x[i:i + 32], side)[0] for i in range(0, len(x), 32)])
+        rgb = _decode(model, x, side)
         mask = torch.from_numpy(np.stack([data.holdout_visible(i) for i in range(len(faces))]))[:, None]
         result[side] = {"faces": len(faces), "size": cfg.out_size, "ssim": round(metrics.ssim(rgb, target, mask), 4),
                         "psnr": round(metrics.psnr(rgb, target, mask), 2)}
@@ -168,11 +164,10 @@ def identities(model_dir: Path) -> dict[str, list[np.ndarray]] | None:
     from faceswap import faceset
     from faceswap.models.store import read_config
 
-    embedder, finder = Embedder(), make_finder("litert")
-    found = {}
+    embedder, finder, found = Embedder(), make_finder("litert"), {}
     for side, info in read_config(model_dir).get("facesets", {}).items():
-        crops = [path for path, _ in faceset.face_entries(Path(info.get("path", "")))] \
-            if Path(info.get("path", "")).exists() else []
+        folder = Path(info.get("path", ""))
+        crops = [path for path, _ in faceset.face_entries(folder)] if folder.exists() else []
         if not crops:
             return None
         embeddings = []
@@ -295,9 +290,8 @@ def _column(images: list[np.ndarray], width: int) -> np.ndarray:
 
 def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: dict | None = None,
           window: tuple | None = None) -> tuple[dict, np.ndarray | None]:
-    """Parity, pose/expression error, jitter, flicker, seam, sharpness, occlusion and (given the two `people`
-    of the model) identity of OUT against SRC; and a comparison strip. `window`: the model's (output size,
-    coverage, padding), for the sharpness a perfect model of that size would reach."""
+    """OUT against SRC by every metric above (identity given the model's two `people`, the sharpness ceiling
+    given its `window`: output size, coverage, padding), and a comparison strip."""
     from faceswap import media  # only here: model evaluation needs no video stack
 
     a, b = media.probe(src), media.probe(out)

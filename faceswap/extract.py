@@ -107,9 +107,8 @@ def _gap(settings: ExtractSettings) -> int:
 
 
 class _FrameSaver:
-    """For one input, frame after frame in the single writer thread (records keep frame order and only
-    follow crops already on disk): make the faces found final (the face stage), then crop, check and write
-    them and append the frame's record. Off the main thread, which only finds faces."""
+    """One input's frames, in the single writer thread (records keep frame order and follow their crops onto
+    disk): the face stage makes the faces final, then each is cropped, checked, written and recorded."""
 
     def __init__(self, source: str, output: Path, settings: ExtractSettings, writer: faceset.AlignmentsWriter,
                  summary: ExtractSummary, preview: Preview | None, consecutive: bool, identity: list):

@@ -223,9 +223,8 @@ def face_entries(folder: Path) -> Iterator[tuple[Path, dict]]:
 
 # -- merging parts ------------------------------------------------------------------------------------
 def merge(parts: list[Path], output: Path, settings: dict) -> int:
-    """One face set from finished face sets of single sources (extract's parts, made apart): their records in
-    order, their crops, and the faceset.json one extract of all the sources writes. Built under a temporary name
-    and renamed into place; the parts are removed only then. Returns the faces held."""
+    """One face set from finished parts (extract's, one source each), as one extract of all the sources writes
+    it: built under a temporary name, renamed into place, and only then the parts removed. Returns its faces."""
     parts, output = [Path(p) for p in parts], Path(output)
     if not parts:
         raise FaceswapError(f"{output}: no parts to merge")

@@ -12,9 +12,8 @@ FINGERS = [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 1
 
 
 def hand_mask(hands: list[np.ndarray], shape: tuple[int, int], margin: float = 0.0) -> np.ndarray:
-    """float32 mask (H x W), 1 over each hand (21 points, in this mask's pixels): the palm polygon and every
-    finger as a line as thick as a finger, grown by `margin` px and then eased to 0 over `margin` px outside,
-    so a blend that keeps the source under the mask keeps every hand pixel whole (no halo on the fingers)."""
+    """float32 mask (H x W), 1 over each hand (21 points, mask px): palm polygon and finger lines, grown by
+    `margin` px and eased to 0 over `margin` px more, so a blend keeps every hand pixel whole (no halo)."""
     mask = np.zeros(shape, np.uint8)
     for points in hands:
         points = np.asarray(points, np.float64)
@@ -28,19 +27,14 @@ def hand_mask(hands: list[np.ndarray], shape: tuple[int, int], margin: float = 0
     if margin > 0 and mask.any():
         grow = int(round(margin))
         mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
-        soft = cv2.GaussianBlur(mask, (0, 0), margin / 2)
-        mask = np.maximum(mask, soft)
+        mask = np.maximum(mask, cv2.GaussianBlur(mask, (0, 0), margin / 2))
     return mask.astype(np.float32) / 255
 
 
 def face_hull_points(landmarks: np.ndarray, forehead: float = 0.35) -> np.ndarray:
     """Jaw and brow points with the brows raised by `forehead` x the brow-to-chin height."""
     points = np.asarray(landmarks, dtype=np.float64)
-    brows = points[17:27].copy()
-    centre_brow = brows.mean(0)
-    chin = points[8]
-    lift = (centre_brow - chin) * forehead
-    brows = brows + lift
+    brows = points[17:27] + (points[17:27].mean(0) - points[8]) * forehead
     return np.concatenate([points[0:17], brows[::-1]])
 
 

@@ -12,11 +12,8 @@ def _gaussian(size: int, sigma: float, device, dtype) -> torch.Tensor:
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Per-pixel SSIM (N x C x H x W), reflect-padded so the size is kept.
-
-    Always float32, autocast or not: variances are differences of near-equal numbers, and in bf16
-    they go negative and the ratio blows up.
-    """
+    """Per-pixel SSIM (N x C x H x W), reflect-padded. Always float32: variances are differences of near-equal
+    numbers, and in bf16 they go negative and the ratio blows up."""
     with torch.autocast(x.device.type, enabled=False):
         return _ssim_map(x.float(), y.float(), window, sigma)
 

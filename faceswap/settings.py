@@ -256,8 +256,7 @@ def _names_a_path(annotation) -> bool:
 
 
 def path_fields(cls: type[_Settings]) -> list[str]:
-    """The settings typed Path, Optional[Path], list[Path]...: what a pipeline resolves and the web page confines,
-    so a new path setting is covered unasked."""
+    """The settings typed Path (Optional, list...): a pipeline resolves them, the web page confines them, unasked."""
     return [name for name, field in cls.model_fields.items() if _names_a_path(field.annotation)]
 
 
@@ -309,8 +308,7 @@ def _pairs(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
 
 
 def cli_args(values: _Settings) -> list[str]:
-    """The command-line options that give `values` (those that differ from the defaults): how a job queued by
-    `faceswap ui` runs the same command a user would type."""
+    """The command-line options that give `values` (those not at their defaults), as a job queued by the UI runs."""
     args = []
     defaults = type(values)()
     for name, field in type(values).model_fields.items():

@@ -25,8 +25,6 @@ def _stop_all() -> None:
         _drain(items, thread, timeout=10)
 
 
-
-
 class _Failed:
     def __init__(self, error: BaseException):
         self.error = error

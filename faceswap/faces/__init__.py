@@ -64,8 +64,7 @@ class Face:
 
 
 def face_from_mesh(mesh: np.ndarray, detection: float, presence: float) -> Face:
-    """A Face from a 468-point mesh: its 68 landmarks, the box around its points, and as score the
-    detector's score times this frame's face presence."""
+    """A Face from a 468-point mesh: 68 landmarks, the box of its points, detection x presence as score."""
     xy = mesh[:, :2]
     return Face(bbox=np.concatenate([xy.min(0), xy.max(0)]), score=detection * presence,
                 landmarks=mesh_to_68(xy), mesh=mesh, detection=detection)
@@ -92,11 +91,8 @@ class FaceCounts:
 def iou(box, boxes) -> np.ndarray:
     """Intersection over union of one x1,y1,x2,y2 box with each of N boxes (N x 4)."""
     box, boxes = np.asarray(box, dtype=np.float64), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    overlap = np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2])
+    inter = np.clip(overlap[:, 0], 0, None) * np.clip(overlap[:, 1], 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return inter / np.maximum(area + areas - inter, 1e-9)
@@ -192,8 +188,7 @@ def make_finder(name: str = "litert", **options):
 
 
 def finder_for(settings, gap: int = 0):
-    """The finder that face settings (settings.FaceSettings) ask for; `gap`: the frames in a row it may
-    interpolate (faces/keyframes.py), which pace its re-detection."""
+    """The finder face settings ask for; `gap` (the frames in a row it may interpolate) paces its re-detection."""
     from faceswap.faces import keyframes
 
     return make_finder(settings.aligner, detector=settings.detector, min_score=settings.min_score,

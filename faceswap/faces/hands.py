@@ -1,14 +1,10 @@
 """Hands near faces, offline: MediaPipe's palm detector and 21-point hand landmark model on ai-edge-litert.
 
 Palms are looked for only in a square region around each face (a hand in front of a face lies in it), every
-`REDETECT_FRAMES` frames while hands are tracked (for hands that come in) and every `IDLE_REDETECT` frames
-while none is. In between, as MediaPipe does, each hand is measured again in the region its last landmarks
-give. Semantics, from MediaPipe's graphs: palm input 192 px RGB in [0, 1]; 2016 SSD anchors (strides 8, 16,
-16, 16; 2 per cell); 18 regressors per anchor (centre dx, dy, w, h, then 7 keypoints: wrist first, the
-middle finger's base third), sigmoid score >= 0.5, weighted NMS at IoU 0.3. A palm becomes a hand region 2.6x
-its box, moved half a box towards the fingers and turned so the wrist-to-middle-finger line points up. The
-landmark model takes that region at 224 px in [0, 1] and gives 21 x (x, y, z) in input pixels, a presence
-probability (> 0.5), handedness and world points.
+`REDETECT_FRAMES` frames while hands are tracked and every `IDLE_REDETECT` frames while none is; in between, as
+MediaPipe does, each hand is measured again in the region its last landmarks give. From MediaPipe's graphs: 18
+regressors per palm anchor (box, then 7 keypoints: wrist first, the middle finger's base third); a palm becomes
+a hand region 2.6x its box, moved half a box towards the fingers, turned so the wrist-to-finger line points up.
 """
 from __future__ import annotations
 
@@ -50,8 +46,7 @@ class HandFinder:
         return self.since_detect + 1 >= (self.redetect_every if self.tracked else IDLE_REDETECT)
 
     def __call__(self, image: np.ndarray, faces: list[Face], video: bool = True) -> list[np.ndarray]:
-        """Hands near `faces`; in a video, tracked hands are followed on even through frames where the face
-        they cover was lost (a hand over a face is what most often loses it)."""
+        """Hands near `faces`; in a video tracked hands are followed on even where the face they cover was lost."""
         if not video:
             self.reset()
         hands = [h for h in (self._landmarks(image, *self._roi_from_points(p)) for p in self.tracked) if h is not None]

@@ -1,10 +1,8 @@
-"""Who a face is, offline: dlib's ResNet face descriptor (128 numbers; the same person lies within about 0.6,
-Euclidean), aligned by dlib's 5-point shape predictor on our face box. Nothing outside faces/ knows which
-embedding this is: it gives `embed(image, face)`, `distance(a, b)`, references from photos, and a per-track
-filter that decides a track by the median of several of its faces, so a few odd frames do not split a person.
-
-The default threshold, 0.6, lies between the same-person and other-person distances measured on the samples
-(docs/MEASUREMENTS.md, "Identity distances").
+"""Who a face is, offline: dlib's ResNet face descriptor (128 numbers), aligned by dlib's 5-point shape predictor
+on our face box. Nothing outside faces/ knows which embedding this is: it gives `embed(image, face)`,
+`distance(a, b)`, references from photos, and a per-track filter that decides a track by the median of several
+of its faces, so a few odd frames do not split a person. The default threshold, 0.6, lies between the
+same-person and other-person distances (docs/MEASUREMENTS.md, "Identity distances").
 """
 from __future__ import annotations
 
@@ -72,9 +70,8 @@ def reference(path: Path, embedder: Embedder, finder) -> list[np.ndarray]:
 
 
 class TrackFilter:
-    """Keeps the tracks whose person is (or, with `exclude`, is not) the reference. A track is embedded on up
-    to SAMPLES of its faces, SAMPLE_GAP frames apart; its distance is the median of those, each the nearest
-    reference's."""
+    """Keeps the tracks whose person is (or, with `exclude`, is not) the reference: the median distance of up to
+    SAMPLES of its faces, SAMPLE_GAP frames apart, each to the nearest reference."""
 
     def __init__(self, references: list[np.ndarray], threshold: float = DEFAULT_THRESHOLD, exclude: bool = False,
                  embedder: Embedder | None = None):
@@ -118,9 +115,5 @@ def filters_for(settings) -> list[TrackFilter]:
     if not (settings.reference or settings.exclude):
         return []
     embedder, finder = Embedder(), make_finder(settings.aligner, detector=settings.detector)
-    filters = []
-    for path, exclude in ((settings.reference, False), (settings.exclude, True)):
-        if path:
-            filters.append(TrackFilter(reference(path, embedder, finder), settings.reference_threshold, exclude,
-                                       embedder))
-    return filters
+    return [TrackFilter(reference(path, embedder, finder), settings.reference_threshold, exclude, embedder)
+            for path, exclude in ((settings.reference, False), (settings.exclude, True)) if path]

@@ -1,15 +1,11 @@
 """Landmarks for every frame of a video with fewer mesh runs: measure key frames, interpolate between them.
 
-The mesh is the costliest step of extraction. Where a face barely moves, the frames between two
-measured ones get landmarks interpolated linearly from them; where any landmark of any face moved more
-than `tolerance` (a share of the eye distance) between the two, or faces came, went or changed, the
-frames between are measured too, each from the one before. Landmarks then differ from measuring every
-frame by 0.009 of the eye distance on average on sample A (the mesh's own frame-to-frame jitter there:
-0.010) and by 0.006 on the stiller sample B (jitter 0.004). Frames come out in order.
+The mesh is the costliest step of extraction. Where a face barely moves, the frames between two measured ones
+get landmarks interpolated from them; where any landmark moved more than `tolerance` (a share of the eye
+distance), or faces came, went or changed, the frames between are measured too, each from the one before.
 
-A face that comes into view is found at the next detector run, up to `ARRIVAL_LOOKBACK` frames later
-(the detector runs every `REDETECT_FRAMES` frames while faces are tracked). So results are held back
-that many frames, and a face the finder reports as `arrived` is followed back through them, frame by frame, for as long as
+A face that comes into view is found at the next detector run, up to `ARRIVAL_LOOKBACK` frames later, so results
+are held back that many frames and a face the finder reports as `arrived` is followed back through them while
 the mesh still finds it: its first frames are not lost (nor, in convert, left unswapped).
 """
 from __future__ import annotations
@@ -51,8 +47,7 @@ def _pairs(before: list[Face], after: list[Face], tolerance: float) -> list[tupl
 
 
 def lerp(a, b, share: float):
-    """`share` of the way from a to b (numbers or arrays): the one interpolation of faces and hands between
-    frames (key frames here, bridged losses in the face stage, hands in convert)."""
+    """`share` of the way from a to b (numbers or arrays): key frames, bridged faces and hands alike."""
     return a + (b - a) * share
 
 
@@ -103,11 +98,10 @@ class _HoldBack:
 
 def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: float = DEFAULT_TOLERANCE,
                video: bool = True) -> Iterator[tuple[object, list[Face], bool]]:
-    """(frame, faces, measured) for every frame, in order; measured is False where the faces were
-    interpolated. `finder` tracks across calls (video=True); its `refine(image, faces)` measures faces
-    near given ones without changing that state, `follow(faces)` makes it track on from those, and
-    `arrived` lists the faces its last call found coming in. gap 0: every frame measured; no video, or a
-    finder without `refine`: every frame measured on its own."""
+    """(frame, faces, measured) for every frame, in order; measured is False where faces were interpolated.
+    `finder` tracks across calls; its `refine(image, faces)` measures near given faces without changing that,
+    `follow(faces)` tracks on from those, `arrived` lists the faces its last call found coming in. gap 0: every
+    frame measured; no video, or a finder without `refine`: every frame measured on its own."""
     if not video or not hasattr(finder, "refine"):
         for frame in frames:
             yield frame, finder(frame.image, video=video), True

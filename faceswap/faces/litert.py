@@ -68,12 +68,8 @@ class LiteRTFaces:
         outputs = model(self.det_file, self.threads).run(fill)
         count = len(self.anchors)
         raw, logits = outputs[count * 16].reshape(count, 16), outputs[count].reshape(count)
-        found = []
-        for box, kps, score in detections(raw, logits, self.anchors, size, self.min_score):
-            box = (box * size - [pad_x, pad_y, pad_x, pad_y]) / scale
-            kps = (kps * size - [pad_x, pad_y]) / scale
-            found.append((box, kps, score))
-        return found
+        return [((box * size - [pad_x, pad_y, pad_x, pad_y]) / scale, (kps * size - [pad_x, pad_y]) / scale, score)
+                for box, kps, score in detections(raw, logits, self.anchors, size, self.min_score)]
 
     # -- mesh -------------------------------------------------------------------------------
     def mesh(self, image: np.ndarray, centre, side: float, angle: float):
@@ -90,9 +86,7 @@ class LiteRTFaces:
 
     def _face_from_roi(self, image, centre, side, angle, detection: float) -> Face | None:
         points, presence = self.mesh(image, centre, side, angle)
-        if presence < self.min_presence:
-            return None
-        return face_from_mesh(points, detection, presence)
+        return None if presence < self.min_presence else face_from_mesh(points, detection, presence)
 
     @staticmethod
     def _roi_from_points(xy: np.ndarray):
@@ -121,9 +115,8 @@ class LiteRTFaces:
         return _dedupe(faces)
 
     def __call__(self, image: np.ndarray, video: bool = True) -> list[Face]:
-        """Faces in one RGB frame. With video=True, track from the previous frame where possible.
-        `arrived` then lists the faces the detector found that no face of the previous call overlaps:
-        they may have been in view for a few frames already (the detector runs every `redetect_every`)."""
+        """Faces in one RGB frame, tracked from the previous one in a video. `arrived` then lists the detector's
+        faces that overlap none of the previous call's: in view a few frames already, perhaps."""
         previous, detected = self.previous, True
         if not video or not previous:
             faces = self._detect(image)
@@ -145,17 +138,11 @@ class LiteRTFaces:
 
     def refine(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
         """Mesh again, in this image, the region of each given face (no detection; tracking state kept)."""
-        found = []
-        for prev in faces:
-            face = self._follow_one(image, prev)
-            if face is not None:
-                found.append(face)
-        return found
+        return [face for prev in faces if (face := self._follow_one(image, prev)) is not None]
 
     def _follow_one(self, image: np.ndarray, prev: Face, tries: int = 3) -> Face | None:
-        """Mesh the region where `prev` was. When the face found sits well off that region (a fast move, a
-        cut, another face), the mesh saw it off-centre: look again in the region it points to, and give
-        up (the caller re-detects) when that does not settle."""
+        """Mesh the region where `prev` was; a face found well off it (a fast move, a cut) was seen off-centre:
+        look again where it points, and give up (the caller re-detects) when that does not settle."""
         centre, side, angle = self._roi_from_points(prev.mesh[:, :2])
         for _ in range(tries):
             face = self._face_from_roi(image, centre, side, angle, prev.detection or prev.score)
@@ -176,9 +163,8 @@ class LiteRTFaces:
 
 
 def _dedupe(faces: list[Face], max_iou: float = 0.5) -> list[Face]:
-    faces = sorted(faces, key=lambda f: -f.score)
     kept = []
-    for face in faces:
+    for face in sorted(faces, key=lambda f: -f.score):
         if all(iou(face.bbox, k.bbox)[0] < max_iou for k in kept):
             kept.append(face)
     return kept

@@ -19,8 +19,7 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def _native_stderr_hidden(hide: bool):
-    """Silence what native code writes straight to file descriptor 2 (Python's own errors are not affected
-    outside this block)."""
+    """Silence what native code writes straight to file descriptor 2, inside the block."""
     if not hide:
         yield
         return
@@ -36,10 +35,8 @@ def _native_stderr_hidden(hide: bool):
 
 
 class _Model:
-    """A LiteRT interpreter with its tensors looked up once (the lookups cost as much as a small model call).
-
-    `run(fill)` lets `fill` write the input in place (numpy, outside the GIL) instead of handing over an
-    array for `set_tensor` to copy, then returns the outputs keyed by their element count."""
+    """A LiteRT interpreter with its tensors looked up once (the lookups cost as much as a small model call);
+    `run(fill)` has `fill` write the input in place (outside the GIL, no copy) and gives the outputs by size."""
 
     def __init__(self, name: str, threads: int):
         from ai_edge_litert.interpreter import Interpreter
@@ -89,9 +86,8 @@ def anchors(size: int, layout: list[tuple[int, int]]) -> np.ndarray:
 
 
 def detections(raw: np.ndarray, logits: np.ndarray, centres: np.ndarray, size: int, min_score: float) -> list:
-    """An SSD's output decoded: per anchor, regressors (centre dx, dy, w, h, then keypoint x, y pairs, in input
-    pixels) and a score logit; those scoring `min_score` or more merged by weighted NMS, as
-    [(box x1 y1 x2 y2, keypoints K x 2, score)] in input units (0 to 1)."""
+    """An SSD's output (per anchor: centre dx, dy, w, h, then keypoint x, y pairs, in input px; a score logit)
+    decoded, weighted-NMS merged above `min_score`: [(box x1 y1 x2 y2, keypoints K x 2, score)], units 0 to 1."""
     scores = 1 / (1 + np.exp(-np.clip(logits, -80, 80)))
     keep = scores >= min_score
     if not keep.any():

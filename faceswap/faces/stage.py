@@ -21,8 +21,7 @@ from faceswap.faces.keyframes import lerp
 
 @dataclass(frozen=True)
 class FrameRef:
-    """A frame without its image, where only the faces are wanted: its index, time, shape, and the hands
-    found in it (21 x 2 points each: occluders of the faces they overlap)."""
+    """A frame without its image, where only the faces are wanted, and the hands found in it (21 x 2 points)."""
     index: int
     pts: float
     shape: tuple
@@ -67,10 +66,9 @@ class FaceStage:
     def __init__(self, min_size: float = 32, track: str | None = None, max_faces: int = 0, smooth: bool = True,
                  smooth_cutoff: float = 1.0, smooth_beta: float = 0.3, bridge: int = 0, consecutive: bool = True,
                  tracked: bool = False, identity: list | None = None):
-        """`consecutive`: frames of one video (photos get no tracking, smoothing or bridging across them);
-        `tracked`: the faces come with track ids and smoothed landmarks already (an alignments file);
-        `identity`: track filters (faces/identity.py) that keep a person by a reference photo; frames are then
-        held back until each new track is decided."""
+        """`consecutive`: frames of one video (else no tracking, smoothing or bridging); `tracked`: faces come
+        tracked and smoothed (an alignments file); `identity`: track filters (faces/identity.py), for which
+        frames are held back until each new track is decided."""
         self.min_size, self.max_faces = min_size, max_faces
         self.tracked = tracked
         self.tracker = Tracker()

@@ -73,8 +73,7 @@ ARCHITECTURES = {
     # detail head's sub-pixel layer over its last features, trained on the identity's own 128 px crops. A
     # 64 px face pasted onto a 240 px one is a 4x enlargement; 128 px is the least that can look sharp there.
     "lite128": ArchConfig("lite128", 64, [32, 64, 128, 256], 256, 256, 256, [128, 64, 32], res_blocks=1,
-                          mask=True, coverage=0.625, output=128, detail=True,
-                          defaults=SMALL_DEFAULTS),
+                          mask=True, coverage=0.625, output=128, detail=True, defaults=SMALL_DEFAULTS),
     # PCA as an autoencoder: a shared linear map to `latent` numbers and a linear map back per identity (no
     # non-linearity, no mask); the baseline that shows what depth buys (evaluate --compare).
     "linear": ArchConfig("linear", 64, [], 16, 0, 0, [], coverage=0.625, linear=True,
@@ -88,8 +87,7 @@ ARCHITECTURES = {
 def config_for(name: str, size: int | None = None, latent_type: str = "dense") -> ArchConfig:
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(ARCHITECTURES)}")
-    base = ARCHITECTURES[name].as_dict()
-    cfg = ArchConfig(**base)
+    cfg = ArchConfig(**ARCHITECTURES[name].as_dict())
     cfg.latent_type = latent_type
     if size and size != cfg.size:
         if name != "hd" or size not in (128, 256):
@@ -127,12 +125,10 @@ class Encoder(nn.Module):
     def forward(self, x):
         """(decoder input, KL term or None, code): returned, not stored, so each side's loss gets its own."""
         mu, logvar = self.code(x)
-        kl = None
+        kl, z = None, mu
         if logvar is not None:
             kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        else:
-            z = mu
         return self.decode_code(z.to(x.dtype) if x.dtype != torch.float32 else z), kl, mu
 
     def code(self, x):

@@ -47,8 +47,7 @@ class Worker:
 
 def run_batch(jobs: list[tuple[Path, Path, dict]], model_dir: Path, settings: ConvertSettings, workers: int = 1,
               progress: bool = False) -> list[dict]:
-    """Convert (clip, output, extra) jobs with a bounded pool of threads, each with its own Worker; a failure is
-    recorded, the others go on."""
+    """Convert (clip, output, extra) jobs on a bounded pool of threads, a Worker each; a failure is recorded."""
     mine = threading.local()
 
     def one(job):

@@ -11,14 +11,12 @@ from faceswap import align, masks
 from faceswap.settings import extent_px
 
 MASKS = ("landmarks", "predicted", "combined")
-BLENDS = ("alpha", "seamless")
 
 
 @dataclass(frozen=True)
 class MaskRecipe:
-    """The swapped face's mask, decided in one place: which face region (`kind`), then grown or shrunk
-    (`erode`) and feathered (`feather`), each in frame px or a share of the face (settings.extent_px), eased out
-    at the model window's edge, with the hands cut out where it is pasted (paste, `hand_margin` of the face)."""
+    """The swapped face's mask, decided in one place: a face region (`kind`), grown or shrunk (`erode`) and
+    feathered (`feather`) in frame px or a share of the face, eased out at the window's edge, hands cut out."""
     kind: str = "landmarks"       # landmarks | predicted | combined
     erode: str = "0"
     feather: str = "0"
@@ -32,8 +30,7 @@ class MaskRecipe:
             raise ValueError(f"mask must be one of {MASKS}")
 
     def face(self, landmarks: np.ndarray | None, predicted: np.ndarray | None, size: int) -> np.ndarray:
-        """float32 mask (size x size, model space) of the face region, eased out at the crop's edge: what colour
-        matching and detail weigh by."""
+        """float32 face-region mask (model space), eased out at the crop's edge: what colour and detail weigh by."""
         hull = masks.hull_mask(landmarks, (size, size), self.forehead) if landmarks is not None else None
         if predicted is not None:
             predicted = learned_visible(predicted)
@@ -62,9 +59,8 @@ def _taper(size: int, share: float) -> np.ndarray:
 
 
 def learned_visible(predicted: np.ndarray, low: float = 0.3, high: float = 0.7) -> np.ndarray:
-    """A model's learned mask made decisive: it reads short of 1 over a visible face and above 0 over what
-    covers it (docs/MEASUREMENTS.md, "Occlusion"); a smooth step between `low` and `high` keeps the face
-    whole and leaves the occluder out, where the raw value would blend a fifth of the source over the face."""
+    """A learned mask made decisive: it reads short of 1 over a visible face and above 0 over what covers it; a
+    smooth step from `low` to `high` keeps the face whole and the occluder out (MEASUREMENTS.md, "Occlusion")."""
     ramp = np.clip((predicted.astype(np.float32) - low) / (high - low), 0, 1)
     return ramp * ramp * (3 - 2 * ramp)
 
@@ -89,12 +85,9 @@ def sharpen(image: np.ndarray, amount: float) -> np.ndarray:
 def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndarray, blend: str = "alpha",
           hands: list[np.ndarray] = (), hand_margin: float = 0.0, enlarge: int = cv2.INTER_LINEAR,
           grain=None) -> np.ndarray:
-    """Warp `face` (float RGB, model space) and `mask` back through `matrix` (image -> model) into `frame`;
-    where `hands` (21 points each, image px) lie, the frame keeps its own pixels, at full resolution.
-    `grain(face, frame region, alpha)`, if given, returns the warped uint8 face with noise added (grain.Grain).
-
-    Works on the frame box that the mask covers, in uint8 with one weighted blend (cv2.blendLinear):
-    the frame outside it is never touched or converted. Writes into `frame` and returns it."""
+    """Warp `face` (float RGB, model space) and `mask` back through `matrix` (image -> model) into `frame`, and
+    return it; the frame keeps its own pixels under `hands`; `grain(face, region, alpha)` adds noise
+    (grain.Grain). Only the box the mask covers is touched, in uint8 with one cv2.blendLinear."""
     ys, xs = np.nonzero(mask > 1 / 255)
     if not len(xs):
         return frame

@@ -22,9 +22,7 @@ def _stats(image: np.ndarray, mask: np.ndarray):
 
 
 def avg(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    mean_s, _ = _stats(source, mask)
-    mean_t, _ = _stats(target, mask)
-    return np.clip(source + (mean_t - mean_s), 0, 1)
+    return np.clip(source + (_stats(target, mask)[0] - _stats(source, mask)[0]), 0, 1)
 
 
 def rct(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -37,7 +35,7 @@ def rct(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.clip(cv2.cvtColor(out.astype(np.float32), cv2.COLOR_LAB2RGB), 0, 1)
 
 
-def hist(source: np.ndarray, target: np.ndarray, mask: np.ndarray, bins: int = 256) -> np.ndarray:
+def hist(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
     inside = mask.reshape(-1) > 0.5
     if inside.sum() < 16:
         return source

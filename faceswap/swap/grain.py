@@ -21,10 +21,9 @@ TRIMMED = 0.8 / (np.sqrt(2 / np.pi) * (1 - np.exp(-1.2816 ** 2 / 2)))
 
 
 def noise_sigma(image: np.ndarray, where: np.ndarray) -> float:
-    """Noise level (grey levels) over the pixels where `where` holds: the mean absolute finest diagonal detail
-    (half of a 2x2 checkerboard filter) of its quietest 80 %, scaled to a Gaussian's sigma. Edges and shading
-    barely reach that band, and what does is trimmed; a median would snap to the levels' quantisation.
-    Read on every other row and column: a level needs no more samples, and convert pays for each."""
+    """Noise level (grey levels) where `where` holds: the mean absolute 2x2 checkerboard detail of its quietest
+    80 % (edges trimmed; a median would snap to quantisation) as a Gaussian's sigma, on every other row and
+    column: a level needs no more samples, and convert pays for each."""
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
     grey = grey.astype(np.float32) if grey.dtype == np.uint8 else np.asarray(grey, np.float32)
     diagonal = (grey[:-1:2, :-1:2] - grey[:-1:2, 1::2] - grey[1::2, :-1:2] + grey[1::2, 1::2]) / 2

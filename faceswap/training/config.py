@@ -36,8 +36,7 @@ class TrainConfig:
 
 
 def _arch(s: TrainSettings, existing: dict | None, model_dir: Path, generic: bool) -> ArchConfig:
-    """A new model's architecture from the settings (or the base's, with --from alone), or the existing one's,
-    which the settings may not contradict."""
+    """A new model's architecture from the settings (or the base's), or the existing one's, if they agree."""
     if existing and (existing.get("kind") == "base") != generic:
         raise FaceswapError(f"{model_dir}: holds a pair model; pretrain into another folder" if generic
                             else f"{model_dir}: holds a base (faceswap pretrain); train into another folder "

@@ -95,8 +95,7 @@ class LossLog:
     FIELDS = ["step", "loss_a", "loss_b", "code_l1", "lr", "examples_per_s", "elapsed_s"]
 
     def __init__(self, model_dir: Path, enabled: bool = True, upto: int | None = None):
-        """`upto`: the checkpoint's step; rows logged after it (by a run killed before its next save) are
-        dropped, since those steps are trained again."""
+        """`upto`: the checkpoint's step; rows logged after it (by a killed run) are dropped: those train again."""
         self.path = Path(model_dir) / store.LOSS_LOG
         self.enabled = enabled
         self.rows: list[dict] = []

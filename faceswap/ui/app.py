@@ -45,9 +45,8 @@ INERT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
 
 
 def job_args(ws: Workspace, kind: str, params: dict) -> tuple[list[str], str, dict]:
-    """The `faceswap` command line of a job, every path confined to the workspace and every setting checked by
-    the same settings model the CLI uses; with a title and what the page should watch (a model folder and the
-    step its training goes to, or an output)."""
+    """A job's `faceswap` command line (paths confined to the workspace, settings checked as the CLI does), title,
+    and what the page watches (a model folder and its target step, or an output)."""
     outputs = []
 
     def inside(key, must_exist=True) -> str:
@@ -157,8 +156,7 @@ def file_headers(path: Path) -> dict:
 
 @dataclass
 class UI:
-    """The page's server side: what its handlers share, made once by create_app and kept on the app (app.state.ui),
-    and a method per route."""
+    """The page's server side: what its handlers share (made by create_app, kept as app.state.ui), a method a route."""
     ws: Workspace
     queue: JobQueue
     previewer: Previewer
@@ -284,8 +282,7 @@ class UI:
 
 
 def create_app(workspace: Path, slots: int = 1, token: str | None = None, host: str | None = None) -> Starlette:
-    """The page's app: only requests from its own page pass (guard.Guard: Host, token, Origin); without a
-    token a new one is made (app.state.token)."""
+    """The page's app: only requests from its own page pass (guard.Guard); a token is made if none is given."""
     ws = Workspace(workspace)
     page = (Path(__file__).with_name("page.html")).read_text()
     script = page.split("<script>", 1)[1].split("</script>", 1)[0]
@@ -299,9 +296,8 @@ def create_app(workspace: Path, slots: int = 1, token: str | None = None, host: 
 
 
 def launch(workspace: Path) -> tuple:
-    """`faceswap ui` on a free local port, in a child process, once it answers: (process, url), the url being
-    the page's with its token (`http://127.0.0.1:PORT/?token=...`), as `faceswap ui` prints it. For scripts,
-    benchmarks and tests that drive the page."""
+    """`faceswap ui` on a free local port, in a child process, once it answers: (process, page url with its
+    token), for scripts, benchmarks and tests that drive the page."""
     import socket
     import subprocess
     import sys

@@ -115,8 +115,7 @@ class Guard:
         return None
 
     def known_host(self, host: str, listening: str) -> bool:
-        """A loopback name, the --host value, or the literal address the request came in on (an IP is never
-        rebound; a name could be)."""
+        """A loopback name, the --host value, or the literal address the request came in on (never rebound)."""
         if host in self.hosts:
             return True
         try:

@@ -98,8 +98,7 @@ class JobQueue:
         lines = [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
         found = PERCENT.findall(text)
         progress = 100 if job["status"] == "done" else int(found[-1]) if found else 0
-        return dict(job, progress=progress,
-                    log=lines[-12:])
+        return dict(job, progress=progress, log=lines[-12:])
 
     def snapshot(self) -> list[dict]:
         with self.lock:
@@ -123,13 +122,10 @@ class JobQueue:
             self._reap()
 
     def _start(self, job: dict) -> None:
-        log = open(self.log_path(job), "ab")
-        try:
+        with open(self.log_path(job), "ab") as log:
             process = subprocess.Popen([sys.executable, "-m", "faceswap", *job["args"]], cwd=self.root,
                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True)
-        finally:
-            log.close()
         self.processes[job["id"]] = process
         job.update(status="running", started=time.time(), pid=process.pid)
         self._save()

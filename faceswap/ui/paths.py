@@ -16,8 +16,7 @@ def _values(value) -> list:
 
 
 def confine_settings(ws: Workspace, model, values: dict | None, absolute: bool = False) -> dict:
-    """`values` with every path setting checked to lie inside the workspace, given as workspace-relative paths
-    (a job runs in the workspace folder) or absolute ones."""
+    """`values` with every path setting checked to lie inside the workspace (relative to it, or absolute)."""
     values = dict(values or {})
     for name in path_fields(model):
         if values.get(name) in (None, "", []):
@@ -80,11 +79,10 @@ def checked_pipeline(ws: Workspace, relative: str) -> str:
         pipeline = Pipeline(snapshot)
         for key, path in pipeline_paths(pipeline, ws.root):
             ws.inside(path, f"pipeline {relative}: {key}")
-    except FaceswapError as exc:
+    except BaseException as exc:
         snapshot.unlink(missing_ok=True)
+        if not isinstance(exc, FaceswapError):
+            raise
         line = str(exc).replace(str(snapshot), relative)
         raise FaceswapError(line if relative in line else f"{relative}: {line}") from None
-    except BaseException:
-        snapshot.unlink(missing_ok=True)
-        raise
     return ws.relative(snapshot)
