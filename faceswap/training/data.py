@@ -135,6 +135,8 @@ class FaceData:
         # the hand finder misses a frame here and there: a face near one with a hand may have one too
         near_hands = {j for i in self.hands for j in range(i - HAND_REACH, i + HAND_REACH + 1)}
         free = np.array([i for i in range(len(self.images)) if i not in near_hands], int)
+        if not len(free):  # hands in most frames: those the finder saw none in will have to do
+            free = np.array([i for i in range(len(self.images)) if i not in self.hands], int)
         size = self.detail_size
         if not len(free) or count <= 0:
             return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, 68, 2), np.float32)
