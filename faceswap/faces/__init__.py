@@ -71,12 +71,20 @@ def face_from_mesh(mesh: np.ndarray, detection: float, presence: float) -> Face:
 
 
 @dataclass
-class FaceCounts:
+class Timed:
+    """A run's summary: how long it took, and how many of something it did per second."""
+    seconds: float = 0.0
+
+    def rate(self, count: float) -> float:
+        return count / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class FaceCounts(Timed):
     """What a pass over frames found: frames, faces, frames without a face, and the time it took."""
     frames: int = 0
     faces: int = 0
     frames_without_face: int = 0
-    seconds: float = 0.0
 
     def count(self, faces: int) -> None:
         self.frames += 1
@@ -85,7 +93,7 @@ class FaceCounts:
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds else 0.0
+        return self.rate(self.frames)
 
 
 def iou(box, boxes) -> np.ndarray:

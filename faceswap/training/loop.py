@@ -22,6 +22,7 @@ from tqdm import tqdm
 from faceswap import __version__, align, atomic, images, outputs
 from faceswap.device import PRECISIONS, autocast_dtype, measured_cpu_amp, use_tf32
 from faceswap.errors import FaceswapError
+from faceswap.faces import Timed
 from faceswap.models import arch as arch_mod
 from faceswap.models import store
 from faceswap.training import report
@@ -51,19 +52,17 @@ class Stopped(str, enum.Enum):
 
 
 @dataclass
-class TrainSummary:
+class TrainSummary(Timed):
     start_step: int = 0
     step: int = 0
-    seconds: float = 0.0
     examples: int = 0
     loss_a: float = float("nan")
     loss_b: float = float("nan")
     stopped: Stopped = Stopped.DONE
 
     def line(self) -> str:
-        rate = self.examples / self.seconds if self.seconds else 0.0
         return (f"train: steps {self.start_step} -> {self.step} ({self.stopped.value}), loss A {self.loss_a:.4f}, "
-                f"loss B {self.loss_b:.4f}, {rate:.1f} EGs/sec, {self.seconds:.0f} s")
+                f"loss B {self.loss_b:.4f}, {self.rate(self.examples):.1f} EGs/sec, {self.seconds:.0f} s")
 
 
 # -- distributed -------------------------------------------------------------------------------------
@@ -320,10 +319,8 @@ class Trainer:
                 i = sorted(data.hands)[len(data.hands) // 2]
                 chosen[-1] = (data.images[i], data.landmarks[i], data.hands[i])
             faces, _ = data.plain(np.stack([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
-            matrix = data.centre_matrix()
-            covered = [data.occlusion(h, matrix) for _, _, h in chosen]
-            inputs = torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255).to(self.device)
-            return inputs, covered
+            covered = [data.occlusion(h, data.centre_matrix()) for _, _, h in chosen]
+            return torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255).to(self.device), covered
 
         (inputs_a, covered_a), (inputs_b, covered_b) = pick(self.data_a), pick(self.data_b)
         return inputs_a, inputs_b, covered_a, covered_b
@@ -339,13 +336,9 @@ class Trainer:
             images.write_png(folder / f"{self.step:08d}.png", grid)
 
     def _move(self, batch):
-        out = {}
-        for key, value in batch.items():
-            value = value.to(self.device, non_blocking=True)
-            if value.shape[1] == 3:
-                value = value.contiguous(memory_format=torch.channels_last)
-            out[key] = value
-        return out
+        moved = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+        return {key: value.contiguous(memory_format=torch.channels_last) if value.shape[1] == 3 else value
+                for key, value in moved.items()}
 
     def losses(self, batch_a, batch_b):
         """Each side's loss, with that side's own KL term; and the mean absolute code of both sides."""
