@@ -161,13 +161,8 @@ def _rotation(container, stream) -> int:
 
 
 def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
-    if rotation == 90:
-        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
-    if rotation == 180:
-        return cv2.rotate(image, cv2.ROTATE_180)
-    if rotation == 270:
-        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    return image
+    turn = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}.get(rotation)
+    return image if turn is None else cv2.rotate(image, turn)
 
 
 def _folder_timestamps(folder: Path, count: int) -> tuple[list[float], Fraction]:
@@ -215,10 +210,8 @@ def probe(path: Path) -> MediaInfo:
         steps = np.diff(np.array(pts_list, dtype=np.float64)) * float(tb) if len(pts_list) > 1 else np.array([])
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         start = _seconds(pts_list[0], tb) if pts_list else 0.0
-        if len(pts_list) > 1:
-            duration = float((pts_list[-1] - pts_list[0]) * tb) + float(np.median(steps))
-        else:
-            duration = _seconds(stream.duration, tb) or 0.0
+        duration = float((pts_list[-1] - pts_list[0]) * tb) + float(np.median(steps)) if len(pts_list) > 1 \
+            else _seconds(stream.duration, tb) or 0.0
         variable = bool(len(steps) > 1 and (steps.max() - steps.min()) > 0.5 * float(tb) + 1e-4)
         container.seek(0)
         rotation = _rotation(container, stream)
@@ -294,8 +287,7 @@ class _AudioCopier:
     def __init__(self, source: Path, output, suffix: str):
         self.container = av.open(str(source), metadata_errors="ignore")
         self.inputs = list(self.container.streams.audio)
-        self.map = {}
-        self.transcoders = {}
+        self.map, self.transcoders = {}, {}
         allowed = AUDIO_COPY_OK.get(suffix, set())
         for stream in self.inputs:
             if allowed is None or stream.codec_context.codec.canonical_name in allowed:
@@ -350,8 +342,7 @@ class _AudioCopier:
     def close(self) -> None:
         self.until(None)
         for index in self.transcoders:
-            out = self.map[index]
-            self.output.mux(out.encode(None))
+            self.output.mux(self.map[index].encode(None))
         self.container.close()
 
 
@@ -379,10 +370,7 @@ class VideoWriter(atomic.Committing):
         self.audio_from = Path(audio_from) if audio_from else None
         self.metadata = {"comment": f"made by {outputs.VIDEO_MARK}", **(metadata or {})}  # marks it as faceswap's own
         self.partial = atomic.partial_path(self.path)
-        self.container = None
-        self.stream = None
-        self.audio = None
-        self.last_ticks = None
+        self.container = self.stream = self.audio = self.last_ticks = None
         self.count = 0
 
     def _start(self, width: int, height: int) -> None:

@@ -53,21 +53,15 @@ def save(model_dir: Path, config: dict, tensor_files: dict[str, dict[str, torch.
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    staged: dict[str, Path] = {}
-    hashes = {}
+    staged = {name: model_dir / f".{name}.partial" for name in [*tensor_files, *(extra_files or {})]}
     for name, tensors in tensor_files.items():
-        tmp = model_dir / f".{name}.partial"
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(staged[name]),
                   metadata={"format": "pt", "schema": SCHEMA})
-        staged[name] = tmp
     for name, data in (extra_files or {}).items():
-        tmp = model_dir / f".{name}.partial"
-        tmp.write_bytes(data)
-        staged[name] = tmp
-    for name, tmp in staged.items():
+        staged[name].write_bytes(data)
+    for tmp in staged.values():
         atomic.fsync_file(tmp)
-        hashes[name] = sha256_of(tmp)
-    config = dict(config, schema=SCHEMA, version=VERSION, files=hashes)
+    config = dict(config, schema=SCHEMA, version=VERSION, files={name: sha256_of(tmp) for name, tmp in staged.items()})
     config_tmp = model_dir / f".{CONFIG}.partial"
     config_tmp.write_text(json.dumps(config, indent=2) + "\n")
     atomic.fsync_file(config_tmp)
@@ -191,7 +185,6 @@ def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Fac
             raise FaceswapError(f"{model_dir}: {exc}") from None
         load_weights(model, model_dir, config)
     return model.to(device).eval(), config
-
 
 
 def exemplar_tensors(sides: dict[str, tuple]) -> dict[str, torch.Tensor]:

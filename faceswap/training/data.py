@@ -8,7 +8,6 @@ weights come from the landmarks, moved by the same affine.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -34,10 +33,8 @@ class FaceData:
 
     def __init__(self, folder, model_size: int, coverage: float, holdout: float = 0.1, label: str = "A",
                  occlusion: bool = True, input_size: int | None = None, only: list[str] | None = None):
-        """`model_size`: the model's output side (its targets); `input_size`: its input side where smaller.
-        `occlusion`: find the hands over each face (left out of the loss; the mask head learns they are not
-        face), once, when the face set is loaded, on its 256 px crops. `only`: load just these crops, all
-        held out (evaluation scores the faces training kept out)."""
+        """`model_size`: the model's output side; `input_size`: its input side where smaller. `occlusion`: find the
+        hands over each face once, on its crops (left out of the loss). `only`: just these crops, all held out."""
         folders = list(folder) if isinstance(folder, (list, tuple)) else [folder]  # several: pooled (pretrain)
         entries = [entry for one in folders for entry in faceset.face_entries(one)]
         folder = ", ".join(map(str, folders))
@@ -62,19 +59,19 @@ class FaceData:
         self.work = int(math.ceil(model_size / coverage))
         self.model_size, self.coverage = model_size, coverage
         self.input_size = input_size or model_size
+        self._centre = align.model_matrix(align.crop_to_face(self.work, self.padding), model_size, coverage,
+                                          self.padding)
         # hold out a contiguous block (the last frames): neighbouring frames are near-copies
         entries.sort(key=lambda e: (e[1].get("source", ""), e[1].get("frame", 0), e[0].name))
         count = max(1, int(round(len(entries) * holdout))) if holdout > 0 else 0
-        train_entries = entries[:len(entries) - count]
-        held_entries = entries[len(entries) - count:]
-        self.files = [p.name for p, _ in train_entries]
-        self.entries = train_entries
+        self.entries, held_entries = entries[:len(entries) - count], entries[len(entries) - count:]
+        self.files = [p.name for p, _ in self.entries]
         # the window's pixels the smallest crop holds, up to twice the output: convert's detail is added at this size
         crop_px = min(int(meta.get("size", 256)) for _, meta in entries) * coverage
         self.detail_size = max(model_size, min(2 * model_size, int(crop_px) // 16 * 16))
         self.holdout_files = [p.name for p, _ in held_entries]
         hand_finder = HandFinder() if occlusion else None
-        self.images, self.landmarks, self.hands = self._load(train_entries, hand_finder)
+        self.images, self.landmarks, self.hands = self._load(self.entries, hand_finder)
         self.holdout_images, self.holdout_landmarks, self.holdout_hands = self._load(held_entries, hand_finder)
 
     def _load(self, entries, hand_finder):
@@ -107,14 +104,8 @@ class FaceData:
         return len(self.images)
 
     def centre_matrix(self) -> np.ndarray:
-        """Work-size crop -> model input, no augmentation: convert's window (align.model_matrix). Made once: every
-        augmented example starts from it."""
-        return self._window
-
-    @functools.cached_property
-    def _window(self) -> np.ndarray:
-        return align.model_matrix(align.crop_to_face(self.work, self.padding), self.model_size, self.coverage,
-                                  self.padding)
+        """Work-size crop -> model input, no augmentation: convert's window (align.model_matrix)."""
+        return self._centre
 
     def plain(self, images: np.ndarray, landmarks: np.ndarray):
         """Un-augmented model inputs (and masks) for previews and evaluation."""
@@ -126,10 +117,8 @@ class FaceData:
         return out, mask
 
     def exemplars(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """Up to `count` training faces, un-augmented at `detail_size` from their full crops, with their landmarks
-        there: convert takes the identity's fine detail from them. None with a hand over it or near one; the
-        blurriest quarter left out; then farthest-point sampling over the aligned landmarks, so they cover the
-        set's poses and expressions."""
+        """Up to `count` training faces (and landmarks) at `detail_size`, for convert's detail: none near a hand, not
+        the blurriest quarter, then farthest-point sampling over the landmarks, to cover the set's poses."""
         matrix = self.centre_matrix()
         points = np.stack([align.transform_points(p, matrix) for p in self.landmarks]).astype(np.float32)
         # the hand finder misses a frame here and there: a face near one with a hand may have one too
@@ -184,9 +173,8 @@ def random_warp(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np
     map_x, map_y = np.meshgrid(grid, grid)
     map_x = map_x + rng.normal(0, sigma * size, (5, 5)).astype(np.float32)
     map_y = map_y + rng.normal(0, sigma * size, (5, 5)).astype(np.float32)
-    inner = size  # interpolate the coarse grid up to full size
-    map_x = cv2.resize(map_x, (inner, inner), interpolation=cv2.INTER_CUBIC)
-    map_y = cv2.resize(map_y, (inner, inner), interpolation=cv2.INTER_CUBIC)
+    map_x = cv2.resize(map_x, (size, size), interpolation=cv2.INTER_CUBIC)  # the coarse grid up to full size
+    map_y = cv2.resize(map_y, (size, size), interpolation=cv2.INTER_CUBIC)
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -209,10 +197,7 @@ class Occluders:
     def put(self, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """`target` with an occluder over its face; and the occluder's mask (float32, 1 where it covers)."""
         size = target.shape[0]
-        if self.patches:
-            rgb, alpha = self.patches[int(rng.integers(len(self.patches)))]
-        else:
-            rgb, alpha = self._blob(rng)
+        rgb, alpha = self.patches[int(rng.integers(len(self.patches)))] if self.patches else self._blob(rng)
         scale = rng.uniform(0.35, 0.7) * size / max(rgb.shape[:2])
         matrix = cv2.getRotationMatrix2D((rgb.shape[1] / 2, rgb.shape[0] / 2), rng.uniform(-60, 60), scale)
         matrix[:, 2] += rng.uniform(0.2, 0.8, 2) * size - [rgb.shape[1] / 2, rgb.shape[0] / 2]
@@ -240,9 +225,7 @@ class Augmenter:
         import albumentations as A
 
         self.data, self.s, self.occluders = data, settings, occluders
-        self.colour = A.Compose([
-            A.CLAHE(clip_limit=2.0, tile_grid_size=(4, 4), p=settings.clahe),
-        ])
+        self.colour = A.Compose([A.CLAHE(clip_limit=2.0, tile_grid_size=(4, 4), p=settings.clahe)])
 
     def affine(self, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
         s, data = self.s, self.data
@@ -368,9 +351,7 @@ def default_workers(device: torch.device) -> int:
     """Worker processes for making batches. None on a CPU of 2 cores: the model step already uses both,
     and a batch made between steps costs less than one handed over by a worker."""
     cores = os.cpu_count() or 2
-    if device.type == "cpu" and cores <= 2:
-        return 0
-    return min(4, max(1, cores // 2))
+    return 0 if device.type == "cpu" and cores <= 2 else min(4, max(1, cores // 2))
 
 
 def loader(stream: PairStream, workers: int):
