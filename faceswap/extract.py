@@ -1,9 +1,8 @@
 """`faceswap extract`: find, track, smooth and align faces in videos or image folders into a face set.
 
-Decoding runs in a reader thread; the main thread only finds faces (measuring key frames and
-interpolating between them, faces/keyframes.py); a writer thread tracks, smooths, crops and writes.
-Records are appended to the alignments file only after their crops are on disk, which makes a killed
-run resumable from its last whole record.
+Decoding runs in a reader thread; the main thread only finds faces (measuring key frames and interpolating between them,
+faces/keyframes.py); a writer thread tracks, smooths, crops and writes. Records are appended to the alignments file only
+after their crops are on disk, which makes a killed run resumable from its last whole record.
 """
 from __future__ import annotations
 

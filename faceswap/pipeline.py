@@ -1,9 +1,8 @@
 """`faceswap run PIPELINE.yaml`: extract A, extract B, train, convert clips; cached, resumable stages.
 
-Each stage's key is a sha256 of its settings and of the content of its inputs. A stage whose key
-matches its last success (recorded in <work_dir>/pipeline-state.json) and whose outputs exist is
-skipped; a changed key reruns it and, through the keys, everything downstream. Relative paths in a
-pipeline file are relative to the file's own folder.
+Each stage's key is a sha256 of its settings and of the content of its inputs. A stage whose key matches its last
+success (recorded in <work_dir>/pipeline-state.json) and whose outputs exist is skipped; a changed key reruns it and,
+through the keys, everything downstream. Relative paths in a pipeline file are relative to the file's own folder.
 """
 from __future__ import annotations
 

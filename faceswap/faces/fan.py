@@ -1,8 +1,7 @@
 """High-accuracy face finder: face-alignment's S3FD detector + 2DFAN4 landmarks (68 points), GPU when present.
 
-face-alignment downloads its weights on first use into torch's hub cache with no hash check; offline
-without them it fails deep inside with a URLError. We look for the files first and stop with one
-clear line saying how to get them.
+face-alignment downloads its weights on first use into torch's hub cache with no hash check; offline without them it
+fails deep inside with a URLError. We look for the files first and stop with one clear line saying how to get them.
 """
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """Training data: face sets in memory as uint8, a held-out share, and augmentation run in worker processes.
 
-Each example: the target is the face after a random affine (rotation, zoom, shift, flip) and colour
-changes; for a share of the examples (`warp_share`) the input is the same image after a 5x5-grid random warp
-as well (the denoising idea), so the decoder must restore the face, not copy it; the others teach exact
-detail. A model whose output is larger than its input gets the input shrunk. Mask targets and eye/mouth loss
-weights come from the landmarks, moved by the same affine.
+Each example: the target is the face after a random affine (rotation, zoom, shift, flip) and colour changes; for a share
+of the examples (`warp_share`) the input is the same image after a 5x5-grid random warp as well (the denoising idea), so
+the decoder must restore the face, not copy it; the others teach exact detail. A model whose output is larger than its
+input gets the input shrunk. Mask targets and eye/mouth loss weights come from the landmarks, moved by the same affine.
 """
 from __future__ import annotations
 
@@ -323,10 +322,9 @@ def to_tensors(warped, target, mask, weights):
 
 
 class _Packed(IterableDataset):
-    """The stream as it crosses from a worker process: each batch as three tensors (inputs, targets, maps).
-    Every tensor passed between processes costs a shared-memory segment and a file descriptor; three
-    instead of eight, images a quarter of the bytes. Inputs and targets differ in size for a model
-    whose output is larger than its input."""
+    """The stream as it crosses from a worker process: each batch as three tensors (inputs, targets, maps). Every tensor
+    passed between processes costs a shared-memory segment and a file descriptor; three instead of eight, images a
+    quarter of the bytes. Inputs and targets differ in size for a model whose output is larger than its input."""
 
     def __init__(self, stream: PairStream):
         self.stream = stream
