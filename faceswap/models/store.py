@@ -116,14 +116,15 @@ def _backup_hint(model_dir: Path) -> str:
     return f"; the previous good state is in {model_dir / BACKUP}" if (model_dir / BACKUP / CONFIG).is_file() else ""
 
 
-def _verified(model_dir: Path, name: str, config: dict) -> Path:
+def _verified(model_dir: Path, name: str, config: dict | None) -> Path:
     """Path of one checkpoint file, after checking it against the sha256 that config.json records."""
-    path = model_dir / name
-    expected = config.get("files", {}).get(name)
+    path = Path(model_dir) / name
+    expected = (config or read_config(model_dir)).get("files", {}).get(name)
     if not path.is_file():
-        raise FaceswapError(f"{path}: missing{_backup_hint(model_dir)}")
+        raise FaceswapError(f"{path}: missing{_backup_hint(path.parent)}")
     if expected and sha256_of(path) != expected:
-        raise FaceswapError(f"{path}: damaged or truncated (sha256 does not match config.json){_backup_hint(model_dir)}")
+        raise FaceswapError(f"{path}: damaged or truncated (sha256 does not match config.json)"
+                            f"{_backup_hint(path.parent)}")
     return path
 
 
@@ -131,22 +132,20 @@ def load_tensors(model_dir: Path, name: str, config: dict | None = None) -> dict
     """Tensors of one safetensors file of the checkpoint, hash-checked."""
     from safetensors.torch import load_file
 
-    model_dir = Path(model_dir)
-    path = _verified(model_dir, name, config or read_config(model_dir))
+    path = _verified(model_dir, name, config)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise FaceswapError(f"{path}: unreadable weights ({exc}){_backup_hint(model_dir)}") from None
+        raise FaceswapError(f"{path}: unreadable weights ({exc}){_backup_hint(path.parent)}") from None
 
 
 def load_json(model_dir: Path, name: str, config: dict | None = None) -> dict:
     """A JSON file of the checkpoint, hash-checked."""
-    model_dir = Path(model_dir)
-    path = _verified(model_dir, name, config or read_config(model_dir))
+    path = _verified(model_dir, name, config)
     try:
         return json.loads(path.read_text())
     except ValueError:
-        raise FaceswapError(f"{path}: damaged (not valid JSON){_backup_hint(model_dir)}") from None
+        raise FaceswapError(f"{path}: damaged (not valid JSON){_backup_hint(path.parent)}") from None
 
 
 def load_weights(model: FaceSwapModel, model_dir: Path, config: dict) -> None:
