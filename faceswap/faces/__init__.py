@@ -146,8 +146,7 @@ class OneEuro:
 
     @staticmethod
     def _alpha(cutoff, dt):
-        tau = 1.0 / (2 * np.pi * cutoff)
-        return 1.0 / (1.0 + tau / dt)
+        return 1.0 / (1.0 + 1.0 / (2 * np.pi * cutoff) / dt)  # 1 / (1 + tau / dt)
 
     def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
         """Filter x at time t (seconds); `scale` (e.g. face size) makes the speed term size-independent."""

@@ -35,8 +35,7 @@ class HandFinder:
         self.threads, self.redetect_every = threads, redetect_every
         assets.model_file(PALM_FILE)  # fail early, with the fixing command, if missing or altered
         assets.model_file(HAND_FILE)
-        self.tracked: list[np.ndarray] = []
-        self.since_detect = 10 ** 6
+        self.reset()
 
     def reset(self) -> None:
         self.tracked, self.since_detect = [], 10 ** 6

@@ -42,9 +42,7 @@ class LiteRTFaces:
         self.redetect_every, self.min_presence = redetect_every, min_presence
         assets.model_file(self.det_file)  # fail early, with the fixing command, if missing or altered
         assets.model_file(MESH_FILE)
-        self.previous: list[Face] = []
-        self.arrived: list[Face] = []
-        self.since_detect = 0
+        self.reset()
 
     # -- detector ---------------------------------------------------------------------------
     def detect_boxes(self, image: np.ndarray):
@@ -159,7 +157,9 @@ class LiteRTFaces:
         self.previous = list(faces)
 
     def reset(self) -> None:
-        self.previous, self.arrived, self.since_detect = [], [], 0
+        self.previous: list[Face] = []
+        self.arrived: list[Face] = []
+        self.since_detect = 0
 
 
 def _dedupe(faces: list[Face], max_iou: float = 0.5) -> list[Face]:
