@@ -149,8 +149,7 @@ def _seconds(value, time_base) -> float | None:
 
 def _rotation(container, stream) -> int:
     """Display rotation in degrees (clockwise, as players apply it), from side data or the old 'rotate' tag."""
-    tag = stream.metadata.get("rotate")
-    if tag:
+    if tag := stream.metadata.get("rotate"):
         return int(tag) % 360
     try:
         for frame in container.decode(stream):
@@ -165,24 +164,25 @@ def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return image if turn is None else cv2.rotate(image, turn)
 
 
-def _folder_timestamps(folder: Path, count: int) -> tuple[list[float], Fraction]:
+def _folder_frames(folder: Path) -> tuple[list[Path], list[float], Fraction]:
+    """A folder's images, their times (from timestamps.json, else at DEFAULT_IMAGE_FPS) and frame rate."""
+    files = image_files(folder)
+    if not files:
+        raise FaceswapError(f"{folder}: the folder holds no images")
     stamps = folder / TIMESTAMPS_FILE
     if stamps.is_file():
         data = json.loads(stamps.read_text())
-        if len(data.get("pts", [])) == count:
-            return [float(t) for t in data["pts"]], Fraction(data.get("fps", "25")).limit_denominator(100000)
-    return [float(i / DEFAULT_IMAGE_FPS) for i in range(count)], DEFAULT_IMAGE_FPS
+        if len(data.get("pts", [])) == len(files):
+            return files, [float(t) for t in data["pts"]], Fraction(data.get("fps", "25")).limit_denominator(100000)
+    return files, [float(i / DEFAULT_IMAGE_FPS) for i in range(len(files))], DEFAULT_IMAGE_FPS
 
 
 def probe(path: Path) -> MediaInfo:
     """Streams, frame count, fps (and whether it varies), duration, rotation and audio of a video or folder."""
     path = Path(path)
     if is_image_folder(path):
-        files = image_files(path)
-        if not files:
-            raise FaceswapError(f"{path}: the folder holds no images")
+        files, pts, fps = _folder_frames(path)
         first = images.read_image(files[0])
-        pts, fps = _folder_timestamps(path, len(files))
         steps = np.diff(pts)
         return MediaInfo(path, first.shape[1], first.shape[0], len(files), fps,
                          bool(len(steps) and np.ptp(steps) > 1e-3), float(len(files) / fps), 0.0, 0,
@@ -235,10 +235,7 @@ def read_frames(path: Path, start: int = 0, end: int | None = None, step: int = 
     """Stream RGB frames with timestamps from a video or a folder of images; frames [start, end) every `step`."""
     path = Path(path)
     if is_image_folder(path):
-        files = image_files(path)
-        if not files:
-            raise FaceswapError(f"{path}: the folder holds no images")
-        pts, _ = _folder_timestamps(path, len(files))
+        files, pts, _ = _folder_frames(path)
         for index in range(start, len(files) if end is None else min(end, len(files)), step):
             yield Frame(images.read_image(files[index]), pts[index], index)
         return
