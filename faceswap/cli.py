@@ -43,8 +43,7 @@ class Group(click.Group):
             click.echo(f"faceswap: {exc}", err=True)
             sys.exit(exc.exit_code)
         except Exception as exc:  # noqa: BLE001 - the top of the program: report, never crash with a trace
-            verbose = (ctx.obj or {}).get("verbose", False)
-            if verbose:
+            if (ctx.obj or {}).get("verbose", False):
                 traceback.print_exc()
             message = str(exc) if isinstance(exc, FaceswapError) else f"{type(exc).__name__}: {exc}"
             click.echo(f"faceswap: error: {message.splitlines()[0] if message else type(exc).__name__}", err=True)

@@ -275,8 +275,7 @@ class Ray(_Executor):
                 if attempt < RETRIES and len(raised) < len(failures):  # a worker died or hung
                     log.warning("train: a worker died; the workers start again from the last checkpoint")
                     continue
-                ours = [e for e in raised if isinstance(e, FaceswapError)]
-                if ours:
+                if ours := [e for e in raised if isinstance(e, FaceswapError)]:
                     raise ours[0] from None
                 lines = str((raised or failures or [exc])[0]).strip().splitlines() or [type(exc).__name__]
                 raise FaceswapError(f"train: {lines[0]}") from None

@@ -173,8 +173,7 @@ def identities(model_dir: Path) -> dict[str, list[np.ndarray]] | None:
         embeddings = []
         for path in [crops[i] for i in np.linspace(0, len(crops) - 1, IDENTITY_SAMPLES).astype(int)]:
             crop = images.read_image(path)
-            faces = finder(crop, video=False)
-            if faces:
+            if faces := finder(crop, video=False):
                 embeddings.append(embedder(crop, _largest(faces)))
         found[side] = embeddings
     return found if all(found.values()) else None
@@ -377,8 +376,7 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
     if report_path is not None:
         report_path = Path(report_path)
         atomic.write_json(report_path, {"schema": outputs.REPORT_SCHEMA, **report})
-        shown = [s for s in strips if s is not None]
-        if shown:
+        if shown := [s for s in strips if s is not None]:
             images.write_png(report_path.with_suffix(".png"), _column(shown, min(s.shape[1] for s in shown)))
     return report
 
@@ -400,8 +398,7 @@ def format_report(report: dict) -> str:
                                      f"{100 * values['swap_nearer_target']:.0f} % (distance to {other} "
                                      f"{values['swap_distance_to_target']}, to {side.upper()} "
                                      f"{values['swap_distance_to_source']})")
-    videos = [k for k in ("video", "compare_video") if k in report]
-    if videos:
+    if videos := [k for k in ("video", "compare_video") if k in report]:
         rows = [("frames equal", "frames_equal"), ("timestamps equal", "timestamps_equal"),
                 ("audio duration diff (s)", "audio_duration_diff_s"), ("landmark error (px)", "landmark_error_px"),
                 ("landmark error (/IOD)", "landmark_error_iod"), ("jitter src", "jitter_src"),

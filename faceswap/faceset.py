@@ -205,8 +205,7 @@ def face_entries(folder: Path) -> Iterator[tuple[Path, dict]]:
                                          size=header["size"], padding=header["padding"])
         return
     for path in sorted((folder / FACES if (folder / FACES).is_dir() else folder).glob("*.png")):
-        meta = read_png_metadata(path)
-        if meta is not None:
+        if (meta := read_png_metadata(path)) is not None:
             yield path, meta
 
 

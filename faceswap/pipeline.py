@@ -305,7 +305,6 @@ class Pipeline:
         for row in rows:
             if not row["status"].startswith("failed"):
                 echo(f"output: {row['output']}")
-        failed = [r for r in rows if r["status"].startswith("failed")]
-        if failed:
+        if failed := [r for r in rows if r["status"].startswith("failed")]:
             raise FaceswapError(f"{len(failed)} of {len(rows)} clips failed (see {self.work / 'report.json'})")
         return report

@@ -103,12 +103,10 @@ class LiteRTFaces:
             centre = (box[:2] + box[2:]) / 2
             side = float(max(box[2:] - box[:2])) * ROI_SCALE
             angle = float(np.arctan2(kps[1, 1] - kps[0, 1], kps[1, 0] - kps[0, 0]))
-            face = self._face_from_roi(image, centre, side, angle, score)
-            if face is not None:
+            if (face := self._face_from_roi(image, centre, side, angle, score)) is not None:
                 # second pass on the landmark-derived region: tighter and rotation-exact; a real face
                 # passes both, while a detector false alarm rarely survives the second look
-                refined = self._face_from_roi(image, *self._roi_from_points(face.mesh[:, :2]), score)
-                if refined is not None:
+                if (refined := self._face_from_roi(image, *self._roi_from_points(face.mesh[:, :2]), score)) is not None:
                     faces.append(refined)
         return _dedupe(faces)
 

@@ -87,8 +87,7 @@ class FaceData:
             points[i] = landmarks * self.work / size
             if hand_finder is not None:
                 face = Face(bbox=np.concatenate([landmarks.min(0), landmarks.max(0)]), score=1.0, landmarks=landmarks)
-                found = hand_finder(crop, [face], video=False)
-                if found:
+                if found := hand_finder(crop, [face], video=False):
                     hands[i] = [h * self.work / size for h in found]
         return images, points, hands
 

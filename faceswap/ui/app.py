@@ -147,8 +147,7 @@ def file_headers(path: Path) -> dict:
     suffix = path.suffix.lower()
     guessed = mimetypes.guess_type(path.name)[0] or ""  # .ts guesses as text/vnd.trolltech.linguist
     video = suffix in media.VIDEO_SUFFIXES and guessed.startswith("video/")
-    kind = INERT_TYPES.get(suffix) or (guessed if video else "")
-    if kind:
+    if kind := INERT_TYPES.get(suffix) or (guessed if video else ""):
         return {"Content-Type": kind, "Cache-Control": "no-store"}
     return {"Content-Type": "application/octet-stream", "Cache-Control": "no-store",
             "Content-Disposition": f"attachment; filename*=utf-8''{quote(path.name)}"}
