@@ -153,11 +153,9 @@ class Trainer:
         self.progress = progress
         self.rank, self.world, local_rank = distributed()
         self.main = self.rank == 0
-        if torch.cuda.is_available():
-            self.device = torch.device("cuda", local_rank)
+        self.device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
         existing = store.read_config(self.model_dir) if (self.model_dir / store.CONFIG).is_file() else None
         if self.main:
             atomic.ensure_writable_dir(self.model_dir, "the model")
@@ -371,10 +369,8 @@ class Trainer:
 
         previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread
                 previous[sig] = signal.signal(sig, request_stop)
-            except ValueError:  # not the main thread
-                pass
         return previous
 
     def run(self) -> TrainSummary:
@@ -386,9 +382,8 @@ class Trainer:
             return summary
         stream = PairStream(self.data_a, self.data_b, self.train_config.batch_size, self.train_config.augment,
                             s.seed, self.rank, self.world, self.step)
-        rng_state = torch.get_rng_state()  # the DataLoader draws a seed from it: keep resume exact
-        batches = loader(stream, default_workers(self.device) if s.data_workers is None else s.data_workers)
-        torch.set_rng_state(rng_state)
+        with torch.random.fork_rng(devices=[]):  # the DataLoader draws a seed from it: keep resume exact
+            batches = loader(stream, default_workers(self.device) if s.data_workers is None else s.data_workers)
         preview_faces = self._preview_batches()
         self.loss_log = report.LossLog(self.model_dir, enabled=self.main, upto=self.step)
         previous_handlers = self._handle_signals()
