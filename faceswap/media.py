@@ -344,11 +344,8 @@ class _AudioCopier:
 
 
 class VideoWriter(atomic.Committing):
-    """Encode RGB frames to a video at their own timestamps, copying audio from `audio_from`.
-
-    Written to a hidden temporary name and renamed by close(); abort() (or an exception inside a
-    `with` block) removes it, so the final path never holds a half-written file.
-    """
+    """Encode RGB frames to a video at their own timestamps, copying audio from `audio_from`. Written under a
+    hidden name that close() renames and abort() (or an error in a `with` block) removes: never half-written."""
 
     def __init__(self, path: Path, fps: Fraction = Fraction(25), time_base: Fraction | None = None,
                  codec: str = "libx264", crf: int = 18, preset: str = "fast",

@@ -177,9 +177,8 @@ def random_warp(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np
 
 
 class Occluders:
-    """Things to put in front of training faces, so the mask head learns to call what covers a face not-face
-    (a microphone, a cup, hair; no detector knows them): the hands found in both face sets, cut out with their
-    masks, else patches of the crops' own surroundings (hair, background, clothes) in random blob shapes."""
+    """What to put in front of training faces, so the mask head learns that what covers a face (a cup, hair: no
+    detector knows them) is not face: the face sets' hands, else blobs of the crops' own surroundings."""
 
     def __init__(self, datas: tuple[FaceData, ...], limit: int = 64):
         self.patches: list[tuple[np.ndarray, np.ndarray]] = []  # (RGB uint8, alpha float32), work-size pixels
@@ -321,9 +320,8 @@ def to_tensors(warped, target, mask, weights):
 
 
 class _Packed(IterableDataset):
-    """The stream as it crosses from a worker process: each batch as three tensors (inputs, targets, maps). Every tensor
-    passed between processes costs a shared-memory segment and a file descriptor; three instead of eight, images a
-    quarter of the bytes. Inputs and targets differ in size for a model whose output is larger than its input."""
+    """The stream as it crosses from a worker process: each batch as three tensors (inputs, targets, maps), not eight
+    (each costs a shared-memory segment and a file descriptor), images as uint8: a quarter of the bytes."""
 
     def __init__(self, stream: PairStream):
         self.stream = stream
