@@ -147,8 +147,7 @@ def local_identity() -> tuple[Path, Path]:
         pem = signer_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption())
         partial = atomic.partial_path(key)
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
             handle.write(pem)
         os.replace(partial, key)
         atomic.write_bytes(cert, leaf.public_bytes(serialization.Encoding.PEM)

@@ -354,11 +354,9 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
     if report_path is not None:
         outputs.claim(report_path, "report", [model_dir, src, out, compare])
         outputs.claim(Path(report_path).with_suffix(".png"), "png", [model_dir, src, out, compare])
-    report: dict = {}
-    strips = []
-    people = identities(model_dir) if model_dir is not None else None
-    window = _window(model_dir) if model_dir is not None else None
+    report, strips, people, window = {}, [], None, None
     if model_dir is not None:
+        people, window = identities(model_dir), _window(model_dir)
         report["model"] = {"path": str(model_dir), "reconstruction": reconstruction(model_dir, people)}
     if out is not None:
         report["video"], strip = video(src, out, every, people=people, window=window)
@@ -408,9 +406,8 @@ def format_report(report: dict) -> str:
                 ("sharpness, perfect model", "sharpness_ceiling"),
                 ("identity: share to target", "identity_target_share"),
                 ("distance to target", "distance_to_target"), ("distance to source", "distance_to_source"),
-                ("frames with a hand", "hand_frames"),
-                ("change on the hand", "hand_change"), ("change on the rest", "uncovered_face_change")]
+                ("frames with a hand", "hand_frames"), ("change on the hand", "hand_change"),
+                ("change on the rest", "uncovered_face_change")]
         lines.append(f"{'metric':<26}" + "".join(f"{v:>16}" for v in videos))
-        for label, key in rows:
-            lines.append(f"{label:<26}" + "".join(f"{str(report[v].get(key)):>16}" for v in videos))
+        lines += [f"{label:<26}" + "".join(f"{str(report[v].get(key)):>16}" for v in videos) for label, key in rows]
     return "\n".join(lines)

@@ -114,10 +114,7 @@ def between(before: list[np.ndarray], after: list[np.ndarray]) -> list[np.ndarra
     hands, left = [], list(after)
     for hand in before:
         overlaps = [_overlap(hand, other) for other in left]
-        if overlaps and max(overlaps) > 0.3:
-            hands.append(lerp(hand, left.pop(int(np.argmax(overlaps))), 0.5))
-        else:
-            hands.append(hand)
+        hands.append(lerp(hand, left.pop(int(np.argmax(overlaps))), 0.5) if overlaps and max(overlaps) > 0.3 else hand)
     return hands + left
 
 

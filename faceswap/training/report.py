@@ -37,7 +37,6 @@ def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, covered_a=
         labels.append("A..B")
     model.train(was_training)
     size = rows[1].shape[-1] * (scale if rows[1].shape[-1] <= 64 else 1)  # shown at the output's size
-    label_w = 70
     cells = []  # a row per label: its tag, then a tile per face
     tints = {0: list(covered_a), 3: list(covered_b)}
     for number, (label, row) in enumerate(zip(labels, rows)):
@@ -47,7 +46,7 @@ def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, covered_a=
             if covered is not None:
                 hit = cv2.resize(covered, (size, size)) > 0.5
                 tile[hit] = (tile[hit] * 0.55 + np.array([0, 200, 255]) * 0.45).astype(np.uint8)
-        tag = np.full((size, label_w, 3), 32, np.uint8)
+        tag = np.full((size, 70, 3), 32, np.uint8)
         cv2.putText(tag, label, (6, size // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         cells += [tag, *tiles]
     return images.grid(cells, len(faces_a) + 1)
@@ -56,8 +55,7 @@ def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, covered_a=
 @torch.no_grad()
 def sample_sheet(model, side: str, count: int = 16, seed: int = 0, columns: int = 4) -> np.ndarray:
     """New faces of a variational model: codes drawn from N(0, 1) through one decoder, as a grid image."""
-    generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(count, model.cfg.latent, generator=generator)
+    z = torch.randn(count, model.cfg.latent, generator=torch.Generator().manual_seed(seed))
     faces = _to_uint8(model.eval().from_code(z, side)[0])
     size = max(128, faces.shape[1])
     return images.grid([cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in faces], columns)

@@ -94,8 +94,7 @@ class Previewer:
     """Convert's Swapper for the model and settings last asked for, kept between frames."""
 
     def __init__(self):
-        self.key = None
-        self.swapper = None
+        self.key = self.swapper = None
         self.lock = threading.Lock()
 
     def __call__(self, model: Path, source: Path, index: int, values: ConvertSettings) -> dict:
