@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from faceswap import __version__
-from faceswap import outputs, settings
+from faceswap import __version__, outputs, settings
 from faceswap.errors import FaceswapError, Interrupted
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
 
@@ -354,8 +353,7 @@ def evaluate(model_dir, video, compare, report, every):
     from faceswap.evaluate import evaluate as run_evaluate, format_report
 
     src, out = video if video else (None, None)
-    result = run_evaluate(model_dir, src, out, compare, report, every)
-    click.echo(format_report(result))
+    click.echo(format_report(run_evaluate(model_dir, src, out, compare, report, every)))
     if report:
         click.echo(f"report: {report}")
 

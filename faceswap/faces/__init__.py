@@ -159,8 +159,7 @@ class OneEuro:
         a_d = self._alpha(self.d_cutoff, dt)
         self.dx = a_d * dx + (1 - a_d) * self.dx
         speed = np.linalg.norm(self.dx.reshape(-1, 2), axis=1).mean() / max(scale, 1e-6)
-        cutoff = self.min_cutoff + self.beta * speed * 100
-        a = self._alpha(cutoff, dt)
+        a = self._alpha(self.min_cutoff + self.beta * speed * 100, dt)
         self.x = a * x + (1 - a) * self.x
         self.t = t
         return self.x

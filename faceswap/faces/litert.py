@@ -79,8 +79,7 @@ class LiteRTFaces:
         points = outputs[1404].reshape(468, 3).astype(np.float64)
         presence = 1 / (1 + np.exp(-min(max(float(outputs[1].flat[0]), -80.0), 80.0)))
         xy = align.transform_points(points[:, :2], align.invert(matrix))
-        z = points[:, 2:] / (MESH_SIZE / side)
-        return np.concatenate([xy, z], 1), presence
+        return np.concatenate([xy, points[:, 2:] / (MESH_SIZE / side)], 1), presence
 
     def _face_from_roi(self, image, centre, side, angle, detection: float) -> Face | None:
         points, presence = self.mesh(image, centre, side, angle)

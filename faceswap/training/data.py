@@ -200,8 +200,7 @@ class Occluders:
         matrix[:, 2] += rng.uniform(0.2, 0.8, 2) * size - [rgb.shape[1] / 2, rgb.shape[0] / 2]
         rgb = cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         alpha = cv2.warpAffine(alpha, matrix, (size, size), flags=cv2.INTER_LINEAR)[..., None]
-        out = (target * (1 - alpha) + rgb * alpha + 0.5).astype(np.uint8)
-        return out, alpha[..., 0]
+        return (target * (1 - alpha) + rgb * alpha + 0.5).astype(np.uint8), alpha[..., 0]
 
     def _blob(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A patch of a crop's edge (outside the face) in a random smooth blob shape."""
