@@ -190,11 +190,9 @@ def exemplar_tensors(sides: dict[str, tuple]) -> dict[str, torch.Tensor]:
     """{side: (images uint8 N x S x S x 3, landmarks N x 68 x 2 in their pixels)} as EXEMPLARS' tensors."""
     import torch
 
-    tensors = {}
-    for side, (images, landmarks) in sides.items():
-        tensors[f"{side}.images"] = torch.from_numpy(np.ascontiguousarray(images, np.uint8))
-        tensors[f"{side}.landmarks"] = torch.from_numpy(np.ascontiguousarray(landmarks, np.float32))
-    return tensors
+    return {f"{side}.{name}": torch.from_numpy(np.ascontiguousarray(array, dtype))
+            for side, (images, landmarks) in sides.items()
+            for name, array, dtype in (("images", images, np.uint8), ("landmarks", landmarks, np.float32))}
 
 
 def load_exemplars(model_dir: Path, config: dict, side: str) -> tuple[np.ndarray, np.ndarray] | None:

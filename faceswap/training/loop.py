@@ -474,8 +474,7 @@ def train(faceset_a, faceset_b, model_dir, settings: TrainSettings | None = None
                             f"{settings.workers}")
     outputs.claim(model_dir, "model", [*sources, settings.pretrained])
     created = not model_dir.exists()
-    lock = atomic.exclusive(model_dir, "model folder") if rank == 0 else contextlib.nullcontext()
-    with lock:
+    with atomic.exclusive(model_dir, "model folder") if rank == 0 else contextlib.nullcontext():
         try:
             trainer = Trainer(faceset_a, faceset_b, model_dir, settings, progress, generic)
         except BaseException:
