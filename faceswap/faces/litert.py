@@ -105,7 +105,8 @@ class LiteRTFaces:
             if (face := self._face_from_roi(image, centre, side, angle, score)) is not None:
                 # second pass on the landmark-derived region: tighter and rotation-exact; a real face
                 # passes both, while a detector false alarm rarely survives the second look
-                if (refined := self._face_from_roi(image, *self._roi_from_points(face.mesh[:, :2]), score)) is not None:
+                refined = self._face_from_roi(image, *self._roi_from_points(face.mesh[:, :2]), score)
+                if refined is not None:
                     faces.append(refined)
         return _dedupe(faces)
 

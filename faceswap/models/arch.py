@@ -104,7 +104,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ArchConfig):
         super().__init__()
         self.convs = nn.Sequential(*(ConvBlock(a, b) for a, b in zip([3, *cfg.encoder], cfg.encoder)))
-        channels, self.grid = cfg.encoder[-1], cfg.size // 2 ** len(cfg.encoder)
+        channels, self.grid = [3, *cfg.encoder][-1], cfg.size // 2 ** len(cfg.encoder)
         self.variational = cfg.latent_type == "vae"
         self.spatial = cfg.bottleneck == "conv"
         width = cfg.latent * (2 if self.variational else 1)

@@ -37,6 +37,7 @@ def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, covered_a=
         labels.append("A..B")
     model.train(was_training)
     size = rows[1].shape[-1] * (scale if rows[1].shape[-1] <= 64 else 1)  # shown at the output's size
+    label_w = 70
     cells = []  # a row per label: its tag, then a tile per face
     tints = {0: list(covered_a), 3: list(covered_b)}
     for number, (label, row) in enumerate(zip(labels, rows)):
@@ -46,7 +47,7 @@ def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, covered_a=
             if covered is not None:
                 hit = cv2.resize(covered, (size, size)) > 0.5
                 tile[hit] = (tile[hit] * 0.55 + np.array([0, 200, 255]) * 0.45).astype(np.uint8)
-        tag = np.full((size, 70, 3), 32, np.uint8)
+        tag = np.full((size, label_w, 3), 32, np.uint8)
         cv2.putText(tag, label, (6, size // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         cells += [tag, *tiles]
     return images.grid(cells, len(faces_a) + 1)
