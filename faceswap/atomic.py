@@ -131,17 +131,13 @@ class Committing:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+        (self.close if exc_type is None else self.abort)()
         return False
 
 
 @contextlib.contextmanager
 def atomic_path(final: Path):
     """Yield a temporary path to write; rename it to `final` only if the block finishes."""
-    final = Path(final)
     partial = partial_path(final)
     try:
         yield partial

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from faceswap import __version__
-from faceswap import outputs, settings
+from faceswap import __version__, outputs, settings
 from faceswap.errors import FaceswapError, Interrupted
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
 
@@ -43,8 +42,7 @@ class Group(click.Group):
             click.echo(f"faceswap: {exc}", err=True)
             sys.exit(exc.exit_code)
         except Exception as exc:  # noqa: BLE001 - the top of the program: report, never crash with a trace
-            verbose = (ctx.obj or {}).get("verbose", False)
-            if verbose:
+            if (ctx.obj or {}).get("verbose", False):
                 traceback.print_exc()
             message = str(exc) if isinstance(exc, FaceswapError) else f"{type(exc).__name__}: {exc}"
             click.echo(f"faceswap: error: {message.splitlines()[0] if message else type(exc).__name__}", err=True)
@@ -355,8 +353,7 @@ def evaluate(model_dir, video, compare, report, every):
     from faceswap.evaluate import evaluate as run_evaluate, format_report
 
     src, out = video if video else (None, None)
-    result = run_evaluate(model_dir, src, out, compare, report, every)
-    click.echo(format_report(result))
+    click.echo(format_report(run_evaluate(model_dir, src, out, compare, report, every)))
     if report:
         click.echo(f"report: {report}")
 

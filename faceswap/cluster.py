@@ -1,12 +1,11 @@
 """Where batch work runs: this machine (`Local`) or a Ray cluster (`Ray`), behind one small interface.
 
-An executor has check(paths), extract(sources, output, settings, progress) -> ExtractSummary,
-train(set_a, set_b, output, settings, progress) -> TrainSummary (set_b None: pretrain) and
-convert(jobs, model_dir, settings, progress) -> rows (swap/batch.py's rows). On Ray every source clip is
-an extract task writing a part face set that the driver merges; train is one task, or with `workers` N a
-Ray Train run of N DDP workers; convert is an actor per worker (per GPU where there are GPUs) converting clip
-after clip. Paths travel, never frames: the work folder and the inputs must be on storage every node sees.
-The driver alone writes pipeline state.
+An executor has check(paths), extract(sources, output, settings, progress) -> ExtractSummary, train(set_a, set_b,
+output, settings, progress) -> TrainSummary (set_b None: pretrain) and convert(jobs, model_dir, settings, progress) ->
+rows (swap/batch.py's rows). On Ray every source clip is an extract task writing a part face set that the driver merges;
+train is one task, or with `workers` N a Ray Train run of N DDP workers; convert is an actor per worker (per GPU where
+there are GPUs) converting clip after clip. Paths travel, never frames: the work folder and the inputs must be on
+storage every node sees. The driver alone writes pipeline state.
 """
 from __future__ import annotations
 
@@ -276,8 +275,7 @@ class Ray(_Executor):
                 if attempt < RETRIES and len(raised) < len(failures):  # a worker died or hung
                     log.warning("train: a worker died; the workers start again from the last checkpoint")
                     continue
-                ours = [e for e in raised if isinstance(e, FaceswapError)]
-                if ours:
+                if ours := [e for e in raised if isinstance(e, FaceswapError)]:
                     raise ours[0] from None
                 lines = str((raised or failures or [exc])[0]).strip().splitlines() or [type(exc).__name__]
                 raise FaceswapError(f"train: {lines[0]}") from None

@@ -147,8 +147,7 @@ def local_identity() -> tuple[Path, Path]:
         pem = signer_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption())
         partial = atomic.partial_path(key)
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
             handle.write(pem)
         os.replace(partial, key)
         atomic.write_bytes(cert, leaf.public_bytes(serialization.Encoding.PEM)
@@ -306,8 +305,7 @@ def verify(path: Path) -> tuple[Credentials, str]:
         found = [read(frame) for frame in frames]
         worst = min(found, key=lambda c: STATES.index(c.state))
         bad = sum(c.state != "intact" for c in found)
-        note = f"{len(found)} images, {len(found) - bad} intact" + (f", {bad} not" if bad else "")
-        return worst, note
+        return worst, f"{len(found)} images, {len(found) - bad} intact" + (f", {bad} not" if bad else "")
     found = read(path)
     record = manifest_path(path)
     if not record.is_file():
@@ -326,18 +324,12 @@ def verify(path: Path) -> tuple[Credentials, str]:
 
 def describe(path: Path, found: Credentials, manifest_note: str) -> str:
     """`faceswap verify`'s report on one file."""
-    if found.state == "absent":
-        head = "no content credentials (never signed, or stripped by a re-encode or an upload" + \
-            "".join(f"; {p}" for p in found.problems) + ")"
-    elif found.state == "unreadable":
-        head = f"cannot be read as media ({', '.join(found.problems)})"
-    elif found.state == "tampered":
-        head = f"TAMPERED: {', '.join(found.problems)}"
-    elif found.state == "changed":
-        head = f"CHANGED since faceswap wrote it: credentials valid, but {', '.join(found.problems)}"
-    else:
-        head = f"content credentials intact ({found.where}, signature valid)"
-    lines = [f"{path}: {head}"]
+    problems = ", ".join(found.problems)
+    heads = {"absent": "no content credentials (never signed, or stripped by a re-encode or an upload"
+                       + "".join(f"; {p}" for p in found.problems) + ")",
+             "unreadable": f"cannot be read as media ({problems})", "tampered": f"TAMPERED: {problems}",
+             "changed": f"CHANGED since faceswap wrote it: credentials valid, but {problems}"}
+    lines = [f"{path}: {heads.get(found.state, f'content credentials intact ({found.where}, signature valid)')}"]
     if found.state in ("intact", "tampered", "changed"):
         trust = "trusted" if found.trusted else "untrusted: not on a C2PA trust list" + \
             ("; faceswap's local signer" if LOCAL_NAME in found.signer else "")

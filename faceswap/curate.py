@@ -122,14 +122,9 @@ def apply(folder: Path, entries: list[Entry], why: dict[str, str]) -> int:
     header, records = faceset.read_alignments(folder)
     log_lines = []
     for record in records:
-        kept = []
-        for face in record["faces"]:
-            if face.get("file") in why:
-                log_lines.append(json.dumps({"source": record["source"], "frame": record["frame"],
-                                             "why": why[face["file"]], "face": face}))
-            else:
-                kept.append(face)
-        record["faces"] = kept
+        log_lines += [json.dumps({"source": record["source"], "frame": record["frame"], "why": why[face["file"]],
+                                  "face": face}) for face in record["faces"] if face.get("file") in why]
+        record["faces"] = [face for face in record["faces"] if face.get("file") not in why]
     summary = faceset.read_summary(folder)
     text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in [header] + records)
     for name in why:  # the crops first: a crash here leaves every record pointing at a crop that exists

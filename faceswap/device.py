@@ -34,9 +34,7 @@ def autocast_dtype(choice: str, device: torch.device, model_size: int = 128) -> 
     if choice in ("off", "fp32", "fp16", "bf16"):
         return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(choice)
     if device.type == "cuda":
-        if model_size < 128:
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None if model_size < 128 else torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_fast_bf16() else None
 
 

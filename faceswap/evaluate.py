@@ -173,8 +173,7 @@ def identities(model_dir: Path) -> dict[str, list[np.ndarray]] | None:
         embeddings = []
         for path in [crops[i] for i in np.linspace(0, len(crops) - 1, IDENTITY_SAMPLES).astype(int)]:
             crop = images.read_image(path)
-            faces = finder(crop, video=False)
-            if faces:
+            if faces := finder(crop, video=False):
                 embeddings.append(embedder(crop, _largest(faces)))
         found[side] = embeddings
     return found if all(found.values()) else None
@@ -355,11 +354,9 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
     if report_path is not None:
         outputs.claim(report_path, "report", [model_dir, src, out, compare])
         outputs.claim(Path(report_path).with_suffix(".png"), "png", [model_dir, src, out, compare])
-    report: dict = {}
-    strips = []
-    people = identities(model_dir) if model_dir is not None else None
-    window = _window(model_dir) if model_dir is not None else None
+    report, strips, people, window = {}, [], None, None
     if model_dir is not None:
+        people, window = identities(model_dir), _window(model_dir)
         report["model"] = {"path": str(model_dir), "reconstruction": reconstruction(model_dir, people)}
     if out is not None:
         report["video"], strip = video(src, out, every, people=people, window=window)
@@ -377,8 +374,7 @@ def evaluate(model_dir: Path | None, src: Path | None = None, out: Path | None =
     if report_path is not None:
         report_path = Path(report_path)
         atomic.write_json(report_path, {"schema": outputs.REPORT_SCHEMA, **report})
-        shown = [s for s in strips if s is not None]
-        if shown:
+        if shown := [s for s in strips if s is not None]:
             images.write_png(report_path.with_suffix(".png"), _column(shown, min(s.shape[1] for s in shown)))
     return report
 
@@ -400,8 +396,7 @@ def format_report(report: dict) -> str:
                                      f"{100 * values['swap_nearer_target']:.0f} % (distance to {other} "
                                      f"{values['swap_distance_to_target']}, to {side.upper()} "
                                      f"{values['swap_distance_to_source']})")
-    videos = [k for k in ("video", "compare_video") if k in report]
-    if videos:
+    if videos := [k for k in ("video", "compare_video") if k in report]:
         rows = [("frames equal", "frames_equal"), ("timestamps equal", "timestamps_equal"),
                 ("audio duration diff (s)", "audio_duration_diff_s"), ("landmark error (px)", "landmark_error_px"),
                 ("landmark error (/IOD)", "landmark_error_iod"), ("jitter src", "jitter_src"),
@@ -411,9 +406,8 @@ def format_report(report: dict) -> str:
                 ("sharpness, perfect model", "sharpness_ceiling"),
                 ("identity: share to target", "identity_target_share"),
                 ("distance to target", "distance_to_target"), ("distance to source", "distance_to_source"),
-                ("frames with a hand", "hand_frames"),
-                ("change on the hand", "hand_change"), ("change on the rest", "uncovered_face_change")]
+                ("frames with a hand", "hand_frames"), ("change on the hand", "hand_change"),
+                ("change on the rest", "uncovered_face_change")]
         lines.append(f"{'metric':<26}" + "".join(f"{v:>16}" for v in videos))
-        for label, key in rows:
-            lines.append(f"{label:<26}" + "".join(f"{str(report[v].get(key)):>16}" for v in videos))
+        lines += [f"{label:<26}" + "".join(f"{str(report[v].get(key)):>16}" for v in videos) for label, key in rows]
     return "\n".join(lines)

@@ -1,9 +1,8 @@
 """`faceswap extract`: find, track, smooth and align faces in videos or image folders into a face set.
 
-Decoding runs in a reader thread; the main thread only finds faces (measuring key frames and
-interpolating between them, faces/keyframes.py); a writer thread tracks, smooths, crops and writes.
-Records are appended to the alignments file only after their crops are on disk, which makes a killed
-run resumable from its last whole record.
+Decoding runs in a reader thread; the main thread only finds faces (measuring key frames and interpolating between them,
+faces/keyframes.py); a writer thread tracks, smooths, crops and writes. Records are appended to the alignments file only
+after their crops are on disk, which makes a killed run resumable from its last whole record.
 """
 from __future__ import annotations
 
@@ -192,10 +191,8 @@ def _extract_all(inputs, infos, output, settings, finder, progress) -> ExtractSu
     finally:
         writer.close()
         summary.seconds = time.perf_counter() - started
-        if preview is not None and failed:
-            preview.abort()
-        elif preview is not None:
-            preview.close()
+        if preview is not None:
+            (preview.abort if failed else preview.close)()
     summary.faces_in_set = faceset.write_summary(output, writer.records, [media.fingerprint(i) for i in infos],
                                                  settings.as_json())
     return summary
@@ -219,8 +216,8 @@ def _extract_one(path, info, output, settings, finder, writer, preview, summary,
     video = consecutive and settings.every <= 2
     finder.reset()
     saver = _FrameSaver(source, output, settings, writer, summary, preview, consecutive, identity)
-    total = len(range(start, end, settings.every))
-    bar = tqdm(total=total, desc=f"extract {source}", unit="frame", disable=not progress, leave=False)
+    bar = tqdm(total=len(range(start, end, settings.every)), desc=f"extract {source}", unit="frame",
+               disable=not progress, leave=False)
     # frames in flight: up to 16 decoded ahead and 32 being written, fewer where frames are large (4K: 5
     # and 10), besides the few the face finder holds back; memory stays under about 1 GB at any size
     frame_bytes = max(1, info.width * info.height * 3)

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import struct
 from pathlib import Path
 from typing import Iterator
 
@@ -44,17 +43,8 @@ def encode_png(rgb: np.ndarray, metadata: dict) -> bytes:
 
 def read_png_metadata(path: Path) -> dict | None:
     """The faceswap metadata of a crop, or None when it has none."""
-    data = Path(path).read_bytes()
-    pos = 8
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if kind == b"iTXt" and body.startswith(PNG_KEY.encode() + b"\0"):
-            return json.loads(body[len(PNG_KEY) + 5:].decode("utf-8"))
-        if kind == b"IDAT":
-            return None
-        pos += 12 + length
-    return None
+    text = images.png_text(Path(path).read_bytes()).get(PNG_KEY)
+    return None if text is None else json.loads(text)
 
 
 # -- alignments file ----------------------------------------------------------------------------------
@@ -214,10 +204,8 @@ def face_entries(folder: Path) -> Iterator[tuple[Path, dict]]:
                         yield path, dict(face, source=record["source"], frame=record["frame"],
                                          size=header["size"], padding=header["padding"])
         return
-    crops = sorted((folder / FACES if (folder / FACES).is_dir() else folder).glob("*.png"))
-    for path in crops:
-        meta = read_png_metadata(path)
-        if meta is not None:
+    for path in sorted((folder / FACES if (folder / FACES).is_dir() else folder).glob("*.png")):
+        if (meta := read_png_metadata(path)) is not None:
             yield path, meta
 
 

@@ -149,8 +149,7 @@ def _seconds(value, time_base) -> float | None:
 
 def _rotation(container, stream) -> int:
     """Display rotation in degrees (clockwise, as players apply it), from side data or the old 'rotate' tag."""
-    tag = stream.metadata.get("rotate")
-    if tag:
+    if tag := stream.metadata.get("rotate"):
         return int(tag) % 360
     try:
         for frame in container.decode(stream):
@@ -161,33 +160,29 @@ def _rotation(container, stream) -> int:
 
 
 def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
-    if rotation == 90:
-        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
-    if rotation == 180:
-        return cv2.rotate(image, cv2.ROTATE_180)
-    if rotation == 270:
-        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    return image
+    turn = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}.get(rotation)
+    return image if turn is None else cv2.rotate(image, turn)
 
 
-def _folder_timestamps(folder: Path, count: int) -> tuple[list[float], Fraction]:
+def _folder_frames(folder: Path) -> tuple[list[Path], list[float], Fraction]:
+    """A folder's images, their times (from timestamps.json, else at DEFAULT_IMAGE_FPS) and frame rate."""
+    files = image_files(folder)
+    if not files:
+        raise FaceswapError(f"{folder}: the folder holds no images")
     stamps = folder / TIMESTAMPS_FILE
     if stamps.is_file():
         data = json.loads(stamps.read_text())
-        if len(data.get("pts", [])) == count:
-            return [float(t) for t in data["pts"]], Fraction(data.get("fps", "25")).limit_denominator(100000)
-    return [float(i / DEFAULT_IMAGE_FPS) for i in range(count)], DEFAULT_IMAGE_FPS
+        if len(data.get("pts", [])) == len(files):
+            return files, [float(t) for t in data["pts"]], Fraction(data.get("fps", "25")).limit_denominator(100000)
+    return files, [float(i / DEFAULT_IMAGE_FPS) for i in range(len(files))], DEFAULT_IMAGE_FPS
 
 
 def probe(path: Path) -> MediaInfo:
     """Streams, frame count, fps (and whether it varies), duration, rotation and audio of a video or folder."""
     path = Path(path)
     if is_image_folder(path):
-        files = image_files(path)
-        if not files:
-            raise FaceswapError(f"{path}: the folder holds no images")
+        files, pts, fps = _folder_frames(path)
         first = images.read_image(files[0])
-        pts, fps = _folder_timestamps(path, len(files))
         steps = np.diff(pts)
         return MediaInfo(path, first.shape[1], first.shape[0], len(files), fps,
                          bool(len(steps) and np.ptp(steps) > 1e-3), float(len(files) / fps), 0.0, 0,
@@ -215,10 +210,8 @@ def probe(path: Path) -> MediaInfo:
         steps = np.diff(np.array(pts_list, dtype=np.float64)) * float(tb) if len(pts_list) > 1 else np.array([])
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         start = _seconds(pts_list[0], tb) if pts_list else 0.0
-        if len(pts_list) > 1:
-            duration = float((pts_list[-1] - pts_list[0]) * tb) + float(np.median(steps))
-        else:
-            duration = _seconds(stream.duration, tb) or 0.0
+        duration = float((pts_list[-1] - pts_list[0]) * tb) + float(np.median(steps)) if len(pts_list) > 1 \
+            else _seconds(stream.duration, tb) or 0.0
         variable = bool(len(steps) > 1 and (steps.max() - steps.min()) > 0.5 * float(tb) + 1e-4)
         container.seek(0)
         rotation = _rotation(container, stream)
@@ -242,10 +235,7 @@ def read_frames(path: Path, start: int = 0, end: int | None = None, step: int = 
     """Stream RGB frames with timestamps from a video or a folder of images; frames [start, end) every `step`."""
     path = Path(path)
     if is_image_folder(path):
-        files = image_files(path)
-        if not files:
-            raise FaceswapError(f"{path}: the folder holds no images")
-        pts, _ = _folder_timestamps(path, len(files))
+        files, pts, _ = _folder_frames(path)
         for index in range(start, len(files) if end is None else min(end, len(files)), step):
             yield Frame(images.read_image(files[index]), pts[index], index)
         return
@@ -294,8 +284,7 @@ class _AudioCopier:
     def __init__(self, source: Path, output, suffix: str):
         self.container = av.open(str(source), metadata_errors="ignore")
         self.inputs = list(self.container.streams.audio)
-        self.map = {}
-        self.transcoders = {}
+        self.map, self.transcoders = {}, {}
         allowed = AUDIO_COPY_OK.get(suffix, set())
         for stream in self.inputs:
             if allowed is None or stream.codec_context.codec.canonical_name in allowed:
@@ -350,17 +339,13 @@ class _AudioCopier:
     def close(self) -> None:
         self.until(None)
         for index in self.transcoders:
-            out = self.map[index]
-            self.output.mux(out.encode(None))
+            self.output.mux(self.map[index].encode(None))
         self.container.close()
 
 
 class VideoWriter(atomic.Committing):
-    """Encode RGB frames to a video at their own timestamps, copying audio from `audio_from`.
-
-    Written to a hidden temporary name and renamed by close(); abort() (or an exception inside a
-    `with` block) removes it, so the final path never holds a half-written file.
-    """
+    """Encode RGB frames to a video at their own timestamps, copying audio from `audio_from`. Written under a
+    hidden name that close() renames and abort() (or an error in a `with` block) removes: never half-written."""
 
     def __init__(self, path: Path, fps: Fraction = Fraction(25), time_base: Fraction | None = None,
                  codec: str = "libx264", crf: int = 18, preset: str = "fast",
@@ -379,10 +364,7 @@ class VideoWriter(atomic.Committing):
         self.audio_from = Path(audio_from) if audio_from else None
         self.metadata = {"comment": f"made by {outputs.VIDEO_MARK}", **(metadata or {})}  # marks it as faceswap's own
         self.partial = atomic.partial_path(self.path)
-        self.container = None
-        self.stream = None
-        self.audio = None
-        self.last_ticks = None
+        self.container = self.stream = self.audio = self.last_ticks = None
         self.count = 0
 
     def _start(self, width: int, height: int) -> None:

@@ -1,9 +1,8 @@
 """`faceswap run PIPELINE.yaml`: extract A, extract B, train, convert clips; cached, resumable stages.
 
-Each stage's key is a sha256 of its settings and of the content of its inputs. A stage whose key
-matches its last success (recorded in <work_dir>/pipeline-state.json) and whose outputs exist is
-skipped; a changed key reruns it and, through the keys, everything downstream. Relative paths in a
-pipeline file are relative to the file's own folder.
+Each stage's key is a sha256 of its settings and of the content of its inputs. A stage whose key matches its last
+success (recorded in <work_dir>/pipeline-state.json) and whose outputs exist is skipped; a changed key reruns it and,
+through the keys, everything downstream. Relative paths in a pipeline file are relative to the file's own folder.
 """
 from __future__ import annotations
 
@@ -164,12 +163,9 @@ class Pipeline:
     def _fingerprint(path: Path) -> str:
         """Content hash of an input: a file's bytes, a face set's alignments, a folder's files."""
         path = Path(path)
-        if path.is_file():
-            return atomic.sha256_of(path)
-        if (path / faceset.ALIGNMENTS).is_file():
-            return atomic.sha256_of(path / faceset.ALIGNMENTS)
-        if (path / store.CONFIG).is_file():
-            return atomic.sha256_of(path / store.CONFIG)
+        for record in (path, path / faceset.ALIGNMENTS, path / store.CONFIG):
+            if record.is_file():
+                return atomic.sha256_of(record)
         digest = hashlib.sha256()
         for item in sorted(p for p in path.rglob("*") if p.is_file()):
             digest.update(str(item.relative_to(path)).encode())
@@ -264,11 +260,10 @@ class Pipeline:
 
     def run(self, progress: bool = True, echo=print) -> dict:
         clips = self._clips()  # validate names before any long work, and before the work folder is made
-        outputs.claim(self.work, "work", [self._path(s) for side in self.spec["identities"].values()
-                                          for s in side["sources"]])
+        sources = [self._path(s) for side in self.spec["identities"].values() for s in side["sources"]]
+        outputs.claim(self.work, "work", sources)
         atomic.ensure_writable_dir(self.work, "the work folder")
-        self.executor.check([self.work, *(self._path(s) for side in self.spec["identities"].values()
-                                          for s in side["sources"]), *(c[0] for c in clips)])
+        self.executor.check([self.work, *sources, *(c[0] for c in clips)])
         self.state = self._load_state()
         set_a = self._extract("a", progress, echo)
         set_b = self._extract("b", progress, echo)
@@ -310,7 +305,6 @@ class Pipeline:
         for row in rows:
             if not row["status"].startswith("failed"):
                 echo(f"output: {row['output']}")
-        failed = [r for r in rows if r["status"].startswith("failed")]
-        if failed:
+        if failed := [r for r in rows if r["status"].startswith("failed")]:
             raise FaceswapError(f"{len(failed)} of {len(rows)} clips failed (see {self.work / 'report.json'})")
         return report

@@ -71,12 +71,20 @@ def face_from_mesh(mesh: np.ndarray, detection: float, presence: float) -> Face:
 
 
 @dataclass
-class FaceCounts:
+class Timed:
+    """A run's summary: how long it took, and how many of something it did per second."""
+    seconds: float = 0.0
+
+    def rate(self, count: float) -> float:
+        return count / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class FaceCounts(Timed):
     """What a pass over frames found: frames, faces, frames without a face, and the time it took."""
     frames: int = 0
     faces: int = 0
     frames_without_face: int = 0
-    seconds: float = 0.0
 
     def count(self, faces: int) -> None:
         self.frames += 1
@@ -85,7 +93,7 @@ class FaceCounts:
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds else 0.0
+        return self.rate(self.frames)
 
 
 def iou(box, boxes) -> np.ndarray:
@@ -138,8 +146,7 @@ class OneEuro:
 
     @staticmethod
     def _alpha(cutoff, dt):
-        tau = 1.0 / (2 * np.pi * cutoff)
-        return 1.0 / (1.0 + tau / dt)
+        return 1.0 / (1.0 + 1.0 / (2 * np.pi * cutoff) / dt)  # 1 / (1 + tau / dt)
 
     def __call__(self, x: np.ndarray, t: float, scale: float = 1.0) -> np.ndarray:
         """Filter x at time t (seconds); `scale` (e.g. face size) makes the speed term size-independent."""
@@ -152,8 +159,7 @@ class OneEuro:
         a_d = self._alpha(self.d_cutoff, dt)
         self.dx = a_d * dx + (1 - a_d) * self.dx
         speed = np.linalg.norm(self.dx.reshape(-1, 2), axis=1).mean() / max(scale, 1e-6)
-        cutoff = self.min_cutoff + self.beta * speed * 100
-        a = self._alpha(cutoff, dt)
+        a = self._alpha(self.min_cutoff + self.beta * speed * 100, dt)
         self.x = a * x + (1 - a) * self.x
         self.t = t
         return self.x

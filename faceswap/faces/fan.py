@@ -1,8 +1,7 @@
 """High-accuracy face finder: face-alignment's S3FD detector + 2DFAN4 landmarks (68 points), GPU when present.
 
-face-alignment downloads its weights on first use into torch's hub cache with no hash check; offline
-without them it fails deep inside with a URLError. We look for the files first and stop with one
-clear line saying how to get them.
+face-alignment downloads its weights on first use into torch's hub cache with no hash check; offline without them it
+fails deep inside with a URLError. We look for the files first and stop with one clear line saying how to get them.
 """
 from __future__ import annotations
 
@@ -32,8 +31,7 @@ class FANFaces:
     name = "fan"
 
     def __init__(self, min_score: float = 0.5, device: str | None = None):
-        missing = missing_weights()
-        if missing:
+        if missing := missing_weights():
             raise FaceswapError(
                 f"face-alignment weights ({', '.join(missing)}) are not in {weights_dir()}; on a machine with "
                 "network run once: python -c \"import face_alignment as f; "
@@ -49,13 +47,9 @@ class FANFaces:
     def __call__(self, image: np.ndarray, video: bool = True) -> list[Face]:
         landmarks, scores, boxes = self.model.get_landmarks_from_image(image, return_bboxes=True,
                                                                       return_landmark_score=True)
-        faces = []
-        for points, box in zip(landmarks or [], boxes or []):
-            if box[4] < self.min_score:
-                continue
-            faces.append(Face(bbox=np.asarray(box[:4], dtype=float), score=float(box[4]),
-                              landmarks=np.asarray(points, dtype=float)[:, :2]))
-        return faces
+        return [Face(bbox=np.asarray(box[:4], dtype=float), score=float(box[4]),
+                     landmarks=np.asarray(points, dtype=float)[:, :2])
+                for points, box in zip(landmarks or [], boxes or []) if not box[4] < self.min_score]
 
     def reset(self) -> None:
         pass

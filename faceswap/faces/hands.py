@@ -35,8 +35,7 @@ class HandFinder:
         self.threads, self.redetect_every = threads, redetect_every
         assets.model_file(PALM_FILE)  # fail early, with the fixing command, if missing or altered
         assets.model_file(HAND_FILE)
-        self.tracked: list[np.ndarray] = []
-        self.since_detect = 10 ** 6
+        self.reset()
 
     def reset(self) -> None:
         self.tracked, self.since_detect = [], 10 ** 6
@@ -115,10 +114,7 @@ def between(before: list[np.ndarray], after: list[np.ndarray]) -> list[np.ndarra
     hands, left = [], list(after)
     for hand in before:
         overlaps = [_overlap(hand, other) for other in left]
-        if overlaps and max(overlaps) > 0.3:
-            hands.append(lerp(hand, left.pop(int(np.argmax(overlaps))), 0.5))
-        else:
-            hands.append(hand)
+        hands.append(lerp(hand, left.pop(int(np.argmax(overlaps))), 0.5) if overlaps and max(overlaps) > 0.3 else hand)
     return hands + left
 
 

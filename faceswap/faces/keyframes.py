@@ -109,8 +109,7 @@ def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: floa
     out = _HoldBack(finder, ARRIVAL_LOOKBACK)
 
     def find(frame) -> tuple[list[Face], list[Face]]:
-        faces = finder(frame.image)
-        return faces, list(getattr(finder, "arrived", []))
+        return finder(frame.image), list(getattr(finder, "arrived", []))
 
     if gap <= 0:
         for frame in frames:
@@ -118,9 +117,7 @@ def find_faces(frames: Iterable, finder, gap: int = DEFAULT_GAP, tolerance: floa
             yield from out.push(frame, faces, True, arrived)
         yield from out.flush()
         return
-    key: list[Face] | None = None
-    key_frame = None
-    held: list = []
+    key, key_frame, held = None, None, []  # the last key frame's faces, that frame, the frames since
     for frame in frames:
         if key is None:
             (key, arrived), key_frame = find(frame), frame

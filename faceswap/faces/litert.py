@@ -42,9 +42,7 @@ class LiteRTFaces:
         self.redetect_every, self.min_presence = redetect_every, min_presence
         assets.model_file(self.det_file)  # fail early, with the fixing command, if missing or altered
         assets.model_file(MESH_FILE)
-        self.previous: list[Face] = []
-        self.arrived: list[Face] = []
-        self.since_detect = 0
+        self.reset()
 
     # -- detector ---------------------------------------------------------------------------
     def detect_boxes(self, image: np.ndarray):
@@ -81,8 +79,7 @@ class LiteRTFaces:
         points = outputs[1404].reshape(468, 3).astype(np.float64)
         presence = 1 / (1 + np.exp(-min(max(float(outputs[1].flat[0]), -80.0), 80.0)))
         xy = align.transform_points(points[:, :2], align.invert(matrix))
-        z = points[:, 2:] / (MESH_SIZE / side)
-        return np.concatenate([xy, z], 1), presence
+        return np.concatenate([xy, points[:, 2:] / (MESH_SIZE / side)], 1), presence
 
     def _face_from_roi(self, image, centre, side, angle, detection: float) -> Face | None:
         points, presence = self.mesh(image, centre, side, angle)
@@ -105,8 +102,7 @@ class LiteRTFaces:
             centre = (box[:2] + box[2:]) / 2
             side = float(max(box[2:] - box[:2])) * ROI_SCALE
             angle = float(np.arctan2(kps[1, 1] - kps[0, 1], kps[1, 0] - kps[0, 0]))
-            face = self._face_from_roi(image, centre, side, angle, score)
-            if face is not None:
+            if (face := self._face_from_roi(image, centre, side, angle, score)) is not None:
                 # second pass on the landmark-derived region: tighter and rotation-exact; a real face
                 # passes both, while a detector false alarm rarely survives the second look
                 refined = self._face_from_roi(image, *self._roi_from_points(face.mesh[:, :2]), score)
@@ -159,7 +155,9 @@ class LiteRTFaces:
         self.previous = list(faces)
 
     def reset(self) -> None:
-        self.previous, self.arrived, self.since_detect = [], [], 0
+        self.previous: list[Face] = []
+        self.arrived: list[Face] = []
+        self.since_detect = 0
 
 
 def _dedupe(faces: list[Face], max_iou: float = 0.5) -> list[Face]:

@@ -103,13 +103,8 @@ def config_for(name: str, size: int | None = None, latent_type: str = "dense") -
 class Encoder(nn.Module):
     def __init__(self, cfg: ArchConfig):
         super().__init__()
-        layers, channels = [], 3
-        for width in cfg.encoder:
-            layers.append(ConvBlock(channels, width))
-            channels = width
-        self.convs = nn.Sequential(*layers)
-        self.grid = cfg.size // 2 ** len(cfg.encoder)
-        flat = channels * self.grid * self.grid
+        self.convs = nn.Sequential(*(ConvBlock(a, b) for a, b in zip([3, *cfg.encoder], cfg.encoder)))
+        channels, self.grid = [3, *cfg.encoder][-1], cfg.size // 2 ** len(cfg.encoder)
         self.variational = cfg.latent_type == "vae"
         self.spatial = cfg.bottleneck == "conv"
         width = cfg.latent * (2 if self.variational else 1)
@@ -117,7 +112,7 @@ class Encoder(nn.Module):
             self.to_latent = nn.Conv2d(channels, width, 1)
             self.from_latent = nn.Conv2d(cfg.latent, cfg.grid_channels, 3, padding=1)
         else:
-            self.to_latent = nn.Linear(flat, width)
+            self.to_latent = nn.Linear(channels * self.grid * self.grid, width)
             self.from_latent = nn.Linear(cfg.latent, cfg.grid_channels * self.grid * self.grid)
         self.grid_channels = cfg.grid_channels
         self.upscale = UpscaleBlock(cfg.grid_channels, cfg.bottleneck_upscale)

@@ -53,21 +53,15 @@ def save(model_dir: Path, config: dict, tensor_files: dict[str, dict[str, torch.
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    staged: dict[str, Path] = {}
-    hashes = {}
+    staged = {name: model_dir / f".{name}.partial" for name in [*tensor_files, *(extra_files or {})]}
     for name, tensors in tensor_files.items():
-        tmp = model_dir / f".{name}.partial"
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(staged[name]),
                   metadata={"format": "pt", "schema": SCHEMA})
-        staged[name] = tmp
     for name, data in (extra_files or {}).items():
-        tmp = model_dir / f".{name}.partial"
-        tmp.write_bytes(data)
-        staged[name] = tmp
-    for name, tmp in staged.items():
+        staged[name].write_bytes(data)
+    for tmp in staged.values():
         atomic.fsync_file(tmp)
-        hashes[name] = sha256_of(tmp)
-    config = dict(config, schema=SCHEMA, version=VERSION, files=hashes)
+    config = dict(config, schema=SCHEMA, version=VERSION, files={name: sha256_of(tmp) for name, tmp in staged.items()})
     config_tmp = model_dir / f".{CONFIG}.partial"
     config_tmp.write_text(json.dumps(config, indent=2) + "\n")
     atomic.fsync_file(config_tmp)
@@ -122,14 +116,15 @@ def _backup_hint(model_dir: Path) -> str:
     return f"; the previous good state is in {model_dir / BACKUP}" if (model_dir / BACKUP / CONFIG).is_file() else ""
 
 
-def _verified(model_dir: Path, name: str, config: dict) -> Path:
+def _verified(model_dir: Path, name: str, config: dict | None) -> Path:
     """Path of one checkpoint file, after checking it against the sha256 that config.json records."""
-    path = model_dir / name
-    expected = config.get("files", {}).get(name)
+    path = Path(model_dir) / name
+    expected = (config or read_config(model_dir)).get("files", {}).get(name)
     if not path.is_file():
-        raise FaceswapError(f"{path}: missing{_backup_hint(model_dir)}")
+        raise FaceswapError(f"{path}: missing{_backup_hint(path.parent)}")
     if expected and sha256_of(path) != expected:
-        raise FaceswapError(f"{path}: damaged or truncated (sha256 does not match config.json){_backup_hint(model_dir)}")
+        raise FaceswapError(f"{path}: damaged or truncated (sha256 does not match config.json)"
+                            f"{_backup_hint(path.parent)}")
     return path
 
 
@@ -137,22 +132,20 @@ def load_tensors(model_dir: Path, name: str, config: dict | None = None) -> dict
     """Tensors of one safetensors file of the checkpoint, hash-checked."""
     from safetensors.torch import load_file
 
-    model_dir = Path(model_dir)
-    path = _verified(model_dir, name, config or read_config(model_dir))
+    path = _verified(model_dir, name, config)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise FaceswapError(f"{path}: unreadable weights ({exc}){_backup_hint(model_dir)}") from None
+        raise FaceswapError(f"{path}: unreadable weights ({exc}){_backup_hint(path.parent)}") from None
 
 
 def load_json(model_dir: Path, name: str, config: dict | None = None) -> dict:
     """A JSON file of the checkpoint, hash-checked."""
-    model_dir = Path(model_dir)
-    path = _verified(model_dir, name, config or read_config(model_dir))
+    path = _verified(model_dir, name, config)
     try:
         return json.loads(path.read_text())
     except ValueError:
-        raise FaceswapError(f"{path}: damaged (not valid JSON){_backup_hint(model_dir)}") from None
+        raise FaceswapError(f"{path}: damaged (not valid JSON){_backup_hint(path.parent)}") from None
 
 
 def load_weights(model: FaceSwapModel, model_dir: Path, config: dict) -> None:
@@ -193,16 +186,13 @@ def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Fac
     return model.to(device).eval(), config
 
 
-
 def exemplar_tensors(sides: dict[str, tuple]) -> dict[str, torch.Tensor]:
     """{side: (images uint8 N x S x S x 3, landmarks N x 68 x 2 in their pixels)} as EXEMPLARS' tensors."""
     import torch
 
-    tensors = {}
-    for side, (images, landmarks) in sides.items():
-        tensors[f"{side}.images"] = torch.from_numpy(np.ascontiguousarray(images, np.uint8))
-        tensors[f"{side}.landmarks"] = torch.from_numpy(np.ascontiguousarray(landmarks, np.float32))
-    return tensors
+    return {f"{side}.{name}": torch.from_numpy(np.ascontiguousarray(array, dtype))
+            for side, (images, landmarks) in sides.items()
+            for name, array, dtype in (("images", images, np.uint8), ("landmarks", landmarks, np.float32))}
 
 
 def load_exemplars(model_dir: Path, config: dict, side: str) -> tuple[np.ndarray, np.ndarray] | None:

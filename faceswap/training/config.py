@@ -1,6 +1,5 @@
-"""A training run's values, decided once (`TrainConfig.resolve`): what the command or pipeline gave, else what
-the model folder recorded, else the architecture's defaults. The Trainer reads only this, and config.json
-records it."""
+"""A training run's values, decided once (`TrainConfig.resolve`): what the command or pipeline gave, else what the model
+folder recorded, else the architecture's defaults. The Trainer reads only this, and config.json records it."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,14 +1,12 @@
 """Training data: face sets in memory as uint8, a held-out share, and augmentation run in worker processes.
 
-Each example: the target is the face after a random affine (rotation, zoom, shift, flip) and colour
-changes; for a share of the examples (`warp_share`) the input is the same image after a 5x5-grid random warp
-as well (the denoising idea), so the decoder must restore the face, not copy it; the others teach exact
-detail. A model whose output is larger than its input gets the input shrunk. Mask targets and eye/mouth loss
-weights come from the landmarks, moved by the same affine.
+Each example: the target is the face after a random affine (rotation, zoom, shift, flip) and colour changes; for a share
+of the examples (`warp_share`) the input is the same image after a 5x5-grid random warp as well (the denoising idea), so
+the decoder must restore the face, not copy it; the others teach exact detail. A model whose output is larger than its
+input gets the input shrunk. Mask targets and eye/mouth loss weights come from the landmarks, moved by the same affine.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -34,10 +32,8 @@ class FaceData:
 
     def __init__(self, folder, model_size: int, coverage: float, holdout: float = 0.1, label: str = "A",
                  occlusion: bool = True, input_size: int | None = None, only: list[str] | None = None):
-        """`model_size`: the model's output side (its targets); `input_size`: its input side where smaller.
-        `occlusion`: find the hands over each face (left out of the loss; the mask head learns they are not
-        face), once, when the face set is loaded, on its 256 px crops. `only`: load just these crops, all
-        held out (evaluation scores the faces training kept out)."""
+        """`model_size`: the model's output side; `input_size`: its input side where smaller. `occlusion`: find the
+        hands over each face once, on its crops (left out of the loss). `only`: just these crops, all held out."""
         folders = list(folder) if isinstance(folder, (list, tuple)) else [folder]  # several: pooled (pretrain)
         entries = [entry for one in folders for entry in faceset.face_entries(one)]
         folder = ", ".join(map(str, folders))
@@ -62,19 +58,19 @@ class FaceData:
         self.work = int(math.ceil(model_size / coverage))
         self.model_size, self.coverage = model_size, coverage
         self.input_size = input_size or model_size
+        self._centre = align.model_matrix(align.crop_to_face(self.work, self.padding), model_size, coverage,
+                                          self.padding)
         # hold out a contiguous block (the last frames): neighbouring frames are near-copies
         entries.sort(key=lambda e: (e[1].get("source", ""), e[1].get("frame", 0), e[0].name))
         count = max(1, int(round(len(entries) * holdout))) if holdout > 0 else 0
-        train_entries = entries[:len(entries) - count]
-        held_entries = entries[len(entries) - count:]
-        self.files = [p.name for p, _ in train_entries]
-        self.entries = train_entries
+        self.entries, held_entries = entries[:len(entries) - count], entries[len(entries) - count:]
+        self.files = [p.name for p, _ in self.entries]
         # the window's pixels the smallest crop holds, up to twice the output: convert's detail is added at this size
         crop_px = min(int(meta.get("size", 256)) for _, meta in entries) * coverage
         self.detail_size = max(model_size, min(2 * model_size, int(crop_px) // 16 * 16))
         self.holdout_files = [p.name for p, _ in held_entries]
         hand_finder = HandFinder() if occlusion else None
-        self.images, self.landmarks, self.hands = self._load(train_entries, hand_finder)
+        self.images, self.landmarks, self.hands = self._load(self.entries, hand_finder)
         self.holdout_images, self.holdout_landmarks, self.holdout_hands = self._load(held_entries, hand_finder)
 
     def _load(self, entries, hand_finder):
@@ -91,8 +87,7 @@ class FaceData:
             points[i] = landmarks * self.work / size
             if hand_finder is not None:
                 face = Face(bbox=np.concatenate([landmarks.min(0), landmarks.max(0)]), score=1.0, landmarks=landmarks)
-                found = hand_finder(crop, [face], video=False)
-                if found:
+                if found := hand_finder(crop, [face], video=False):
                     hands[i] = [h * self.work / size for h in found]
         return images, points, hands
 
@@ -107,14 +102,8 @@ class FaceData:
         return len(self.images)
 
     def centre_matrix(self) -> np.ndarray:
-        """Work-size crop -> model input, no augmentation: convert's window (align.model_matrix). Made once: every
-        augmented example starts from it."""
-        return self._window
-
-    @functools.cached_property
-    def _window(self) -> np.ndarray:
-        return align.model_matrix(align.crop_to_face(self.work, self.padding), self.model_size, self.coverage,
-                                  self.padding)
+        """Work-size crop -> model input, no augmentation: convert's window (align.model_matrix)."""
+        return self._centre
 
     def plain(self, images: np.ndarray, landmarks: np.ndarray):
         """Un-augmented model inputs (and masks) for previews and evaluation."""
@@ -126,10 +115,8 @@ class FaceData:
         return out, mask
 
     def exemplars(self, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """Up to `count` training faces, un-augmented at `detail_size` from their full crops, with their landmarks
-        there: convert takes the identity's fine detail from them. None with a hand over it or near one; the
-        blurriest quarter left out; then farthest-point sampling over the aligned landmarks, so they cover the
-        set's poses and expressions."""
+        """Up to `count` training faces (and landmarks) at `detail_size`, for convert's detail: none near a hand, not
+        the blurriest quarter, then farthest-point sampling over the landmarks, to cover the set's poses."""
         matrix = self.centre_matrix()
         points = np.stack([align.transform_points(p, matrix) for p in self.landmarks]).astype(np.float32)
         # the hand finder misses a frame here and there: a face near one with a hand may have one too
@@ -184,16 +171,14 @@ def random_warp(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np
     map_x, map_y = np.meshgrid(grid, grid)
     map_x = map_x + rng.normal(0, sigma * size, (5, 5)).astype(np.float32)
     map_y = map_y + rng.normal(0, sigma * size, (5, 5)).astype(np.float32)
-    inner = size  # interpolate the coarse grid up to full size
-    map_x = cv2.resize(map_x, (inner, inner), interpolation=cv2.INTER_CUBIC)
-    map_y = cv2.resize(map_y, (inner, inner), interpolation=cv2.INTER_CUBIC)
+    map_x = cv2.resize(map_x, (size, size), interpolation=cv2.INTER_CUBIC)  # the coarse grid up to full size
+    map_y = cv2.resize(map_y, (size, size), interpolation=cv2.INTER_CUBIC)
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 class Occluders:
-    """Things to put in front of training faces, so the mask head learns to call what covers a face not-face
-    (a microphone, a cup, hair; no detector knows them): the hands found in both face sets, cut out with their
-    masks, else patches of the crops' own surroundings (hair, background, clothes) in random blob shapes."""
+    """What to put in front of training faces, so the mask head learns that what covers a face (a cup, hair: no
+    detector knows them) is not face: the face sets' hands, else blobs of the crops' own surroundings."""
 
     def __init__(self, datas: tuple[FaceData, ...], limit: int = 64):
         self.patches: list[tuple[np.ndarray, np.ndarray]] = []  # (RGB uint8, alpha float32), work-size pixels
@@ -209,17 +194,13 @@ class Occluders:
     def put(self, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """`target` with an occluder over its face; and the occluder's mask (float32, 1 where it covers)."""
         size = target.shape[0]
-        if self.patches:
-            rgb, alpha = self.patches[int(rng.integers(len(self.patches)))]
-        else:
-            rgb, alpha = self._blob(rng)
+        rgb, alpha = self.patches[int(rng.integers(len(self.patches)))] if self.patches else self._blob(rng)
         scale = rng.uniform(0.35, 0.7) * size / max(rgb.shape[:2])
         matrix = cv2.getRotationMatrix2D((rgb.shape[1] / 2, rgb.shape[0] / 2), rng.uniform(-60, 60), scale)
         matrix[:, 2] += rng.uniform(0.2, 0.8, 2) * size - [rgb.shape[1] / 2, rgb.shape[0] / 2]
         rgb = cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         alpha = cv2.warpAffine(alpha, matrix, (size, size), flags=cv2.INTER_LINEAR)[..., None]
-        out = (target * (1 - alpha) + rgb * alpha + 0.5).astype(np.uint8)
-        return out, alpha[..., 0]
+        return (target * (1 - alpha) + rgb * alpha + 0.5).astype(np.uint8), alpha[..., 0]
 
     def _blob(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A patch of a crop's edge (outside the face) in a random smooth blob shape."""
@@ -240,9 +221,7 @@ class Augmenter:
         import albumentations as A
 
         self.data, self.s, self.occluders = data, settings, occluders
-        self.colour = A.Compose([
-            A.CLAHE(clip_limit=2.0, tile_grid_size=(4, 4), p=settings.clahe),
-        ])
+        self.colour = A.Compose([A.CLAHE(clip_limit=2.0, tile_grid_size=(4, 4), p=settings.clahe)])
 
     def affine(self, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
         s, data = self.s, self.data
@@ -340,10 +319,8 @@ def to_tensors(warped, target, mask, weights):
 
 
 class _Packed(IterableDataset):
-    """The stream as it crosses from a worker process: each batch as three tensors (inputs, targets, maps).
-    Every tensor passed between processes costs a shared-memory segment and a file descriptor; three
-    instead of eight, images a quarter of the bytes. Inputs and targets differ in size for a model
-    whose output is larger than its input."""
+    """The stream as it crosses from a worker process: each batch as three tensors (inputs, targets, maps), not eight
+    (each costs a shared-memory segment and a file descriptor), images as uint8: a quarter of the bytes."""
 
     def __init__(self, stream: PairStream):
         self.stream = stream
@@ -368,9 +345,7 @@ def default_workers(device: torch.device) -> int:
     """Worker processes for making batches. None on a CPU of 2 cores: the model step already uses both,
     and a batch made between steps costs less than one handed over by a worker."""
     cores = os.cpu_count() or 2
-    if device.type == "cpu" and cores <= 2:
-        return 0
-    return min(4, max(1, cores // 2))
+    return 0 if device.type == "cpu" and cores <= 2 else min(4, max(1, cores // 2))
 
 
 def loader(stream: PairStream, workers: int):

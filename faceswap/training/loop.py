@@ -22,6 +22,7 @@ from tqdm import tqdm
 from faceswap import __version__, align, atomic, images, outputs
 from faceswap.device import PRECISIONS, autocast_dtype, measured_cpu_amp, use_tf32
 from faceswap.errors import FaceswapError
+from faceswap.faces import Timed
 from faceswap.models import arch as arch_mod
 from faceswap.models import store
 from faceswap.training import report
@@ -51,19 +52,17 @@ class Stopped(str, enum.Enum):
 
 
 @dataclass
-class TrainSummary:
+class TrainSummary(Timed):
     start_step: int = 0
     step: int = 0
-    seconds: float = 0.0
     examples: int = 0
     loss_a: float = float("nan")
     loss_b: float = float("nan")
     stopped: Stopped = Stopped.DONE
 
     def line(self) -> str:
-        rate = self.examples / self.seconds if self.seconds else 0.0
         return (f"train: steps {self.start_step} -> {self.step} ({self.stopped.value}), loss A {self.loss_a:.4f}, "
-                f"loss B {self.loss_b:.4f}, {rate:.1f} EGs/sec, {self.seconds:.0f} s")
+                f"loss B {self.loss_b:.4f}, {self.rate(self.examples):.1f} EGs/sec, {self.seconds:.0f} s")
 
 
 # -- distributed -------------------------------------------------------------------------------------
@@ -154,11 +153,9 @@ class Trainer:
         self.progress = progress
         self.rank, self.world, local_rank = distributed()
         self.main = self.rank == 0
-        if torch.cuda.is_available():
-            self.device = torch.device("cuda", local_rank)
+        self.device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
         existing = store.read_config(self.model_dir) if (self.model_dir / store.CONFIG).is_file() else None
         if self.main:
             atomic.ensure_writable_dir(self.model_dir, "the model")
@@ -320,10 +317,8 @@ class Trainer:
                 i = sorted(data.hands)[len(data.hands) // 2]
                 chosen[-1] = (data.images[i], data.landmarks[i], data.hands[i])
             faces, _ = data.plain(np.stack([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
-            matrix = data.centre_matrix()
-            covered = [data.occlusion(h, matrix) for _, _, h in chosen]
-            inputs = torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255).to(self.device)
-            return inputs, covered
+            covered = [data.occlusion(h, data.centre_matrix()) for _, _, h in chosen]
+            return torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255).to(self.device), covered
 
         (inputs_a, covered_a), (inputs_b, covered_b) = pick(self.data_a), pick(self.data_b)
         return inputs_a, inputs_b, covered_a, covered_b
@@ -339,13 +334,9 @@ class Trainer:
             images.write_png(folder / f"{self.step:08d}.png", grid)
 
     def _move(self, batch):
-        out = {}
-        for key, value in batch.items():
-            value = value.to(self.device, non_blocking=True)
-            if value.shape[1] == 3:
-                value = value.contiguous(memory_format=torch.channels_last)
-            out[key] = value
-        return out
+        moved = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+        return {key: value.contiguous(memory_format=torch.channels_last) if value.shape[1] == 3 else value
+                for key, value in moved.items()}
 
     def losses(self, batch_a, batch_b):
         """Each side's loss, with that side's own KL term; and the mean absolute code of both sides."""
@@ -378,10 +369,8 @@ class Trainer:
 
         previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread
                 previous[sig] = signal.signal(sig, request_stop)
-            except ValueError:  # not the main thread
-                pass
         return previous
 
     def run(self) -> TrainSummary:
@@ -393,9 +382,8 @@ class Trainer:
             return summary
         stream = PairStream(self.data_a, self.data_b, self.train_config.batch_size, self.train_config.augment,
                             s.seed, self.rank, self.world, self.step)
-        rng_state = torch.get_rng_state()  # the DataLoader draws a seed from it: keep resume exact
-        batches = loader(stream, default_workers(self.device) if s.data_workers is None else s.data_workers)
-        torch.set_rng_state(rng_state)
+        with torch.random.fork_rng(devices=[]):  # the DataLoader draws a seed from it: keep resume exact
+            batches = loader(stream, default_workers(self.device) if s.data_workers is None else s.data_workers)
         preview_faces = self._preview_batches()
         self.loss_log = report.LossLog(self.model_dir, enabled=self.main, upto=self.step)
         previous_handlers = self._handle_signals()
@@ -486,8 +474,7 @@ def train(faceset_a, faceset_b, model_dir, settings: TrainSettings | None = None
                             f"{settings.workers}")
     outputs.claim(model_dir, "model", [*sources, settings.pretrained])
     created = not model_dir.exists()
-    lock = atomic.exclusive(model_dir, "model folder") if rank == 0 else contextlib.nullcontext()
-    with lock:
+    with atomic.exclusive(model_dir, "model folder") if rank == 0 else contextlib.nullcontext():
         try:
             trainer = Trainer(faceset_a, faceset_b, model_dir, settings, progress, generic)
         except BaseException:

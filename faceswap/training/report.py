@@ -56,8 +56,7 @@ def preview_grid(model, faces_a: torch.Tensor, faces_b: torch.Tensor, covered_a=
 @torch.no_grad()
 def sample_sheet(model, side: str, count: int = 16, seed: int = 0, columns: int = 4) -> np.ndarray:
     """New faces of a variational model: codes drawn from N(0, 1) through one decoder, as a grid image."""
-    generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(count, model.cfg.latent, generator=generator)
+    z = torch.randn(count, model.cfg.latent, generator=torch.Generator().manual_seed(seed))
     faces = _to_uint8(model.eval().from_code(z, side)[0])
     size = max(128, faces.shape[1])
     return images.grid([cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in faces], columns)

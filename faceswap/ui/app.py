@@ -94,8 +94,7 @@ class Previewer:
     """Convert's Swapper for the model and settings last asked for, kept between frames."""
 
     def __init__(self):
-        self.key = None
-        self.swapper = None
+        self.key = self.swapper = None
         self.lock = threading.Lock()
 
     def __call__(self, model: Path, source: Path, index: int, values: ConvertSettings) -> dict:
@@ -147,8 +146,7 @@ def file_headers(path: Path) -> dict:
     suffix = path.suffix.lower()
     guessed = mimetypes.guess_type(path.name)[0] or ""  # .ts guesses as text/vnd.trolltech.linguist
     video = suffix in media.VIDEO_SUFFIXES and guessed.startswith("video/")
-    kind = INERT_TYPES.get(suffix) or (guessed if video else "")
-    if kind:
+    if kind := INERT_TYPES.get(suffix) or (guessed if video else ""):
         return {"Content-Type": kind, "Cache-Control": "no-store"}
     return {"Content-Type": "application/octet-stream", "Cache-Control": "no-store",
             "Content-Disposition": f"attachment; filename*=utf-8''{quote(path.name)}"}

@@ -56,9 +56,8 @@ class Workspace:
 
     def kind(self, path: Path) -> str:
         if path.is_file():
-            if path.suffix.lower() in media.VIDEO_SUFFIXES:
-                return "video"
-            return "image" if path.suffix.lower() in IMAGE_SUFFIXES else "file"
+            suffix = path.suffix.lower()
+            return "video" if suffix in media.VIDEO_SUFFIXES else "image" if suffix in IMAGE_SUFFIXES else "file"
         if (path / faceset.ALIGNMENTS).is_file():
             return "faceset"
         if (path / store.CONFIG).is_file():
