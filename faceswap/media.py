@@ -348,7 +348,7 @@ class VideoWriter(atomic.Committing):
     hidden name that close() renames and abort() (or an error in a `with` block) removes: never half-written."""
 
     def __init__(self, path: Path, fps: Fraction = Fraction(25), time_base: Fraction | None = None,
-                 codec: str = "libx264", crf: int = 18, preset: str = "fast",
+                 codec: str = "libx264", crf: int = 18, preset: str = "fast", tune: str | None = None,
                  audio_from: Path | None = None, metadata: dict | None = None, pix_fmt: str = "yuv420p",
                  seal=None):
         self.path = Path(path)
@@ -360,7 +360,7 @@ class VideoWriter(atomic.Committing):
         self.fps = Fraction(fps).limit_denominator(1000000)
         # Without a source time base, pick one in which a frame lasts a whole number of ticks.
         self.time_base = time_base or Fraction(1, self.fps.numerator * -(-10000 // self.fps.numerator))
-        self.codec, self.crf, self.preset, self.pix_fmt = codec, crf, preset, pix_fmt
+        self.codec, self.crf, self.preset, self.tune, self.pix_fmt = codec, crf, preset, tune, pix_fmt
         self.audio_from = Path(audio_from) if audio_from else None
         self.metadata = {"comment": f"made by {outputs.VIDEO_MARK}", **(metadata or {})}  # marks it as faceswap's own
         self.partial = atomic.partial_path(self.path)
@@ -386,7 +386,7 @@ class VideoWriter(atomic.Committing):
         stream.codec_context.time_base = self.time_base
         options = {}
         if self.codec in ("libx264", "libx265", "h264", "hevc"):
-            options = {"crf": str(self.crf), "preset": self.preset}
+            options = {"crf": str(self.crf), "preset": self.preset, **({"tune": self.tune} if self.tune else {})}
         elif self.codec in ("libvpx-vp9", "libaom-av1", "libsvtav1"):
             options = {"crf": str(self.crf), "b": "0"}
         if self.path.suffix.lower() not in (".mp4", ".mov", ".m4v") and options:
@@ -394,7 +394,8 @@ class VideoWriter(atomic.Committing):
             options["x265-params" if self.codec == "libx265" else "bf"] = "bframes=0" if self.codec == "libx265" else "0"
         if self.codec == "libx265":
             options["x265-params"] = ":".join(filter(None, [options.get("x265-params"), "log-level=error"]))
-            stream.codec_context.codec_tag = "hvc1" if self.path.suffix.lower() in (".mp4", ".mov") else None
+            if self.path.suffix.lower() in (".mp4", ".mov"):  # the tag Apple's players need
+                stream.codec_context.codec_tag = "hvc1"
         stream.options = options
         stream.codec_context.thread_count = 0
         self.stream = stream

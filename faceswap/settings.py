@@ -199,7 +199,8 @@ class ConvertSettings(FaceSettings):
         "auto: add the target's own fine detail (pores, lashes, stubble) from the exemplar faces the model "
         "folder carries, where it has them; off: the model's face as it is."))
     grain: Literal["auto", "off"] = Field("auto", description=(
-        "auto: add noise to the new face where it is smoother than the frame's own face; off: none."))
+        "auto: add noise to the new face where it is smoother than the frame's own face, and tune x264 or "
+        "x265 to keep it; off: none."))
     batch_size: int = Field(16, ge=1, le=1024, description="Faces per model call.")
     watermark: Optional[str] = Field(None, description="Draw this visible label on every frame.")
     codec: str = Field("libx264", description="Video encoder (an FFmpeg encoder name).")

@@ -34,6 +34,7 @@ def test_sample_a_keeps_frames_timestamps_and_audio(converted_a, sample_a):
     assert_same_timing(sample_a, out)
     src, dst = media.probe(sample_a), media.probe(out)
     assert (dst.width, dst.height) == (src.width, src.height) and dst.audio[0].codec == src.audio[0].codec
+    assert b"deadzone=6,6" in out.read_bytes()  # x264 tuned to keep the grain convert adds (its settings' SEI)
 
 
 def test_output_is_marked_synthetic(converted_a, sample_a, small_model):

@@ -87,6 +87,10 @@ def test_hevc_mov_and_mkv_output(sample_b, tmp_path, make_clip):
     assert info.codec == "hevc" and info.frames == 72
     round_trip(mov, tmp_path / "out.mkv")
     assert_same_timing(mov, tmp_path / "out.mkv")
+    with media.open_writer(tmp_path / "hevc.mkv", like=info, codec="libx265", tune="grain") as writer:
+        for frame in media.read_frames(mov, end=5):  # HEVC into Matroska: no Apple tag there
+            writer.write_frame(frame)
+    assert media.probe(tmp_path / "hevc.mkv").codec == "hevc"
 
 
 def test_audio_transcoded_when_container_cannot_hold_it(sample_b, tmp_path, make_clip):

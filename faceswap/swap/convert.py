@@ -288,7 +288,8 @@ def _convert(source, info, model_dir, output, settings, alignments, progress, sw
     metadata = {"comment": SYNTHETIC_NOTE.format(version=__version__),
                 "description": SYNTHETIC_NOTE.format(version=__version__)}
     writer = media.open_writer(output, like=info, audio_from=source, codec=settings.codec, crf=settings.crf,
-                               preset=settings.preset, metadata=metadata, seal=seal) \
+                               preset=settings.preset, tune="grain" if settings.grain == "auto" else None,
+                               metadata=metadata, seal=seal) \
         if output.suffix else media.open_writer(output, like=info, seal=seal)
     summary = ConvertSummary(output=str(output))
     bar = tqdm(total=info.frames, desc=f"convert {source.name}", unit="frame", disable=not progress, leave=False)
