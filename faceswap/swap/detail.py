@@ -73,7 +73,7 @@ class Detail:
             np.asarray(source_landmarks, np.float32).reshape(len(source_landmarks), -1).mean(0) / self.size
         self.faces = np.stack([luma(image) / 255 for image in images])
         self.bands = np.stack([band(face, self.size) for face in self.faces])
-        self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         self.openings = openings(self.landmarks)
         self.border = border_points(self.size)
         self.points = np.concatenate([self.landmarks, np.broadcast_to(self.border, (len(images),) + self.border.shape)],
