@@ -101,7 +101,7 @@ def reconstruction(model_dir: Path, people: dict | None = None) -> dict:
             continue
         # only the faces training kept out (config.json names them), scored at the model's output size
         data = FaceData(path, cfg.out_size, cfg.coverage, label=side.upper(), input_size=cfg.size, only=names)
-        faces, _ = data.plain(data.holdout_images, data.holdout_landmarks)
+        faces = data.plain(data.holdout_images)
         target = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255)
         x = torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255)
         rgb = _decode(model, x, side)

@@ -309,15 +309,13 @@ class Trainer:
         faces where there are enough; the last column shows a face with a hand over it where the set has one."""
         def pick(data):
             held = len(data.holdout_images) >= PREVIEW_FACES
-            images, points = (data.holdout_images, data.holdout_landmarks) if held else (data.images, data.landmarks)
-            hands = data.holdout_hands if held else data.hands
-            chosen = [(images[i], points[i], hands.get(i))
-                      for i in np.linspace(0, len(images) - 1, PREVIEW_FACES).astype(int)]
-            if data.hands and not any(h for _, _, h in chosen):
+            images, hands = (data.holdout_images, data.holdout_hands) if held else (data.images, data.hands)
+            chosen = [(images[i], hands.get(i)) for i in np.linspace(0, len(images) - 1, PREVIEW_FACES).astype(int)]
+            if data.hands and not any(h for _, h in chosen):
                 i = sorted(data.hands)[len(data.hands) // 2]
-                chosen[-1] = (data.images[i], data.landmarks[i], data.hands[i])
-            faces, _ = data.plain(np.stack([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
-            covered = [data.occlusion(h, data.centre_matrix()) for _, _, h in chosen]
+                chosen[-1] = (data.images[i], data.hands[i])
+            faces = data.plain(np.stack([image for image, _ in chosen]))
+            covered = [data.occlusion(h, data.centre_matrix()) for _, h in chosen]
             return torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255).to(self.device), covered
 
         (inputs_a, covered_a), (inputs_b, covered_b) = pick(self.data_a), pick(self.data_b)
