@@ -243,12 +243,11 @@ def parse(cls: type[_Settings], values: dict, where: str = "", cli: bool = False
         raise FaceswapError(f"pipeline: {key}: {_message(error)}") from None
 
 
-def _plain_type(annotation) -> tuple[Any, bool]:
-    """(the type inside Optional[...], whether None is allowed)."""
+def _plain_type(annotation) -> Any:
+    """The type inside Optional[...]."""
     if get_origin(annotation) is Union:
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        return args[0], True
-    return annotation, False
+        return next(a for a in get_args(annotation) if a is not type(None))
+    return annotation
 
 
 def _names_a_path(annotation) -> bool:
@@ -268,7 +267,7 @@ def click_options(cls: type[_Settings], skip: frozenset = frozenset()):
     for name, field in cls.model_fields.items():
         if name in skip:
             continue
-        kind, optional = _plain_type(field.annotation)
+        kind = _plain_type(field.annotation)
         flag = "--" + name.replace("_", "-")
         if field.json_schema_extra == PAIRS:
             decorators.append(click.option(flag, name, multiple=True, metavar="KEY=VALUE", callback=_pairs,
