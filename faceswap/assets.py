@@ -140,10 +140,3 @@ def model_file(name: str) -> Path:
         raise FaceswapError(f"face model {path} fails its sha256 check (altered or damaged); "
                             "run: faceswap models fetch")
     return path
-
-
-def sample(name: str) -> Path:
-    path = samples_dir() / name
-    if not path.is_file():
-        raise FaceswapError(f"sample clip {path} not found; run: faceswap samples fetch")
-    return path
