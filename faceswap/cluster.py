@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -126,8 +127,6 @@ class _Converter:
 def _in_thread(fn):
     """fn() in a thread of its own, where Ray Train sets no Ctrl-C handler (its own ends the driver with exit 1 and
     no word): Ctrl-C ends the driver as at any other stage, and its workers with it."""
-    import threading
-
     out: dict = {}
 
     def run():

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from faceswap import atomic
+
 log = logging.getLogger(__name__)
 
 
@@ -55,8 +57,6 @@ def amp_cache() -> Path:
 def measured_cpu_amp(architecture: str, step: Callable[[torch.dtype | None], None], repeats: int = 3):
     """bf16 or fp32 (None) for training `architecture` on this CPU, by timing `step(dtype)` both ways once, cached
     per CPU model, torch and architecture: a CPU flag does not tell which way a model goes."""
-    from faceswap import atomic
-
     key = f"{_cpu_name()} | {os.cpu_count()} cores | torch {torch.__version__} | {architecture}"
     path = amp_cache()
     try:

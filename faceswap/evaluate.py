@@ -15,12 +15,13 @@ import cv2
 import numpy as np
 import torch
 
-from faceswap import align, atomic, images, masks, metrics, outputs
+from faceswap import align, atomic, faceset, images, masks, media, metrics, outputs
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, make_finder
 from faceswap.faces.hands import HandFinder
 from faceswap.faces.identity import Embedder
 from faceswap.faces.identity import distance as identity_distance
+from faceswap.models.store import arch_from_config, load_model, read_config
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,6 @@ def swap_identity(model, x: torch.Tensor, side: str, people: dict, embedder) -> 
 
 def reconstruction(model_dir: Path, people: dict | None = None) -> dict:
     """Held-out SSIM / PSNR of A->A and B->B inside the face mask; given the two `people`, their swapped identity."""
-    from faceswap.models.store import load_model
     from faceswap.training.data import FaceData
 
     model, config = load_model(model_dir)
@@ -161,9 +161,6 @@ IDENTITY_EVERY = 4     # frames between the faces of a video that are embedded
 
 def identities(model_dir: Path) -> dict[str, list[np.ndarray]] | None:
     """Embeddings of a few crops of each face set the model was trained on: the two people of a swap."""
-    from faceswap import faceset
-    from faceswap.models.store import read_config
-
     embedder, finder, found = Embedder(), make_finder("litert"), {}
     for side, info in read_config(model_dir).get("facesets", {}).items():
         folder = Path(info.get("path", ""))
@@ -291,8 +288,6 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
           window: tuple | None = None) -> tuple[dict, np.ndarray | None]:
     """OUT against SRC by every metric above (identity given the model's two `people`, the sharpness ceiling
     given its `window`: output size, coverage, padding), and a comparison strip."""
-    from faceswap import media  # only here: model evaluation needs no video stack
-
     a, b = media.probe(src), media.probe(out)
     if (a.width, a.height) != (b.width, b.height):
         raise FaceswapError(f"{out}: is {b.width}x{b.height} and {src} is {a.width}x{a.height}; give a clip and "
@@ -337,8 +332,6 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
 
 
 def _window(model_dir: Path) -> tuple:
-    from faceswap.models.store import arch_from_config, read_config
-
     config = read_config(model_dir)
     cfg = arch_from_config(config)
     return cfg.out_size, cfg.coverage, float(config.get("padding", align.DEFAULT_PADDING))
