@@ -31,8 +31,6 @@ class LiteRTFaces:
 
     def __init__(self, detector: str = "full", min_score: float = 0.5, threads: int | None = None,
                  redetect_every: int = REDETECT_FRAMES, min_presence: float = 0.9):
-        if detector not in DETECTORS:
-            raise ValueError(f"detector must be one of {sorted(DETECTORS)}")
         self.det_file, self.det_size, layout = DETECTORS[detector]
         self.anchors = anchors(self.det_size, layout)
         # one thread on small machines: decoding and PNG writing fill the other core, and a second XNNPACK

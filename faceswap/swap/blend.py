@@ -10,8 +10,6 @@ import numpy as np
 from faceswap import align, masks
 from faceswap.settings import extent_px
 
-MASKS = ("landmarks", "predicted", "combined")
-
 
 @dataclass(frozen=True)
 class MaskRecipe:
@@ -24,10 +22,6 @@ class MaskRecipe:
     crop_fade: float = 0.18       # masks.border_taper's share: the face eased out before the crop's edge
     window_fade: float = 0.05     # and again after the grow and feather, which would carry it out to the edge
     hand_margin: float = 0.03     # hands are kept whole: grown and eased out by this share of the face
-
-    def __post_init__(self):
-        if self.kind not in MASKS:
-            raise ValueError(f"mask must be one of {MASKS}")
 
     def face(self, landmarks: np.ndarray | None, predicted: np.ndarray | None, size: int) -> np.ndarray:
         """float32 face-region mask (model space), eased out at the crop's edge: what colour and detail weigh by."""
