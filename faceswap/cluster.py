@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 from tqdm import tqdm
 
 from faceswap import atomic, credentials, faceset, media, outputs
@@ -88,8 +89,6 @@ def _sweep(outputs_: list[str], pids: dict[str, list[int]], seconds: float = 15)
 
 
 def _extract_part(source: str, part: str, settings: ExtractSettings) -> ExtractSummary:
-    import cv2
-
     cv2.setNumThreads(1)  # as the extract command: OpenCV's own threads only wait on ours
     return extract([Path(source)], Path(part), settings, progress=False)
 
@@ -143,19 +142,15 @@ def _in_thread(fn):
     return out["value"]
 
 
-def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise FaceswapError(INSTALL) from None
-    return ray
-
-
 class Ray(_Executor):
     """A Ray cluster: joined at `address` ('auto': the one this machine runs), or started here with `cpus`."""
 
     def __init__(self, address: str | None = None, cpus: int | None = None):
-        ray = self.ray = _ray()
+        try:
+            import ray
+        except ImportError:
+            raise FaceswapError(INSTALL) from None
+        self.ray = ray
         self.owned = not ray.is_initialized()  # a cluster someone else started in this process stays up
         if self.owned:
             try:
