@@ -22,8 +22,6 @@ from faceswap.errors import FaceswapError
 from faceswap.faces import make_finder
 from faceswap.faces.identity import Embedder, distance, reference
 
-KEYS = ("identity", "blur", "yaw", "pitch", "size")
-
 
 def pose(landmarks: np.ndarray) -> tuple[float, float]:
     """Rough yaw and pitch in degrees from 68 points: the nose tip's offset from the middle of the eyes, against
@@ -155,8 +153,6 @@ def sheet(entries: list[Entry], path: Path, columns: int = 12, cell: int = 96, l
 
 def sort(entries: list[Entry], key: str) -> list[Entry]:
     """Worst first: farthest from the reference, blurriest, most turned, smallest."""
-    if key not in KEYS:
-        raise FaceswapError(f"sort by one of {', '.join(KEYS)}")
     order = {"identity": lambda m: -(m.get("identity") if m.get("identity") is not None else 9.0),
              "blur": lambda m: m["blur"], "yaw": lambda m: -abs(m["yaw"]), "pitch": lambda m: -abs(m["pitch"]),
              "size": lambda m: m["size"]}[key]
