@@ -9,6 +9,7 @@ storage every node sees. The driver alone writes pipeline state.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -348,11 +349,9 @@ class Ray(_Executor):
         ray = self.ray
         pids: dict[str, list[int]] = {}
         for a in actors:
-            try:
+            with contextlib.suppress(Exception):  # a worker already gone: what it left is swept below all the same
                 node, pid = ray.get(a.where.remote(), timeout=10)
                 pids.setdefault(node, []).append(pid)
-            except Exception:  # noqa: BLE001 - a worker already gone: what it left is swept below all the same
-                pass
         for a in actors:
             ray.kill(a, no_restart=True)
         self._on_each_node(_sweep, outputs_, pids)

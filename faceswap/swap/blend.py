@@ -1,6 +1,7 @@
 """Masks for the swapped face and compositing it back into the frame (alpha or Poisson)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -109,11 +110,9 @@ def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndar
             full_mask = np.zeros(frame.shape[:2], np.uint8)
             full_face[y0:y1, x0:x1] = face_img
             full_mask[y0:y1, x0:x1] = binary
-            try:
+            with contextlib.suppress(cv2.error):  # a mask touching the border: alpha below instead
                 frame[:] = cv2.seamlessClone(full_face, frame, full_mask, centre, cv2.NORMAL_CLONE)
                 return frame
-            except cv2.error:
-                pass  # mask touching the border: fall back to alpha
     region = frame[y0:y1, x0:x1]
     frame[y0:y1, x0:x1] = cv2.blendLinear(face_img, np.ascontiguousarray(region), alpha, 1 - alpha)
     return frame
