@@ -1,11 +1,10 @@
 """Where batch work runs: this machine (`Local`) or a Ray cluster (`Ray`), behind one small interface.
 
-An executor has check(paths), extract(sources, output, settings, progress) -> ExtractSummary, train(set_a, set_b,
-output, settings, progress) -> TrainSummary (set_b None: pretrain) and convert(jobs, model_dir, settings, progress) ->
-rows (swap/batch.py's rows). On Ray every source clip is an extract task writing a part face set that the driver merges;
-train is one task, or with `workers` N a Ray Train run of N DDP workers; convert is an actor per worker (per GPU where
-there are GPUs) converting clip after clip. Paths travel, never frames: the work folder and the inputs must be on
-storage every node sees. The driver alone writes pipeline state.
+An executor has check, extract, train (set_b None: pretrain) and convert, as `Local` shows. On Ray every source clip
+is an extract task writing a part face set that the driver merges; train is one task, or with `workers` N a Ray Train
+run of N DDP workers; convert is an actor per worker (per GPU where there are GPUs) converting clip after clip. Paths
+travel, never frames: the work folder and the inputs must be on storage every node sees. The driver alone writes
+pipeline state.
 """
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """`faceswap faceset sheet|sort|filter`: look at a face set, order it, and clean it before days of training.
 
-Each face is measured from what the set already holds (its record and crop): identity distance to a reference
-photo, sharpness (the record's blur score), yaw and pitch (from the 68 landmarks), size (the face box), and
-near-duplicates (tiny grey thumbnails closer than a threshold). Filtering is non-destructive: rejected crops
-move to `<set>.rejected/faces/` with a `rejected.jsonl` of their records and why, and the alignments file and
-faceset.json are rewritten atomically, so training uses the set as curated.
+Each face is measured from what the set already holds, its record and crop (`measure`). Filtering is non-destructive:
+rejected crops move beside the set (`apply`), and training uses what is left.
 """
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """`faceswap evaluate`: numbers for a model and a converted video, before and after a long render.
 
-Reconstruction: SSIM and PSNR of A->A and B->B on the held-out faces, inside the face mask.
-Video (SRC, OUT): frame/timestamp/audio parity; pose and expression kept (landmarks on OUT against SRC,
-over the inter-ocular distance); temporal stability (landmark jitter, flicker inside the face mask,
-relative to SRC); seam strength along the mask border (gradient there, OUT minus SRC).
+Reconstruction: SSIM and PSNR of A->A and B->B on the held-out faces, inside the face mask. Video (SRC, OUT): frame,
+timestamp and audio parity, and each metric below (pose, jitter, flicker, seams, sharpness, hands, identity).
 """
 from __future__ import annotations
 
