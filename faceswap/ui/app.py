@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from faceswap import atomic, images, media, settings
+from faceswap import atomic, curate, images, media, settings
 from faceswap.errors import FaceswapError
 from faceswap.models import store
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
@@ -230,8 +230,6 @@ class UI:
         return self.ws.faceset(request.query_params.get("path", ""))
 
     async def faceset_remove(self, request: Request):
-        from faceswap import curate
-
         data = await self.body(request)
         folder = self.ws.path(data.get("path"))
         names = {self.ws.path(face).name: "removed in faceswap ui" for face in data.get("faces", [])}
