@@ -65,7 +65,6 @@ class HandFinder:
         self.tracked = hands if video else []
         return hands
 
-    # -- palm detector ----------------------------------------------------------------------------
     def _palms(self, image: np.ndarray, face: Face) -> list[tuple]:
         """Hand regions (centre, side, up) from the palms found in the square around `face`."""
         side = face.size * SEARCH_SCALE
@@ -86,7 +85,6 @@ class HandFinder:
             regions.append((centre_px, 2.6 * palm, up))
         return regions
 
-    # -- landmarks ------------------------------------------------------------------------------
     def _landmarks(self, image: np.ndarray, centre, side: float, up: float) -> np.ndarray | None:
         matrix = roi_matrix(centre, side, up + np.pi / 2, HAND_SIZE)  # `up` points up in it
         crop = align.warp(image, matrix, HAND_SIZE, border=0)

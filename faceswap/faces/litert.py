@@ -42,7 +42,6 @@ class LiteRTFaces:
         assets.model_file(MESH_FILE)
         self.reset()
 
-    # -- detector ---------------------------------------------------------------------------
     def detect_boxes(self, image: np.ndarray):
         """BlazeFace: [(box x1 y1 x2 y2, 6 keypoints, score)] in image pixels."""
         h, w = image.shape[:2]
@@ -67,7 +66,6 @@ class LiteRTFaces:
         return [((box * size - [pad_x, pad_y, pad_x, pad_y]) / scale, (kps * size - [pad_x, pad_y]) / scale, score)
                 for box, kps, score in detections(raw, logits, self.anchors, size, self.min_score)]
 
-    # -- mesh -------------------------------------------------------------------------------
     def mesh(self, image: np.ndarray, centre, side: float, angle: float):
         """Run FaceMesh on a rotated square region; (468x3 points in image pixels, presence)."""
         matrix = roi_matrix(centre, side, angle, MESH_SIZE)

@@ -65,7 +65,6 @@ class TrainSummary(Timed):
                 f"loss B {self.loss_b:.4f}, {self.rate(self.examples):.1f} EGs/sec, {self.seconds:.0f} s")
 
 
-# -- distributed -------------------------------------------------------------------------------------
 def distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank); starts the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -140,7 +139,6 @@ def restore_optimizer(optimizer, scaler, tensors: dict, meta: dict) -> None:
         scaler.load_state_dict(meta["scaler"])
 
 
-# -- the trainer ---------------------------------------------------------------------------------------
 class Trainer:
     def __init__(self, faceset_a, faceset_b, model_dir, settings: TrainSettings, progress: bool = True,
                  generic: bool = False):
