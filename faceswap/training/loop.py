@@ -154,6 +154,7 @@ class Trainer:
         self.device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+            use_tf32()
         existing = store.read_config(self.model_dir) if (self.model_dir / store.CONFIG).is_file() else None
         if self.main:
             atomic.ensure_writable_dir(self.model_dir, "the model")
@@ -179,8 +180,6 @@ class Trainer:
         if generic:  # one decoder learns every face: "b" is "a"
             self.model.decoders["b"] = self.model.decoders["a"]
         self.base = self._base(existing)
-        if self.device.type == "cuda":
-            use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
         if s.precision == "auto" and self.device.type == "cpu":
             with torch.random.fork_rng(devices=[]):  # the timing's random batches leave no trace in the run
