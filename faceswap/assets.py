@@ -73,9 +73,6 @@ IDENTITY_WHEEL = Wheel(
 )
 MODEL_WHEELS = (MODELS_WHEEL, HANDS_WHEEL, IDENTITY_WHEEL)
 
-SAMPLE_A = "WolfgangLanger_Pexels.mp4"
-SAMPLE_B = "single_face.mp4"
-SAMPLE_NO_FACE = "no_face.mp4"
 REPO_SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 

@@ -1,9 +1,8 @@
 """The on-disk face set: aligned PNG crops (each carrying its own metadata) and one alignments file.
 
 Layout of a face set folder:
-    alignments.jsonl   line 1: header {"schema": "faceswap.alignments", "version": 1, ...};
-                       then one JSON record per processed frame (frames with no face too; an
-                       optional "interpolated": true where landmarks came from neighbouring frames)
+    alignments.jsonl   line 1: header {"schema": "faceswap.alignments", "version": 1, ...}; then one JSON record
+                       per frame processed, faceless ones too ("interpolated": true where landmarks were interpolated)
     faces/             <source>_<frame>_<n>.png, each with an iTXt chunk "faceswap" holding its face record
     faceset.json       written last, when extraction completed: counts and settings
 

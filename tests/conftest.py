@@ -28,17 +28,17 @@ def sample_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def sample_a(sample_dir) -> Path:
-    return sample_dir / assets.SAMPLE_A
+    return sample_dir / "WolfgangLanger_Pexels.mp4"
 
 
 @pytest.fixture(scope="session")
 def sample_b(sample_dir) -> Path:
-    return sample_dir / assets.SAMPLE_B
+    return sample_dir / "single_face.mp4"
 
 
 @pytest.fixture(scope="session")
 def sample_no_face(sample_dir) -> Path:
-    return sample_dir / assets.SAMPLE_NO_FACE
+    return sample_dir / "no_face.mp4"
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,7 @@
 Palms are looked for only in a square region around each face (a hand in front of a face lies in it), every
 `REDETECT_FRAMES` frames while hands are tracked and every `IDLE_REDETECT` frames while none is; in between, as
 MediaPipe does, each hand is measured again in the region its last landmarks give. From MediaPipe's graphs: 18
-regressors per palm anchor (box, then 7 keypoints: wrist first, the middle finger's base third); a palm becomes
-a hand region 2.6x its box, moved half a box towards the fingers, turned so the wrist-to-finger line points up.
+regressors per palm anchor (box, then 7 keypoints: wrist first, the middle finger's base third).
 """
 from __future__ import annotations
 
