@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
+import click
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from faceswap.align import DEFAULT_PADDING
@@ -261,8 +262,6 @@ def path_fields(cls: type[_Settings]) -> list[str]:
 
 def click_options(cls: type[_Settings], skip: frozenset = frozenset()):
     """A decorator adding one click option per settings field (names, choices, defaults and help from the model)."""
-    import click
-
     decorators = []
     for name, field in cls.model_fields.items():
         if name in skip:
@@ -299,8 +298,6 @@ def _pairs(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
     for item in values:
         key, equals, value = item.partition("=")
         if not equals:
-            import click
-
             raise click.BadParameter(f"{item!r}: use KEY=VALUE")
         pairs[key.strip()] = value.strip()
     return pairs
