@@ -197,7 +197,7 @@ def faceset_filter(folder, reference, max_distance, min_blur, max_yaw, max_pitch
                             duplicates)
     for name, reason in sorted(why.items()):
         click.echo(f"{'would reject' if dry_run else 'rejected'} {name}: {reason}")
-    moved = 0 if dry_run else curate.apply(folder, entries, why)
+    moved = 0 if dry_run else curate.apply(folder, why)
     click.echo(f"faceset filter: {len(entries)} faces, {len(why)} {'to reject' if dry_run else 'rejected'}, "
                f"{len(entries) - moved} kept" + (f" (moved to {folder}.rejected)" if moved else ""))
 

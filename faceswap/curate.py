@@ -39,9 +39,7 @@ def pose(landmarks: np.ndarray) -> tuple[float, float]:
 
 @dataclass
 class Entry:
-    record: dict          # the frame's record, as in alignments.jsonl
-    face: dict            # this face's record within it
-    path: Path            # its crop
+    path: Path  # a face's crop
     measures: dict
 
 
@@ -68,7 +66,7 @@ def measure(folder: Path, reference_photo: Path | None = None) -> list[Entry]:
                 found = finder(crop, video=False)
                 measures["identity"] = round(min(distance(embedder(crop, max(found, key=lambda f: f.size)), r)
                                                  for r in references), 4) if found else None
-            entries.append(Entry(record, face, path, measures))
+            entries.append(Entry(path, measures))
     return entries
 
 
@@ -106,7 +104,7 @@ def rejections(entries: list[Entry], max_identity: float | None = None, min_blur
     return why
 
 
-def apply(folder: Path, entries: list[Entry], why: dict[str, str]) -> int:
+def apply(folder: Path, why: dict[str, str]) -> int:
     """Move the rejected crops beside the set and rewrite its alignments and faceset.json atomically."""
     folder = Path(folder)
     if not why:

@@ -233,7 +233,7 @@ class UI:
         data = await self.body(request)
         folder = self.ws.path(data.get("path"))
         names = {self.ws.path(face).name: "removed in faceswap ui" for face in data.get("faces", [])}
-        removed = await run_in_threadpool(curate.apply, folder, [], names)
+        removed = await run_in_threadpool(curate.apply, folder, names)
         return {"removed": removed, **self.ws.faceset(data["path"])}
 
     async def jobs_create(self, request: Request):
