@@ -93,14 +93,11 @@ class TrackFilter:
                 self.last[face.track] = index
                 log.debug("track %d, frame %d: distance %.3f to the reference", face.track, index, seen[-1])
 
-    def track_distance(self, track: int) -> float | None:
-        seen = self.samples.get(track)
-        return float(np.median(seen)) if seen else None
-
     def keeps(self, face: Face) -> bool:
-        found = self.track_distance(face.track)
-        if found is None:
+        seen = self.samples.get(face.track)
+        if not seen:
             return False
+        found = float(np.median(seen))
         kept = (found > self.threshold) if self.exclude else (found <= self.threshold)
         if self.decided.get(face.track) != kept:
             self.decided[face.track] = kept
