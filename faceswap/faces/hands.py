@@ -30,8 +30,7 @@ def _direction(a, b) -> float:
 class HandFinder:
     """Hands (21 x 2 points in image pixels each) near the given faces, tracked across calls in a video."""
 
-    def __init__(self, threads: int = 1, redetect_every: int = REDETECT_FRAMES):
-        self.threads, self.redetect_every = threads, redetect_every
+    def __init__(self):
         assets.model_file(PALM_FILE)  # fail early, with the fixing command, if missing or altered
         assets.model_file(HAND_FILE)
         self.reset()
@@ -41,7 +40,7 @@ class HandFinder:
 
     def search_due(self) -> bool:
         """Whether the next call looks for palms (else it only follows the tracked hands)."""
-        return self.since_detect + 1 >= (self.redetect_every if self.tracked else IDLE_REDETECT)
+        return self.since_detect + 1 >= (REDETECT_FRAMES if self.tracked else IDLE_REDETECT)
 
     def __call__(self, image: np.ndarray, faces: list[Face], video: bool = True) -> list[np.ndarray]:
         """Hands near `faces`; in a video tracked hands are followed on even where the face they cover was lost."""
@@ -69,7 +68,7 @@ class HandFinder:
         side = face.size * SEARCH_SCALE
         matrix = roi_matrix(face.centre, side, 0.0, PALM_SIZE)
         crop = align.warp(image, matrix, PALM_SIZE, border=0)
-        outputs = model(PALM_FILE, self.threads).run_list(
+        outputs = model(PALM_FILE, threads=1).run_list(
             lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))
         raw, logits = outputs[0].reshape(-1, 18), outputs[1].reshape(-1)
         back = align.invert(matrix)
@@ -87,7 +86,7 @@ class HandFinder:
     def _landmarks(self, image: np.ndarray, centre, side: float, up: float) -> np.ndarray | None:
         matrix = roi_matrix(centre, side, up + np.pi / 2, HAND_SIZE)  # `up` points up in it
         crop = align.warp(image, matrix, HAND_SIZE, border=0)
-        outputs = model(HAND_FILE, self.threads).run_list(
+        outputs = model(HAND_FILE, threads=1).run_list(
             lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))
         if float(outputs[1].flat[0]) < MIN_PRESENCE:
             return None
