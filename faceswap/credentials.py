@@ -46,7 +46,6 @@ class Signing:
     chain: bytes
     key: bytes = field(repr=False)
     algorithm: str
-    local: bool
 
     @cached_property
     def signer(self):  # one per output, reused for each of its images
@@ -78,8 +77,7 @@ def load_signing(cert: Path | None = None, key: Path | None = None) -> Signing:
             raise FaceswapError(f"{config_dir() / 'signing.json'}: must name \"cert\" and \"key\" files") from None
     if (cert is None) != (key is None):
         raise FaceswapError("signing needs both --sign-cert and --sign-key")
-    local = cert is None
-    if local:
+    if cert is None:
         cert, key = local_identity()
     try:
         chain, key_pem = Path(cert).read_bytes(), Path(key).read_bytes()
@@ -99,7 +97,7 @@ def load_signing(cert: Path | None = None, key: Path | None = None) -> Signing:
     der = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if leaf.public_key().public_bytes(*der) != private.public_key().public_bytes(*der):
         raise FaceswapError(f"{key}: this key does not belong to the certificate {Path(cert).name}")
-    return Signing(chain, key_pem, algorithm, local)
+    return Signing(chain, key_pem, algorithm)
 
 
 def local_identity() -> tuple[Path, Path]:
