@@ -99,7 +99,7 @@ def commit(partial: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
-def ensure_writable_dir(folder: Path, what: str) -> Path:
+def ensure_writable_dir(folder: Path, what: str) -> None:
     """Create `folder` if needed and prove it takes a file; else one clear error naming `what` it is for."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -111,7 +111,6 @@ def ensure_writable_dir(folder: Path, what: str) -> Path:
         probe.unlink()
     except OSError as exc:
         raise FaceswapError(f"{folder}: cannot write {what} here ({exc.strerror})") from None
-    return folder
 
 
 def discard(partial: Path) -> None:

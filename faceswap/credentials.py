@@ -186,9 +186,9 @@ def _builder(manifest: dict):
     return builder
 
 
-def seal_file(path: Path, manifest: dict, signing: Signing, sidecar_for: Path | None = None) -> Path | None:
+def seal_file(path: Path, manifest: dict, signing: Signing, sidecar_for: Path | None = None) -> None:
     """Embed credentials into the file at `path` in place (atomically); for a format C2PA cannot embed into, write
-    them to the .c2pa sidecar of `sidecar_for` (the final name) and return that."""
+    them to the .c2pa sidecar of `sidecar_for` (the final name)."""
     import c2pa
 
     path = Path(path)
@@ -199,9 +199,8 @@ def seal_file(path: Path, manifest: dict, signing: Signing, sidecar_for: Path | 
             builder.set_no_embed()
             with open(path, "rb") as source:
                 store = builder.sign(signing.signer, MIME[suffix], source, io.BytesIO())
-            sidecar = sidecar_path(sidecar_for or path)
-            atomic.write_bytes(sidecar, store)
-            return sidecar
+            atomic.write_bytes(sidecar_path(sidecar_for or path), store)
+            return
         sealed = atomic.partial_path(path)
         try:
             with open(path, "rb") as source, open(sealed, "w+b") as dest:
@@ -211,7 +210,6 @@ def seal_file(path: Path, manifest: dict, signing: Signing, sidecar_for: Path | 
             atomic.discard(sealed)
     except c2pa.C2paError as exc:
         raise FaceswapError(f"{sidecar_for or path}: cannot add content credentials ({exc})") from None
-    return None
 
 
 def seal_bytes(data: bytes, mime: str, manifest: dict, signing: Signing) -> bytes:
