@@ -9,8 +9,9 @@ from faceswap import assets  # noqa: E402
 
 
 def sample(name: str) -> Path:
+    """A sample clip, fetched (and checked) if need be."""
     assets.fetch_samples()
-    return assets.sample(name)
+    return assets.samples_dir() / name
 
 
 def timed(fn, *args, **kwargs):

@@ -15,7 +15,8 @@ import torch
 from common import sample
 from scipy import ndimage
 
-from faceswap import assets
+from faceswap import align, assets
+from faceswap.masks import hull_mask
 from faceswap.training.data import PairStream, default_workers, loader, to_tensors
 from faceswap.training.loop import TrainSettings, Trainer
 
@@ -79,9 +80,10 @@ def run_model(name: str, facesets, steps: int, precision: str, tmp: Path) -> dic
         while True:
             out = []
             for data in (naive.data_a, naive.data_b):
-                _, masks = data.plain(data.images[:1], data.landmarks[:1])
+                points = align.transform_points(data.landmarks[0], data.centre_matrix())
+                mask = hull_mask(points, (data.model_size,) * 2)
                 picks = rng.integers(0, len(data), naive.batch_size)
-                out.append(to_tensors(*zip(*(naive_example(data.images[i], masks[0], data.model_size, rng)
+                out.append(to_tensors(*zip(*(naive_example(data.images[i], mask, data.model_size, rng)
                                              for i in picks))))
             yield out
 

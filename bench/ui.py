@@ -14,8 +14,8 @@ from pathlib import Path
 from common import sample
 
 from faceswap.extract import extract
-from faceswap.ui.app import launch
 from faceswap.training.loop import TrainSettings, train
+from tests.helpers import launch  # the tests' own: `faceswap ui` in a child process
 
 
 def main():

@@ -73,9 +73,6 @@ IDENTITY_WHEEL = Wheel(
 )
 MODEL_WHEELS = (MODELS_WHEEL, HANDS_WHEEL, IDENTITY_WHEEL)
 
-SAMPLE_A = "WolfgangLanger_Pexels.mp4"
-SAMPLE_B = "single_face.mp4"
-SAMPLE_NO_FACE = "no_face.mp4"
 REPO_SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
@@ -139,11 +136,4 @@ def model_file(name: str) -> Path:
     if sha256_of(path) != expected:
         raise FaceswapError(f"face model {path} fails its sha256 check (altered or damaged); "
                             "run: faceswap models fetch")
-    return path
-
-
-def sample(name: str) -> Path:
-    path = samples_dir() / name
-    if not path.is_file():
-        raise FaceswapError(f"sample clip {path} not found; run: faceswap samples fetch")
     return path

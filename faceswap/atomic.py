@@ -11,6 +11,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from faceswap.errors import FaceswapError
+
 
 def partial_path(path: Path) -> Path:
     """A hidden sibling, unique to this writer, that keeps the suffix (so container formats are still guessed
@@ -37,8 +39,6 @@ def _alive(pid: int) -> bool:
 def exclusive(target: Path, what: str):
     """Hold an advisory lock on `target` (a model folder, a face set, an output file) for the block; a second
     job on the same target fails at once with one line naming the process that holds it."""
-    from faceswap.errors import FaceswapError
-
     target = Path(target)
     # beside the target, not in it: outputs are replaced whole, and a lock must outlive that
     try:
@@ -99,10 +99,8 @@ def commit(partial: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
-def ensure_writable_dir(folder: Path, what: str) -> Path:
+def ensure_writable_dir(folder: Path, what: str) -> None:
     """Create `folder` if needed and prove it takes a file; else one clear error naming `what` it is for."""
-    from faceswap.errors import FaceswapError
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FaceswapError(f"{folder}: exists and is not a folder")
@@ -113,7 +111,6 @@ def ensure_writable_dir(folder: Path, what: str) -> Path:
         probe.unlink()
     except OSError as exc:
         raise FaceswapError(f"{folder}: cannot write {what} here ({exc.strerror})") from None
-    return folder
 
 
 def discard(partial: Path) -> None:

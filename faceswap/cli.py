@@ -1,16 +1,18 @@
 """The `faceswap` command: thin click wrappers that parse, call and report."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import sys
 import traceback
 from pathlib import Path
 
 import click
 
-from faceswap import __version__, outputs, settings
+from faceswap import __version__, assets, credentials, images, outputs, settings
 from faceswap.errors import FaceswapError, Interrupted
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
 
@@ -93,8 +95,6 @@ def models():
 @models.command("fetch")
 def models_fetch():
     """Download and verify the face detector and landmark model files (once)."""
-    from faceswap import assets
-
     paths = assets.fetch_models()
     click.echo(f"face models ready in {assets.models_dir()} ({len(paths)} files, sha256 verified)")
 
@@ -102,8 +102,6 @@ def models_fetch():
 @models.command("path")
 def models_path():
     """Print the folder holding the face models ($FACESWAP_MODELS overrides it)."""
-    from faceswap import assets
-
     click.echo(str(assets.models_dir()))
 
 
@@ -115,8 +113,6 @@ def samples():
 @samples.command("fetch")
 def samples_fetch():
     """Download and verify the sample clips into samples/ ($FACESWAP_SAMPLES overrides it)."""
-    from faceswap import assets
-
     paths = assets.fetch_samples()
     click.echo(f"sample clips ready in {assets.samples_dir()} ({len(paths)} files, sha256 verified)")
 
@@ -201,7 +197,7 @@ def faceset_filter(folder, reference, max_distance, min_blur, max_yaw, max_pitch
                             duplicates)
     for name, reason in sorted(why.items()):
         click.echo(f"{'would reject' if dry_run else 'rejected'} {name}: {reason}")
-    moved = 0 if dry_run else curate.apply(folder, entries, why)
+    moved = 0 if dry_run else curate.apply(folder, why)
     click.echo(f"faceset filter: {len(entries)} faces, {len(why)} {'to reject' if dry_run else 'rejected'}, "
                f"{len(entries) - moved} kept" + (f" (moved to {folder}.rejected)" if moved else ""))
 
@@ -255,8 +251,6 @@ RAY_OPTION = click.option(
 def _executor(address: str | None):
     """The Ray cluster of --ray (started here when no address is given); without --ray the work stays here."""
     if address is None:
-        import contextlib
-
         return contextlib.nullcontext()
     from faceswap.cluster import Ray
 
@@ -307,8 +301,6 @@ def run(ctx, pipeline_file, work_dir, jobs, ray_address):
 def verify(files):
     """Read the content credentials (C2PA) of outputs: synthetic or not, tool, date, signer, and whether each file
     still matches them. Exit 0 only when every file's are intact."""
-    from faceswap import credentials
-
     intact = True
     for path in files:
         found, note = credentials.verify(path)
@@ -326,7 +318,6 @@ def verify(files):
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Sheet PNG to write.")
 def sample(model_dir, side, count, seed, output):
     """Decode random codes of a variational model into a sheet of new faces."""
-    from faceswap import images
     from faceswap.models.store import load_model
     from faceswap.training.report import sample_sheet
 
@@ -368,8 +359,6 @@ def evaluate(model_dir, video, compare, report, every):
               help="Jobs run at once (one per GPU or CPU by default).")
 def ui(workspace, port, host, slots):
     """Serve a local web page: projects and face sets, a job queue, live training, a convert preview."""
-    import os
-
     import uvicorn
 
     from faceswap.ui.app import TOKEN_ENV, create_app

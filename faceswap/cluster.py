@@ -1,20 +1,22 @@
 """Where batch work runs: this machine (`Local`) or a Ray cluster (`Ray`), behind one small interface.
 
-An executor has check(paths), extract(sources, output, settings, progress) -> ExtractSummary, train(set_a, set_b,
-output, settings, progress) -> TrainSummary (set_b None: pretrain) and convert(jobs, model_dir, settings, progress) ->
-rows (swap/batch.py's rows). On Ray every source clip is an extract task writing a part face set that the driver merges;
-train is one task, or with `workers` N a Ray Train run of N DDP workers; convert is an actor per worker (per GPU where
-there are GPUs) converting clip after clip. Paths travel, never frames: the work folder and the inputs must be on
-storage every node sees. The driver alone writes pipeline state.
+An executor has check, extract, train (set_b None: pretrain) and convert, as `Local` shows. On Ray every source clip
+is an extract task writing a part face set that the driver merges; train is one task, or with `workers` N a Ray Train
+run of N DDP workers; convert is an actor per worker (per GPU where there are GPUs) converting clip after clip. Paths
+travel, never frames: the work folder and the inputs must be on storage every node sees. The driver alone writes
+pipeline state.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
+import cv2
 from tqdm import tqdm
 
 from faceswap import atomic, credentials, faceset, media, outputs
@@ -87,8 +89,6 @@ def _sweep(outputs_: list[str], pids: dict[str, list[int]], seconds: float = 15)
 
 
 def _extract_part(source: str, part: str, settings: ExtractSettings) -> ExtractSummary:
-    import cv2
-
     cv2.setNumThreads(1)  # as the extract command: OpenCV's own threads only wait on ours
     return extract([Path(source)], Path(part), settings, progress=False)
 
@@ -126,8 +126,6 @@ class _Converter:
 def _in_thread(fn):
     """fn() in a thread of its own, where Ray Train sets no Ctrl-C handler (its own ends the driver with exit 1 and
     no word): Ctrl-C ends the driver as at any other stage, and its workers with it."""
-    import threading
-
     out: dict = {}
 
     def run():
@@ -144,19 +142,15 @@ def _in_thread(fn):
     return out["value"]
 
 
-def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise FaceswapError(INSTALL) from None
-    return ray
-
-
 class Ray(_Executor):
     """A Ray cluster: joined at `address` ('auto': the one this machine runs), or started here with `cpus`."""
 
     def __init__(self, address: str | None = None, cpus: int | None = None):
-        ray = self.ray = _ray()
+        try:
+            import ray
+        except ImportError:
+            raise FaceswapError(INSTALL) from None
+        self.ray = ray
         self.owned = not ray.is_initialized()  # a cluster someone else started in this process stays up
         if self.owned:
             try:
@@ -354,11 +348,9 @@ class Ray(_Executor):
         ray = self.ray
         pids: dict[str, list[int]] = {}
         for a in actors:
-            try:
+            with contextlib.suppress(Exception):  # a worker already gone: what it left is swept below all the same
                 node, pid = ray.get(a.where.remote(), timeout=10)
                 pids.setdefault(node, []).append(pid)
-            except Exception:  # noqa: BLE001 - a worker already gone: what it left is swept below all the same
-                pass
         for a in actors:
             ray.kill(a, no_restart=True)
         self._on_each_node(_sweep, outputs_, pids)

@@ -46,7 +46,6 @@ class Signing:
     chain: bytes
     key: bytes = field(repr=False)
     algorithm: str
-    local: bool
 
     @cached_property
     def signer(self):  # one per output, reused for each of its images
@@ -78,8 +77,7 @@ def load_signing(cert: Path | None = None, key: Path | None = None) -> Signing:
             raise FaceswapError(f"{config_dir() / 'signing.json'}: must name \"cert\" and \"key\" files") from None
     if (cert is None) != (key is None):
         raise FaceswapError("signing needs both --sign-cert and --sign-key")
-    local = cert is None
-    if local:
+    if cert is None:
         cert, key = local_identity()
     try:
         chain, key_pem = Path(cert).read_bytes(), Path(key).read_bytes()
@@ -99,7 +97,7 @@ def load_signing(cert: Path | None = None, key: Path | None = None) -> Signing:
     der = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if leaf.public_key().public_bytes(*der) != private.public_key().public_bytes(*der):
         raise FaceswapError(f"{key}: this key does not belong to the certificate {Path(cert).name}")
-    return Signing(chain, key_pem, algorithm, local)
+    return Signing(chain, key_pem, algorithm)
 
 
 def local_identity() -> tuple[Path, Path]:
@@ -188,9 +186,9 @@ def _builder(manifest: dict):
     return builder
 
 
-def seal_file(path: Path, manifest: dict, signing: Signing, sidecar_for: Path | None = None) -> Path | None:
+def seal_file(path: Path, manifest: dict, signing: Signing, sidecar_for: Path | None = None) -> None:
     """Embed credentials into the file at `path` in place (atomically); for a format C2PA cannot embed into, write
-    them to the .c2pa sidecar of `sidecar_for` (the final name) and return that."""
+    them to the .c2pa sidecar of `sidecar_for` (the final name)."""
     import c2pa
 
     path = Path(path)
@@ -201,9 +199,8 @@ def seal_file(path: Path, manifest: dict, signing: Signing, sidecar_for: Path | 
             builder.set_no_embed()
             with open(path, "rb") as source:
                 store = builder.sign(signing.signer, MIME[suffix], source, io.BytesIO())
-            sidecar = sidecar_path(sidecar_for or path)
-            atomic.write_bytes(sidecar, store)
-            return sidecar
+            atomic.write_bytes(sidecar_path(sidecar_for or path), store)
+            return
         sealed = atomic.partial_path(path)
         try:
             with open(path, "rb") as source, open(sealed, "w+b") as dest:
@@ -213,7 +210,6 @@ def seal_file(path: Path, manifest: dict, signing: Signing, sidecar_for: Path | 
             atomic.discard(sealed)
     except c2pa.C2paError as exc:
         raise FaceswapError(f"{sidecar_for or path}: cannot add content credentials ({exc})") from None
-    return None
 
 
 def seal_bytes(data: bytes, mime: str, manifest: dict, signing: Signing) -> bytes:

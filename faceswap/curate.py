@@ -1,10 +1,7 @@
 """`faceswap faceset sheet|sort|filter`: look at a face set, order it, and clean it before days of training.
 
-Each face is measured from what the set already holds (its record and crop): identity distance to a reference
-photo, sharpness (the record's blur score), yaw and pitch (from the 68 landmarks), size (the face box), and
-near-duplicates (tiny grey thumbnails closer than a threshold). Filtering is non-destructive: rejected crops
-move to `<set>.rejected/faces/` with a `rejected.jsonl` of their records and why, and the alignments file and
-faceset.json are rewritten atomically, so training uses the set as curated.
+Each face is measured from what the set already holds, its record and crop (`measure`). Filtering is non-destructive:
+rejected crops move beside the set (`apply`), and training uses what is left.
 """
 from __future__ import annotations
 
@@ -21,8 +18,6 @@ from faceswap import atomic, faceset, images, outputs
 from faceswap.errors import FaceswapError
 from faceswap.faces import make_finder
 from faceswap.faces.identity import Embedder, distance, reference
-
-KEYS = ("identity", "blur", "yaw", "pitch", "size")
 
 
 def pose(landmarks: np.ndarray) -> tuple[float, float]:
@@ -44,9 +39,7 @@ def pose(landmarks: np.ndarray) -> tuple[float, float]:
 
 @dataclass
 class Entry:
-    record: dict          # the frame's record, as in alignments.jsonl
-    face: dict            # this face's record within it
-    path: Path            # its crop
+    path: Path  # a face's crop
     measures: dict
 
 
@@ -73,7 +66,7 @@ def measure(folder: Path, reference_photo: Path | None = None) -> list[Entry]:
                 found = finder(crop, video=False)
                 measures["identity"] = round(min(distance(embedder(crop, max(found, key=lambda f: f.size)), r)
                                                  for r in references), 4) if found else None
-            entries.append(Entry(record, face, path, measures))
+            entries.append(Entry(path, measures))
     return entries
 
 
@@ -111,7 +104,7 @@ def rejections(entries: list[Entry], max_identity: float | None = None, min_blur
     return why
 
 
-def apply(folder: Path, entries: list[Entry], why: dict[str, str]) -> int:
+def apply(folder: Path, why: dict[str, str]) -> int:
     """Move the rejected crops beside the set and rewrite its alignments and faceset.json atomically."""
     folder = Path(folder)
     if not why:
@@ -155,8 +148,6 @@ def sheet(entries: list[Entry], path: Path, columns: int = 12, cell: int = 96, l
 
 def sort(entries: list[Entry], key: str) -> list[Entry]:
     """Worst first: farthest from the reference, blurriest, most turned, smallest."""
-    if key not in KEYS:
-        raise FaceswapError(f"sort by one of {', '.join(KEYS)}")
     order = {"identity": lambda m: -(m.get("identity") if m.get("identity") is not None else 9.0),
              "blur": lambda m: m["blur"], "yaw": lambda m: -abs(m["yaw"]), "pitch": lambda m: -abs(m["pitch"]),
              "size": lambda m: m["size"]}[key]

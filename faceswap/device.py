@@ -1,6 +1,7 @@
 """Which device and which reduced precision pay off here."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -10,6 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from faceswap import atomic
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +42,10 @@ def autocast_dtype(choice: str, device: torch.device, model_size: int = 128) -> 
 
 
 def _cpu_name() -> str:
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return "unknown CPU"
 
 
@@ -55,8 +56,6 @@ def amp_cache() -> Path:
 def measured_cpu_amp(architecture: str, step: Callable[[torch.dtype | None], None], repeats: int = 3):
     """bf16 or fp32 (None) for training `architecture` on this CPU, by timing `step(dtype)` both ways once, cached
     per CPU model, torch and architecture: a CPU flag does not tell which way a model goes."""
-    from faceswap import atomic
-
     key = f"{_cpu_name()} | {os.cpu_count()} cores | torch {torch.__version__} | {architecture}"
     path = amp_cache()
     try:
@@ -73,11 +72,9 @@ def measured_cpu_amp(architecture: str, step: Callable[[torch.dtype | None], Non
             seconds[name] = (time.perf_counter() - started) / repeats
         choice = "bf16" if seconds["bf16"] < 0.9 * seconds["fp32"] else "fp32"
         cache[key] = {"choice": choice, "fp32_s": round(seconds["fp32"], 4), "bf16_s": round(seconds["bf16"], 4)}
-        try:
+        with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic.write_json(path, cache)
-        except OSError:
-            pass
         log.info("--precision auto: a %s step takes %.0f ms in bf16 and %.0f ms in fp32 on this CPU: %s (kept in %s)",
                  architecture, 1000 * seconds["bf16"], 1000 * seconds["fp32"], choice, path)
     return torch.bfloat16 if cache[key]["choice"] == "bf16" else None

@@ -1,9 +1,7 @@
 """`faceswap evaluate`: numbers for a model and a converted video, before and after a long render.
 
-Reconstruction: SSIM and PSNR of A->A and B->B on the held-out faces, inside the face mask.
-Video (SRC, OUT): frame/timestamp/audio parity; pose and expression kept (landmarks on OUT against SRC,
-over the inter-ocular distance); temporal stability (landmark jitter, flicker inside the face mask,
-relative to SRC); seam strength along the mask border (gradient there, OUT minus SRC).
+Reconstruction: SSIM and PSNR of A->A and B->B on the held-out faces, inside the face mask. Video (SRC, OUT): frame,
+timestamp and audio parity, and each metric below (pose, jitter, flicker, seams, sharpness, hands, identity).
 """
 from __future__ import annotations
 
@@ -15,12 +13,13 @@ import cv2
 import numpy as np
 import torch
 
-from faceswap import align, atomic, images, masks, metrics, outputs
+from faceswap import align, atomic, faceset, images, masks, media, metrics, outputs
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, make_finder
 from faceswap.faces.hands import HandFinder
 from faceswap.faces.identity import Embedder
 from faceswap.faces.identity import distance as identity_distance
+from faceswap.models.store import arch_from_config, load_model, read_config
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +48,13 @@ def masked_change(previous: np.ndarray, current: np.ndarray, mask: np.ndarray) -
     return float((np.abs(current.astype(np.float32) - previous.astype(np.float32)) * weights).sum() / max(total, 1))
 
 
-def seam_strength(frame: np.ndarray, mask: np.ndarray, width: int | None = None) -> float:
-    """Mean gradient magnitude in a band along the mask's border (a visible seam raises it)."""
+def seam_strength(frame: np.ndarray, mask: np.ndarray) -> float:
+    """Mean gradient magnitude in a band along the mask's border, 3 % of its size wide (a visible seam raises it)."""
     binary = (mask > 0.5).astype(np.uint8)
     if not binary.any():
         return 0.0
-    if width is None:
-        ys, xs = np.nonzero(binary)
-        width = max(2, int(0.03 * max(np.ptp(xs), np.ptp(ys))))
+    ys, xs = np.nonzero(binary)
+    width = max(2, int(0.03 * max(np.ptp(xs), np.ptp(ys))))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1,) * 2)
     band = cv2.dilate(binary, kernel) - cv2.erode(binary, kernel)
     grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -88,7 +86,6 @@ def swap_identity(model, x: torch.Tensor, side: str, people: dict, embedder) -> 
 
 def reconstruction(model_dir: Path, people: dict | None = None) -> dict:
     """Held-out SSIM / PSNR of A->A and B->B inside the face mask; given the two `people`, their swapped identity."""
-    from faceswap.models.store import load_model
     from faceswap.training.data import FaceData
 
     model, config = load_model(model_dir)
@@ -101,7 +98,7 @@ def reconstruction(model_dir: Path, people: dict | None = None) -> dict:
             continue
         # only the faces training kept out (config.json names them), scored at the model's output size
         data = FaceData(path, cfg.out_size, cfg.coverage, label=side.upper(), input_size=cfg.size, only=names)
-        faces, _ = data.plain(data.holdout_images, data.holdout_landmarks)
+        faces = data.plain(data.holdout_images)
         target = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(255)
         x = torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255)
         rgb = _decode(model, x, side)
@@ -161,9 +158,6 @@ IDENTITY_EVERY = 4     # frames between the faces of a video that are embedded
 
 def identities(model_dir: Path) -> dict[str, list[np.ndarray]] | None:
     """Embeddings of a few crops of each face set the model was trained on: the two people of a swap."""
-    from faceswap import faceset
-    from faceswap.models.store import read_config
-
     embedder, finder, found = Embedder(), make_finder("litert"), {}
     for side, info in read_config(model_dir).get("facesets", {}).items():
         folder = Path(info.get("path", ""))
@@ -291,8 +285,6 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
           window: tuple | None = None) -> tuple[dict, np.ndarray | None]:
     """OUT against SRC by every metric above (identity given the model's two `people`, the sharpness ceiling
     given its `window`: output size, coverage, padding), and a comparison strip."""
-    from faceswap import media  # only here: model evaluation needs no video stack
-
     a, b = media.probe(src), media.probe(out)
     if (a.width, a.height) != (b.width, b.height):
         raise FaceswapError(f"{out}: is {b.width}x{b.height} and {src} is {a.width}x{a.height}; give a clip and "
@@ -337,8 +329,6 @@ def video(src: Path, out: Path, every: int = 1, strip_frames: int = 4, people: d
 
 
 def _window(model_dir: Path) -> tuple:
-    from faceswap.models.store import arch_from_config, read_config
-
     config = read_config(model_dir)
     cfg = arch_from_config(config)
     return cfg.out_size, cfg.coverage, float(config.get("padding", align.DEFAULT_PADDING))

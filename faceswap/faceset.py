@@ -1,9 +1,8 @@
 """The on-disk face set: aligned PNG crops (each carrying its own metadata) and one alignments file.
 
 Layout of a face set folder:
-    alignments.jsonl   line 1: header {"schema": "faceswap.alignments", "version": 1, ...};
-                       then one JSON record per processed frame (frames with no face too; an
-                       optional "interpolated": true where landmarks came from neighbouring frames)
+    alignments.jsonl   line 1: header {"schema": "faceswap.alignments", "version": 1, ...}; then one JSON record
+                       per frame processed, faceless ones too ("interpolated": true where landmarks were interpolated)
     faces/             <source>_<frame>_<n>.png, each with an iTXt chunk "faceswap" holding its face record
     faceset.json       written last, when extraction completed: counts and settings
 
@@ -35,7 +34,6 @@ FACE_KEYS = {"bbox": list, "score": (int, float), "landmarks": list, "matrix": l
 FRAME_KEYS = {"source": str, "frame": int, "pts": (int, float), "faces": list}
 
 
-# -- PNG with metadata ---------------------------------------------------------------------------------
 def encode_png(rgb: np.ndarray, metadata: dict) -> bytes:
     """PNG bytes of an RGB image with `metadata` as JSON in an iTXt chunk right after IHDR."""
     return images.png_bytes(rgb, {PNG_KEY: json.dumps(metadata, separators=(",", ":"))})
@@ -47,7 +45,6 @@ def read_png_metadata(path: Path) -> dict | None:
     return None if text is None else json.loads(text)
 
 
-# -- alignments file ----------------------------------------------------------------------------------
 def validate_record(record: dict) -> None:
     """Raise ValueError when a frame record does not follow the schema."""
     for key, kind in FRAME_KEYS.items():
@@ -188,7 +185,6 @@ class AlignmentsWriter:
         self.handle.close()
 
 
-# -- reading a face set for training -----------------------------------------------------------------
 def face_entries(folder: Path) -> Iterator[tuple[Path, dict]]:
     """(crop path, face record) for every face in a face set folder; also works on a bare folder of crops."""
     folder = Path(folder)
@@ -209,7 +205,6 @@ def face_entries(folder: Path) -> Iterator[tuple[Path, dict]]:
             yield path, meta
 
 
-# -- merging parts ------------------------------------------------------------------------------------
 def merge(parts: list[Path], output: Path, settings: dict) -> int:
     """One face set from finished parts (extract's, one source each), as one extract of all the sources writes
     it: built under a temporary name, renamed into place, and only then the parts removed. Returns its faces."""

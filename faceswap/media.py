@@ -5,6 +5,7 @@ audio packets without re-encoding. Nothing here holds more than a few frames in 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -193,7 +194,7 @@ def probe(path: Path) -> MediaInfo:
         tb = stream.time_base
         pts_list = []
         audio_span = {a.index: [None, None] for a in container.streams.audio}  # first pts, end, in seconds
-        try:
+        with contextlib.suppress(av.FFmpegError):  # a damaged tail: report what is readable
             for packet in container.demux(stream, *container.streams.audio):
                 if packet.pts is None or not packet.size or packet.is_discard:
                     continue
@@ -204,8 +205,6 @@ def probe(path: Path) -> MediaInfo:
                 span = audio_span[packet.stream.index]
                 span[0] = begin if span[0] is None else min(span[0], begin)
                 span[1] = max(span[1] or begin, begin + float((packet.duration or 0) * packet.time_base))
-        except av.FFmpegError:
-            pass  # damaged tail: report what is readable
         pts_list.sort()
         steps = np.diff(np.array(pts_list, dtype=np.float64)) * float(tb) if len(pts_list) > 1 else np.array([])
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
@@ -445,10 +444,8 @@ class VideoWriter(atomic.Committing):
 
     def abort(self) -> None:
         if self.container is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken output must not hide the first error
                 self.container.close()
-            except Exception:  # noqa: BLE001 - closing a broken output must not hide the first error
-                pass
             self.container = None
         if self.audio is not None:
             self.audio.container.close()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
+import click
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from faceswap.align import DEFAULT_PADDING
@@ -244,12 +245,11 @@ def parse(cls: type[_Settings], values: dict, where: str = "", cli: bool = False
         raise FaceswapError(f"pipeline: {key}: {_message(error)}") from None
 
 
-def _plain_type(annotation) -> tuple[Any, bool]:
-    """(the type inside Optional[...], whether None is allowed)."""
+def _plain_type(annotation) -> Any:
+    """The type inside Optional[...]."""
     if get_origin(annotation) is Union:
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        return args[0], True
-    return annotation, False
+        return next(a for a in get_args(annotation) if a is not type(None))
+    return annotation
 
 
 def _names_a_path(annotation) -> bool:
@@ -263,13 +263,11 @@ def path_fields(cls: type[_Settings]) -> list[str]:
 
 def click_options(cls: type[_Settings], skip: frozenset = frozenset()):
     """A decorator adding one click option per settings field (names, choices, defaults and help from the model)."""
-    import click
-
     decorators = []
     for name, field in cls.model_fields.items():
         if name in skip:
             continue
-        kind, optional = _plain_type(field.annotation)
+        kind = _plain_type(field.annotation)
         flag = "--" + name.replace("_", "-")
         if field.json_schema_extra == PAIRS:
             decorators.append(click.option(flag, name, multiple=True, metavar="KEY=VALUE", callback=_pairs,
@@ -301,8 +299,6 @@ def _pairs(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
     for item in values:
         key, equals, value = item.partition("=")
         if not equals:
-            import click
-
             raise click.BadParameter(f"{item!r}: use KEY=VALUE")
         pairs[key.strip()] = value.strip()
     return pairs

@@ -1,6 +1,7 @@
 """Shared fixtures: the real sample clips (fetched and checksummed) and an ffmpeg to make odd clips."""
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,15 @@ def config_home(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def interruptible_children() -> None:
+    """The commands the tests stop with SIGINT must get its default action. A pytest started with SIGINT ignored (a
+    background job of a non-interactive shell) would hand that on to them, and a convert or extract that ignores it
+    runs on to its end: exit 0 with its output written, or still running when the test stops waiting."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a Python handler: children start with the default
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     assets.fetch_samples()
@@ -28,17 +38,17 @@ def sample_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def sample_a(sample_dir) -> Path:
-    return sample_dir / assets.SAMPLE_A
+    return sample_dir / "WolfgangLanger_Pexels.mp4"
 
 
 @pytest.fixture(scope="session")
 def sample_b(sample_dir) -> Path:
-    return sample_dir / assets.SAMPLE_B
+    return sample_dir / "single_face.mp4"
 
 
 @pytest.fixture(scope="session")
 def sample_no_face(sample_dir) -> Path:
-    return sample_dir / assets.SAMPLE_NO_FACE
+    return sample_dir / "no_face.mp4"
 
 
 @pytest.fixture(scope="session")

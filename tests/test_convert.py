@@ -149,7 +149,7 @@ def test_batched_inference_equals_one_by_one(small_model, facesets):
     from faceswap.training.data import FaceData
 
     data = FaceData(facesets[0], 64, 0.75)
-    faces, _ = data.plain(data.images[:8], data.landmarks[:8])
+    faces = data.plain(data.images[:8])
     for precision, tolerance in (("fp32", 1e-4), ("auto", 2 / 255)):
         swapper = Swapper(small_model, ConvertSettings(precision=precision))
         batched, batched_masks = swapper.infer(faces)
@@ -330,7 +330,7 @@ def test_training_crop_equals_converts_crop(facesets, small_model, sample_b):
                 @ np.vstack([align.crop_matrix(face["matrix"], 256), [0, 0, 1]]))[:2]
     # (the record keeps landmarks to 0.01 px, its matrix from the unrounded ones)
     assert np.allclose(training, swapper.model_matrix(np.asarray(face["landmarks"])), atol=2e-3)
-    plain, _ = data.plain(data.images[:1], data.landmarks[:1])
+    plain = data.plain(data.images[:1])
     frame = next(media.read_frames(sample_b)).image
     converted = align.warp(frame, swapper.model_matrix(np.asarray(face["landmarks"])), swapper.size)
     diff = np.abs(plain[0].astype(int) - converted.astype(int))

@@ -14,7 +14,7 @@ def test_linear_autoencoder_reaches_pca_error(facesets):
     # 16 px crops: PCA's claim does not depend on the size, and at 16 px the full-batch fit converges in seconds
     cfg = dataclasses.replace(arch.config_for("linear"), size=16, latent=6)
     data = FaceData(list(facesets), cfg.out_size, cfg.coverage, holdout=0, occlusion=False)
-    faces, _ = data.plain(data.images, data.landmarks)
+    faces = data.plain(data.images)
     x = torch.from_numpy(faces).permute(0, 3, 1, 2).double().div(255)
     x = x - x.mean(0)  # PCA centres; so does the autoencoder's input here
     singular = torch.linalg.svdvals(x.flatten(1))

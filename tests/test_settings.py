@@ -21,7 +21,7 @@ STAGES = [("extract", ExtractSettings, "identities.a.extract"), ("train", TrainS
 
 
 def wrong_value(field):
-    kind, _ = _plain_type(field.annotation)
+    kind = _plain_type(field.annotation)
     if kind is bool:
         return "maybe"
     if get_origin(kind) is Literal:

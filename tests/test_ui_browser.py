@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
 
 @pytest.fixture
 def server(tmp_path, sample_a, sample_b, face_models):
-    from faceswap.ui.app import launch
+    from helpers import launch
 
     workspace = tmp_path / "project"
     workspace.mkdir()
@@ -165,7 +165,7 @@ def test_another_origin_cannot_drive_the_page(tmp_path, sample_b):
     from playwright.sync_api import expect, sync_playwright
 
     from faceswap import images
-    from faceswap.ui.app import launch
+    from helpers import launch
 
     workspace, outside = tmp_path / "project", tmp_path / "outside"
     workspace.mkdir()

@@ -3,8 +3,7 @@
 Palms are looked for only in a square region around each face (a hand in front of a face lies in it), every
 `REDETECT_FRAMES` frames while hands are tracked and every `IDLE_REDETECT` frames while none is; in between, as
 MediaPipe does, each hand is measured again in the region its last landmarks give. From MediaPipe's graphs: 18
-regressors per palm anchor (box, then 7 keypoints: wrist first, the middle finger's base third); a palm becomes
-a hand region 2.6x its box, moved half a box towards the fingers, turned so the wrist-to-finger line points up.
+regressors per palm anchor (box, then 7 keypoints: wrist first, the middle finger's base third).
 """
 from __future__ import annotations
 
@@ -31,8 +30,7 @@ def _direction(a, b) -> float:
 class HandFinder:
     """Hands (21 x 2 points in image pixels each) near the given faces, tracked across calls in a video."""
 
-    def __init__(self, threads: int = 1, redetect_every: int = REDETECT_FRAMES):
-        self.threads, self.redetect_every = threads, redetect_every
+    def __init__(self):
         assets.model_file(PALM_FILE)  # fail early, with the fixing command, if missing or altered
         assets.model_file(HAND_FILE)
         self.reset()
@@ -42,7 +40,7 @@ class HandFinder:
 
     def search_due(self) -> bool:
         """Whether the next call looks for palms (else it only follows the tracked hands)."""
-        return self.since_detect + 1 >= (self.redetect_every if self.tracked else IDLE_REDETECT)
+        return self.since_detect + 1 >= (REDETECT_FRAMES if self.tracked else IDLE_REDETECT)
 
     def __call__(self, image: np.ndarray, faces: list[Face], video: bool = True) -> list[np.ndarray]:
         """Hands near `faces`; in a video tracked hands are followed on even where the face they cover was lost."""
@@ -65,13 +63,12 @@ class HandFinder:
         self.tracked = hands if video else []
         return hands
 
-    # -- palm detector ----------------------------------------------------------------------------
     def _palms(self, image: np.ndarray, face: Face) -> list[tuple]:
         """Hand regions (centre, side, up) from the palms found in the square around `face`."""
         side = face.size * SEARCH_SCALE
         matrix = roi_matrix(face.centre, side, 0.0, PALM_SIZE)
         crop = align.warp(image, matrix, PALM_SIZE, border=0)
-        outputs = model(PALM_FILE, self.threads).run_list(
+        outputs = model(PALM_FILE, threads=1).run_list(
             lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))
         raw, logits = outputs[0].reshape(-1, 18), outputs[1].reshape(-1)
         back = align.invert(matrix)
@@ -86,11 +83,10 @@ class HandFinder:
             regions.append((centre_px, 2.6 * palm, up))
         return regions
 
-    # -- landmarks ------------------------------------------------------------------------------
     def _landmarks(self, image: np.ndarray, centre, side: float, up: float) -> np.ndarray | None:
         matrix = roi_matrix(centre, side, up + np.pi / 2, HAND_SIZE)  # `up` points up in it
         crop = align.warp(image, matrix, HAND_SIZE, border=0)
-        outputs = model(HAND_FILE, self.threads).run_list(
+        outputs = model(HAND_FILE, threads=1).run_list(
             lambda tensor: np.multiply(crop, np.float32(1 / 255), out=tensor, casting="unsafe"))
         if float(outputs[1].flat[0]) < MIN_PRESENCE:
             return None

@@ -1,7 +1,6 @@
 """Who a face is, offline: dlib's ResNet face descriptor (128 numbers), aligned by dlib's 5-point shape predictor
-on our face box. Nothing outside faces/ knows which embedding this is: it gives `embed(image, face)`,
-`distance(a, b)`, references from photos, and a per-track filter that decides a track by the median of several
-of its faces, so a few odd frames do not split a person. The default threshold, 0.6, lies between the
+on our face box; nothing outside faces/ knows which embedding this is. A track is decided by the median distance of
+several of its faces, so a few odd frames do not split a person; the default threshold, 0.6, lies between the
 same-person and other-person distances (docs/MEASUREMENTS.md, "Identity distances").
 """
 from __future__ import annotations
@@ -94,14 +93,11 @@ class TrackFilter:
                 self.last[face.track] = index
                 log.debug("track %d, frame %d: distance %.3f to the reference", face.track, index, seen[-1])
 
-    def track_distance(self, track: int) -> float | None:
-        seen = self.samples.get(track)
-        return float(np.median(seen)) if seen else None
-
     def keeps(self, face: Face) -> bool:
-        found = self.track_distance(face.track)
-        if found is None:
+        seen = self.samples.get(face.track)
+        if not seen:
             return False
+        found = float(np.median(seen))
         kept = (found > self.threshold) if self.exclude else (found <= self.threshold)
         if self.decided.get(face.track) != kept:
             self.decided[face.track] = kept

@@ -31,8 +31,6 @@ class LiteRTFaces:
 
     def __init__(self, detector: str = "full", min_score: float = 0.5, threads: int | None = None,
                  redetect_every: int = REDETECT_FRAMES, min_presence: float = 0.9):
-        if detector not in DETECTORS:
-            raise ValueError(f"detector must be one of {sorted(DETECTORS)}")
         self.det_file, self.det_size, layout = DETECTORS[detector]
         self.anchors = anchors(self.det_size, layout)
         # one thread on small machines: decoding and PNG writing fill the other core, and a second XNNPACK
@@ -44,7 +42,6 @@ class LiteRTFaces:
         assets.model_file(MESH_FILE)
         self.reset()
 
-    # -- detector ---------------------------------------------------------------------------
     def detect_boxes(self, image: np.ndarray):
         """BlazeFace: [(box x1 y1 x2 y2, 6 keypoints, score)] in image pixels."""
         h, w = image.shape[:2]
@@ -69,7 +66,6 @@ class LiteRTFaces:
         return [((box * size - [pad_x, pad_y, pad_x, pad_y]) / scale, (kps * size - [pad_x, pad_y]) / scale, score)
                 for box, kps, score in detections(raw, logits, self.anchors, size, self.min_score)]
 
-    # -- mesh -------------------------------------------------------------------------------
     def mesh(self, image: np.ndarray, centre, side: float, angle: float):
         """Run FaceMesh on a rotated square region; (468x3 points in image pixels, presence)."""
         matrix = roi_matrix(centre, side, angle, MESH_SIZE)

@@ -236,7 +236,3 @@ def build(cfg: ArchConfig) -> FaceSwapModel:
         if getattr(decoder, "detail", None) is not None:  # the head starts at nothing: at first the face, enlarged
             nn.init.zeros_(decoder.detail[0].weight)
     return model
-
-
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

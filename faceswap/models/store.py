@@ -3,14 +3,11 @@
     model_dir/config.json          architecture, sizes, face sets, "step", and the sha256 of every file
     model_dir/model.safetensors    weights (encoder.*, decoders.a.*, decoders.b.*)
     model_dir/<other>.safetensors  e.g. the optimizer state, written by training
-    model_dir/exemplars.safetensors  a few un-augmented faces of each side with their landmarks, at the
-                                   output size: convert takes the target's fine detail from them (optional)
+    model_dir/exemplars.safetensors  faces of each side with landmarks, for convert's fine detail (optional)
     model_dir/backup/              the previous good checkpoint, same layout
 
-A save writes every file under a temporary name and fsyncs it, moves the current checkpoint to
-backup/, then renames the new files into place, config.json last. A file whose sha256 differs from
-the one config.json records is damaged (or from a save cut short) and is refused with a clear error.
-Loading never runs code from the files: JSON and safetensors only.
+A file whose sha256 differs from the one config.json records is damaged (or from a save cut short) and is refused
+with a clear error. Loading never runs code from the files: JSON and safetensors only.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Masks for the swapped face and compositing it back into the frame (alpha or Poisson)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -9,8 +10,6 @@ import numpy as np
 
 from faceswap import align, masks
 from faceswap.settings import extent_px
-
-MASKS = ("landmarks", "predicted", "combined")
 
 
 @dataclass(frozen=True)
@@ -24,10 +23,6 @@ class MaskRecipe:
     crop_fade: float = 0.18       # masks.border_taper's share: the face eased out before the crop's edge
     window_fade: float = 0.05     # and again after the grow and feather, which would carry it out to the edge
     hand_margin: float = 0.03     # hands are kept whole: grown and eased out by this share of the face
-
-    def __post_init__(self):
-        if self.kind not in MASKS:
-            raise ValueError(f"mask must be one of {MASKS}")
 
     def face(self, landmarks: np.ndarray | None, predicted: np.ndarray | None, size: int) -> np.ndarray:
         """float32 face-region mask (model space), eased out at the crop's edge: what colour and detail weigh by."""
@@ -115,11 +110,9 @@ def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndar
             full_mask = np.zeros(frame.shape[:2], np.uint8)
             full_face[y0:y1, x0:x1] = face_img
             full_mask[y0:y1, x0:x1] = binary
-            try:
+            with contextlib.suppress(cv2.error):  # a mask touching the border: alpha below instead
                 frame[:] = cv2.seamlessClone(full_face, frame, full_mask, centre, cv2.NORMAL_CLONE)
                 return frame
-            except cv2.error:
-                pass  # mask touching the border: fall back to alpha
     region = frame[y0:y1, x0:x1]
     frame[y0:y1, x0:x1] = cv2.blendLinear(face_img, np.ascontiguousarray(region), alpha, 1 - alpha)
     return frame

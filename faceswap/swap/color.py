@@ -8,8 +8,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-METHODS = ("avg", "rct", "hist", "none")
-
 
 def _stats(image: np.ndarray, mask: np.ndarray):
     """Mean and standard deviation of each channel, weighted by `mask` (as products with the weights: BLAS)."""
@@ -50,8 +48,5 @@ def hist(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray
 
 
 def match(method: str, source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    if method == "none":
-        return source
-    if method not in METHODS:
-        raise ValueError(f"colour method must be one of {METHODS}")
-    return {"avg": avg, "rct": rct, "hist": hist}[method](source, target, mask)
+    """`method` (ConvertSettings.color: avg, rct, hist or none) applied."""
+    return source if method == "none" else {"avg": avg, "rct": rct, "hist": hist}[method](source, target, mask)

@@ -20,18 +20,17 @@ class TrainConfig:
     schedule: str
     augment: Augment
     loss: LossWeights
-    generic: bool  # pre-training a base: pooled face sets through one decoder
 
     @classmethod
     def resolve(cls, settings: TrainSettings, existing: dict | None, model_dir: Path,
                 generic: bool = False) -> TrainConfig:
-        """`existing`: the model folder's config.json, where it holds a model already."""
+        """`existing`: the model folder's config.json, where it holds a model already; `generic`: a base pretrained."""
         arch = _arch(settings, existing, model_dir, generic)
         saved, defaults = existing or {}, arch.defaults
         return cls(arch, settings.batch_size or saved.get("batch_size") or defaults.get("batch_size", 16),
                    settings.lr or saved.get("lr") or defaults.get("lr", 5e-5),
                    settings.schedule or saved.get("schedule") or defaults.get("schedule", "constant"),
-                   Augment(**{**defaults.get("augment", {}), **settings.augment}), settings.loss, generic)
+                   Augment(**{**defaults.get("augment", {}), **settings.augment}), settings.loss)
 
 
 def _arch(s: TrainSettings, existing: dict | None, model_dir: Path, generic: bool) -> ArchConfig:

@@ -105,14 +105,10 @@ class FaceData:
         """Work-size crop -> model input, no augmentation: convert's window (align.model_matrix)."""
         return self._centre
 
-    def plain(self, images: np.ndarray, landmarks: np.ndarray):
-        """Un-augmented model inputs (and masks) for previews and evaluation."""
-        matrix = self.centre_matrix()
-        out = np.stack([cv2.warpAffine(im, matrix, (self.model_size,) * 2, flags=cv2.INTER_AREA,
-                                       borderMode=cv2.BORDER_REPLICATE) for im in images])
-        mask = np.stack([masks.hull_mask(align.transform_points(p, matrix), (self.model_size,) * 2)
-                         for p in landmarks])
-        return out, mask
+    def plain(self, images: np.ndarray) -> np.ndarray:
+        """Un-augmented model inputs for previews and evaluation."""
+        return np.stack([cv2.warpAffine(im, self.centre_matrix(), (self.model_size,) * 2, flags=cv2.INTER_AREA,
+                                        borderMode=cv2.BORDER_REPLICATE) for im in images])
 
     def exemplars(self, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to `count` training faces (and landmarks) at `detail_size`, for convert's detail: none near a hand, not

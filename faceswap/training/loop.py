@@ -65,7 +65,6 @@ class TrainSummary(Timed):
                 f"loss B {self.loss_b:.4f}, {self.rate(self.examples):.1f} EGs/sec, {self.seconds:.0f} s")
 
 
-# -- distributed -------------------------------------------------------------------------------------
 def distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank); starts the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -140,7 +139,6 @@ def restore_optimizer(optimizer, scaler, tensors: dict, meta: dict) -> None:
         scaler.load_state_dict(meta["scaler"])
 
 
-# -- the trainer ---------------------------------------------------------------------------------------
 class Trainer:
     def __init__(self, faceset_a, faceset_b, model_dir, settings: TrainSettings, progress: bool = True,
                  generic: bool = False):
@@ -156,6 +154,7 @@ class Trainer:
         self.device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+            use_tf32()
         existing = store.read_config(self.model_dir) if (self.model_dir / store.CONFIG).is_file() else None
         if self.main:
             atomic.ensure_writable_dir(self.model_dir, "the model")
@@ -181,8 +180,6 @@ class Trainer:
         if generic:  # one decoder learns every face: "b" is "a"
             self.model.decoders["b"] = self.model.decoders["a"]
         self.base = self._base(existing)
-        if self.device.type == "cuda":
-            use_tf32()
         self.model = self.model.to(memory_format=torch.channels_last)
         if s.precision == "auto" and self.device.type == "cpu":
             with torch.random.fork_rng(devices=[]):  # the timing's random batches leave no trace in the run
@@ -309,15 +306,13 @@ class Trainer:
         faces where there are enough; the last column shows a face with a hand over it where the set has one."""
         def pick(data):
             held = len(data.holdout_images) >= PREVIEW_FACES
-            images, points = (data.holdout_images, data.holdout_landmarks) if held else (data.images, data.landmarks)
-            hands = data.holdout_hands if held else data.hands
-            chosen = [(images[i], points[i], hands.get(i))
-                      for i in np.linspace(0, len(images) - 1, PREVIEW_FACES).astype(int)]
-            if data.hands and not any(h for _, _, h in chosen):
+            images, hands = (data.holdout_images, data.holdout_hands) if held else (data.images, data.hands)
+            chosen = [(images[i], hands.get(i)) for i in np.linspace(0, len(images) - 1, PREVIEW_FACES).astype(int)]
+            if data.hands and not any(h for _, h in chosen):
                 i = sorted(data.hands)[len(data.hands) // 2]
-                chosen[-1] = (data.images[i], data.landmarks[i], data.hands[i])
-            faces, _ = data.plain(np.stack([c[0] for c in chosen]), np.stack([c[1] for c in chosen]))
-            covered = [data.occlusion(h, data.centre_matrix()) for _, _, h in chosen]
+                chosen[-1] = (data.images[i], data.hands[i])
+            faces = data.plain(np.stack([image for image, _ in chosen]))
+            covered = [data.occlusion(h, data.centre_matrix()) for _, h in chosen]
             return torch.from_numpy(data.inputs(faces)).permute(0, 3, 1, 2).float().div(255).to(self.device), covered
 
         (inputs_a, covered_a), (inputs_b, covered_b) = pick(self.data_a), pick(self.data_b)

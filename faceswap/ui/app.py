@@ -10,7 +10,6 @@ import csv
 import hashlib
 import json
 import mimetypes
-import os
 import re
 import threading
 import time
@@ -26,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from faceswap import atomic, images, media, settings
+from faceswap import atomic, curate, images, media, settings
 from faceswap.errors import FaceswapError
 from faceswap.models import store
 from faceswap.settings import ConvertSettings, ExtractSettings, TrainSettings
@@ -37,7 +36,7 @@ from faceswap.ui.workspace import PIPELINE_SUFFIXES, UPLOAD_LIMIT, Workspace
 
 CONSENT = ("Every output is marked as synthetic: signed C2PA Content Credentials (AI-composited media), container "
            "metadata and a JSON manifest. Swap only faces of people who agreed to it, and keep the marks.")
-TOKEN_ENV = "FACESWAP_UI_TOKEN"  # how launch() hands its child the token: not on the command line, where ps shows it
+TOKEN_ENV = "FACESWAP_UI_TOKEN"  # how a parent passes the ui its token: not on the command line, where ps shows it
 ABSOLUTE = re.compile(r"(?<![\w./~:-])/[^\s'\"(),;:]+")  # an absolute path inside an error line
 INERT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
                ".json": "application/json", ".txt": "text/plain; charset=utf-8", ".log": "text/plain; charset=utf-8",
@@ -231,12 +230,10 @@ class UI:
         return self.ws.faceset(request.query_params.get("path", ""))
 
     async def faceset_remove(self, request: Request):
-        from faceswap import curate
-
         data = await self.body(request)
         folder = self.ws.path(data.get("path"))
         names = {self.ws.path(face).name: "removed in faceswap ui" for face in data.get("faces", [])}
-        removed = await run_in_threadpool(curate.apply, folder, [], names)
+        removed = await run_in_threadpool(curate.apply, folder, names)
         return {"removed": removed, **self.ws.faceset(data["path"])}
 
     async def jobs_create(self, request: Request):
@@ -292,29 +289,3 @@ def create_app(workspace: Path, slots: int = 1, token: str | None = None, host: 
     app.state.ui, app.state.queue, app.state.workspace, app.state.token = ui, ui.queue, ws, token
     return app
 
-
-def launch(workspace: Path) -> tuple:
-    """`faceswap ui` on a free local port, in a child process, once it answers: (process, page url with its
-    token), for scripts, benchmarks and tests that drive the page."""
-    import socket
-    import subprocess
-    import sys
-    import urllib.request
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    token = guard.new_token()
-    process = subprocess.Popen([sys.executable, "-m", "faceswap", "ui", "--workspace", str(workspace), "--port",
-                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, TOKEN_ENV: token})
-    url = f"http://127.0.0.1:{port}/?token={token}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/state",
-                                                          headers={"X-Faceswap-Token": token}), timeout=1)
-            return process, url
-        except OSError:
-            time.sleep(0.2)
-    process.terminate()
-    raise FaceswapError(f"faceswap ui did not answer at {url}")
