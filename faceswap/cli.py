@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -374,6 +375,8 @@ def ui(workspace, port, host, slots):
 
 
 def main():
+    # a background job of a shell starts with SIGINT ignored: kill -INT and the web page's Cancel must still stop it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cli(prog_name="faceswap")
 
 

@@ -1,7 +1,6 @@
 """Shared fixtures: the real sample clips (fetched and checksummed) and an ffmpeg to make odd clips."""
 from __future__ import annotations
 
-import signal
 import subprocess
 from pathlib import Path
 
@@ -19,15 +18,6 @@ def config_home(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("config")
     os.environ["XDG_CONFIG_HOME"] = str(folder)
     return folder
-
-
-@pytest.fixture(scope="session", autouse=True)
-def interruptible_children() -> None:
-    """The commands the tests stop with SIGINT must get its default action. A pytest started with SIGINT ignored (a
-    background job of a non-interactive shell) would hand that on to them, and a convert or extract that ignores it
-    runs on to its end: exit 0 with its output written, or still running when the test stops waiting."""
-    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a Python handler: children start with the default
 
 
 @pytest.fixture(scope="session")

@@ -168,7 +168,9 @@ def test_interrupted_convert_leaves_no_output(sample_a, small_model, tmp_path):
             time.sleep(0.05)
         return process
 
-    process = started_writing(start_cli("-q", "convert", sample_a, "-m", small_model, "-o", out))
+    # started as a shell's background job is: SIGINT ignored, which the command must undo
+    process = started_writing(start_cli("-q", "convert", sample_a, "-m", small_model, "-o", out,
+                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)))
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     process.wait(timeout=60)
