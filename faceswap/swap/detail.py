@@ -74,6 +74,7 @@ class Detail:
         self.faces = np.stack([luma(image) / 255 for image in images])
         self.bands = np.stack([band(face, self.size) for face in self.faces])
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self.soft_faces = np.stack([self.soft(face) for face in self.faces])
         self.openings = openings(self.landmarks)
         self.border = border_points(self.size)
         self.points = np.concatenate([self.landmarks, np.broadcast_to(self.border, (len(images),) + self.border.shape)],
@@ -137,18 +138,19 @@ class Detail:
         coarse = np.einsum("pk,mpkd->mpd", weights, corners).reshape(len(indices), self.size // self.step, -1, 2)
         return np.stack([cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_LINEAR) for c in coarse])
 
-    def refined(self, index: int, where: np.ndarray, face: np.ndarray) -> np.ndarray:
-        """`where` (an exemplar's map) moved by the optical flow from `face` (the model's luma) to the exemplar
-        warped by it: what the landmarks leave misplaced (an iris, a lid, a tooth) lands on the model's."""
-        warped = cv2.remap(self.faces[index], where[..., 0], where[..., 1], cv2.INTER_LINEAR,
+    def soft(self, image: np.ndarray) -> np.ndarray:
+        """What the optical flow compares: the face blurred by size/64, as uint8."""
+        return np.clip(cv2.GaussianBlur(image, (0, 0), self.size / 64) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+    def refined(self, index: int, where: np.ndarray, soft_face: np.ndarray) -> np.ndarray:
+        """`where` (an exemplar's map) moved by the optical flow from `soft_face` (the model's face, `soft`) to the
+        exemplar warped by it: what the landmarks leave misplaced (an iris, a lid, a tooth) lands on the model's."""
+        warped = cv2.remap(self.soft_faces[index], where[..., 0], where[..., 1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
-        soft = [np.clip(cv2.GaussianBlur(image, (0, 0), self.size / 64) * 255 + 0.5, 0, 255).astype(np.uint8)
-                for image in (face, warped)]
-        flow = self.flow.calc(*soft, None)  # face(x) ~ warped(x + flow(x))
+        flow = self.flow.calc(soft_face, warped, None)  # face(x) ~ warped(x + flow(x))
         reach = self.size * FLOW_REACH
         flow = np.clip(flow, -reach, reach) + self.pixels  # a wrong match on a smooth cheek moves little
-        return np.stack([cv2.remap(where[..., c], flow[..., 0], flow[..., 1], cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_REPLICATE) for c in range(2)], -1)
+        return cv2.remap(where, flow[..., 0], flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def region(self, points: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray]:
         """A soft mask of the polygon `points` (an eye, the mouth), grown a little, on its own box of the face."""
@@ -172,7 +174,8 @@ class Detail:
         weights = self.choose(landmarks, track)
         indices = list(weights)
         face = luma(swapped).astype(np.float32)
-        maps = [self.refined(index, where, face) for index, where in zip(indices, self.maps(indices, landmarks))]
+        soft_face = self.soft(face)
+        maps = [self.refined(index, where, soft_face) for index, where in zip(indices, self.maps(indices, landmarks))]
         parts = [cv2.remap(self.bands[index], where[..., 0], where[..., 1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=0) for index, where in zip(indices, maps)]
         mixed = sum(weights[index] * part for index, part in zip(indices, parts))
