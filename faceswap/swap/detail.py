@@ -71,10 +71,10 @@ class Detail:
         self.offset = np.zeros(self.features.shape[1], np.float32) if source_landmarks is None or \
             not len(source_landmarks) else self.features.mean(0) - \
             np.asarray(source_landmarks, np.float32).reshape(len(source_landmarks), -1).mean(0) / self.size
-        self.faces = np.stack([luma(image) / 255 for image in images])
-        self.bands = np.stack([band(face, self.size) for face in self.faces])
+        faces = np.stack([luma(image) / 255 for image in images])
+        self.bands = np.stack([band(face, self.size) for face in faces])
         self.flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-        self.soft_faces = np.stack([self.soft(face) for face in self.faces])
+        self.soft_faces = np.stack([self.soft(face) for face in faces])
         self.openings = openings(self.landmarks)
         self.border = border_points(self.size)
         self.points = np.concatenate([self.landmarks, np.broadcast_to(self.border, (len(images),) + self.border.shape)],

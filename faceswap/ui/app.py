@@ -288,4 +288,3 @@ def create_app(workspace: Path, slots: int = 1, token: str | None = None, host: 
                     middleware=[Middleware(guard.Guard, token=token, host=host)])
     app.state.ui, app.state.queue, app.state.workspace, app.state.token = ui, ui.queue, ws, token
     return app
-
