@@ -87,7 +87,11 @@ def use_tf32() -> None:
 
 
 def share_cpu_with_video() -> None:
-    """Once per process, before converting on the CPU (never in library code): torch gets half the cores, as
-    decoding, face finding and encoding run beside it and threads outnumbering the cores spin."""
+    """Once per process, before converting (never in library code): on the CPU torch gets half the cores, as
+    decoding, face finding and encoding run beside it and threads outnumbering the cores spin; OpenCV gets one
+    thread, as its own threads on a face's small images only wait on ours."""
+    import cv2
+
+    cv2.setNumThreads(1)
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))

@@ -83,10 +83,10 @@ def paste(frame: np.ndarray, face: np.ndarray, mask: np.ndarray, matrix: np.ndar
     """Warp `face` (float RGB, model space) and `mask` back through `matrix` (image -> model) into `frame`, and
     return it; the frame keeps its own pixels under `hands`; `grain(face, region, alpha)` adds noise
     (grain.Grain). Only the box the mask covers is touched, in uint8 with one cv2.blendLinear."""
-    ys, xs = np.nonzero(mask > 1 / 255)
-    if not len(xs):
+    x, y, w, h = cv2.boundingRect((mask > 1 / 255).view(np.uint8))
+    if not w:
         return frame
-    x0, y0, x1, y1 = align.source_box(matrix, (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), frame.shape, 2)
+    x0, y0, x1, y1 = align.source_box(matrix, (x, y, x + w, y + h), frame.shape, 2)
     if x1 <= x0 or y1 <= y0:
         return frame
     shifted = align.invert(matrix)

