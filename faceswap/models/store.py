@@ -145,11 +145,12 @@ def load_json(model_dir: Path, name: str, config: dict | None = None) -> dict:
         raise FaceswapError(f"{path}: damaged (not valid JSON){_backup_hint(path.parent)}") from None
 
 
-def load_weights(model: FaceSwapModel, model_dir: Path, config: dict) -> None:
-    """Fill `model` from the checkpoint's weights; a clear error when they do not fit its architecture."""
+def load_weights(model: FaceSwapModel, model_dir: Path, config: dict, assign: bool = False) -> None:
+    """Fill `model` from the checkpoint's weights (`assign`: take the loaded tensors themselves, for a model
+    built on the meta device); a clear error when they do not fit its architecture."""
     state = load_tensors(model_dir, WEIGHTS, config)
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(state, assign=assign)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[1:2] or [str(exc)]
         raise FaceswapError(f"{model_dir}: weights do not fit the architecture in config.json "
@@ -168,7 +169,9 @@ def arch_from_config(config: dict) -> ArchConfig:
 def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[FaceSwapModel, dict]:
     """The trained model (eval mode) and its config, for convert and evaluate; read under the checkpoint lock,
     so a training run saving into the folder meanwhile is seen before or after its save, never half-way."""
-    from faceswap.models.arch import build
+    import torch
+
+    from faceswap.models.arch import FaceSwapModel
 
     model_dir = Path(model_dir)
     reading = atomic.shared_or_exclusive(model_dir / CHECKPOINT_LOCK, shared=True) \
@@ -176,10 +179,11 @@ def load_model(model_dir: Path, device: str | torch.device = "cpu") -> tuple[Fac
     with reading:
         config = read_config(model_dir)
         try:
-            model = build(arch_from_config(config))
+            with torch.device("meta"):  # no memory and no random start: the weights are loaded over it
+                model = FaceSwapModel(arch_from_config(config))
         except ValueError as exc:
             raise FaceswapError(f"{model_dir}: {exc}") from None
-        load_weights(model, model_dir, config)
+        load_weights(model, model_dir, config, assign=True)
     return model.to(device).eval(), config
 
 

@@ -176,9 +176,10 @@ class Swapper:
         self.convert_config = ConvertConfig.resolve(settings, self.cfg)
         self.settings, self.side = self.convert_config.settings, self.convert_config.side
         self.device = torch.device(self.settings.device)
-        self.model = model.to(self.device, memory_format=torch.channels_last)
-        if self.convert_config.amp == torch.bfloat16:  # bf16 weights once, not autocast's casts of them every batch
-            self.model = self.model.to(torch.bfloat16)  # (a quarter faster on a CPU; bf16 keeps fp32's range)
+        del model.decoders["a" if self.side == "b" else "b"]  # not run: not converted below
+        # bf16 weights once, not autocast's casts of them every batch (a quarter faster on a CPU; the same output)
+        weights = torch.bfloat16 if self.convert_config.amp == torch.bfloat16 else torch.float32
+        self.model = model.to(self.device, weights, memory_format=torch.channels_last)
         self.size = self.cfg.out_size   # what it gives: the swapped face is composited at this size
         self.padding = float(self.model_config.get("padding", align.DEFAULT_PADDING))
         if self.device.type == "cuda":
