@@ -3,7 +3,7 @@ B->A, and evaluate each converted video (sharpness OUT/SRC and what a perfect mo
 would reach, identity, landmark error, seam, flicker) and the model (held-out SSIM at the output size).
 Prints the figures with the steps reached and the machine; writes report JSON and frame strips to --out.
 
-Usage: python bench/protocol.py [--model lite128] [--minutes 8 | --steps N] [--out DIR] [--name DIR] [--edge W]
+Usage: python bench/protocol.py [--model lite128] [--minutes 8 | --steps N] [--out DIR] [--name DIR] [--loss K=W]
 Budgets the README quotes: the CPU demo (lite128, 8), CPU 30 minutes, a GPU's 10 minutes (hd, --size 128).
 """
 import argparse
@@ -49,7 +49,7 @@ def main():
     parser.add_argument("--size", type=int)
     parser.add_argument("--minutes", type=float, default=8)
     parser.add_argument("--steps", type=int, help="train to this many steps instead: the same result on any machine")
-    parser.add_argument("--edge", type=float, default=0.0, help="weight of the gradient loss")
+    parser.add_argument("--loss", action="append", default=[], help="a loss weight, KEY=VALUE (edge=1, perceptual=0.2)")
     parser.add_argument("--crop", type=int, default=256, help="extract --size")
     parser.add_argument("--out", type=Path, default=Path("output/protocol"))
     parser.add_argument("--name", help="the model folder's name (default: model_MODEL_MINUTESmin)")
@@ -66,9 +66,10 @@ def main():
     model_dir = out / (args.name or f"model_{args.model}_{budget}")
     summary = train(facesets["a"], facesets["b"], model_dir, TrainSettings(
         model=args.model, size=args.size, minutes=None if args.steps else args.minutes, iterations=args.steps,
-        preview_every=500,
-        loss=replace(LossWeights(), edge=args.edge)), progress=False)
-    figures = {"machine": machine(), "model": args.model, "minutes": round(summary.seconds / 60, 1), "steps": summary.step,
+        preview_every=500, loss=replace(LossWeights(), **{k: float(v) for k, v in (p.split("=") for p in args.loss)})),
+        progress=False)
+    figures = {"machine": machine(), "model": args.model, "minutes": round(summary.seconds / 60, 1),
+               "steps": summary.step,
                "examples_per_s": round(summary.examples / max(summary.seconds, 1e-9), 1)}
     for direction, side in (("a2b", "a"), ("b2a", "b")):
         video = out / f"{model_dir.name}_{direction}.mp4"

@@ -30,6 +30,7 @@ class LossWeights:
     edge: float = 0.0          # L1 on image gradients (bench/quality.py: no better than 0 at the demo's budget)
     sparse: float = 0.0        # L1 on the encoder's code
     mse: float = 0.0           # squared error (what PCA minimises; the linear baseline's test uses it alone)
+    perceptual: float = 0.0    # FaceMesh's feature maps (models/facemesh.py; at the demo's budget no better)
 
 
 @dataclass
@@ -162,7 +163,7 @@ class TrainSettings(_Settings):
         "Start a new model's encoder and decoders from this base (made by faceswap pretrain); CLI: --from."))
     loss: LossWeights = Field(default_factory=LossWeights, json_schema_extra=PAIRS, description=(
         "A loss weight to change, KEY=VALUE (dssim, l1, mask, kl: for --latent vae, background, edge, sparse: an "
-        "L1 penalty on the code, mse); repeatable."))
+        "L1 penalty on the code, mse, perceptual: on FaceMesh's features); repeatable."))
     augment: dict[str, float] = Field(default_factory=dict, json_schema_extra=PAIRS, description=(
         "An augmentation to change from the architecture's defaults, KEY=VALUE (e.g. warp_share: the share of "
         "inputs given the random warp, lite: 0.5, others: 1); repeatable."))

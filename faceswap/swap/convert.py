@@ -252,7 +252,8 @@ class Swapper:
         scale = size / self.size
         swapped = cv2.resize(swapped, (size, size), interpolation=cv2.INTER_CUBIC)
         face_mask = cv2.resize(face_mask, (size, size), interpolation=cv2.INTER_LINEAR)
-        fine = job.fine if job.fine is not None else cv2.resize(job.original, (size, size), interpolation=cv2.INTER_CUBIC)
+        fine = job.fine if job.fine is not None else \
+            cv2.resize(job.original, (size, size), interpolation=cv2.INTER_CUBIC)
         shift = (scale - 1) / 2
         swapped = self.detail(swapped, fine, job.landmarks * scale + shift, face_mask, job.track)
         matrix = resized(job.matrix, scale)

@@ -184,8 +184,8 @@ class Detail:
         face = luma(swapped).astype(np.float32)
         soft_face = self.soft(face)
         maps = [self.refined(index, where, soft_face) for index, where in zip(indices, self.maps(indices, landmarks))]
-        parts = [cv2.remap(self.bands[index], where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                 for index, where in zip(indices, maps)]
+        parts = [cv2.remap(self.bands[index], where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=0) for index, where in zip(indices, maps)]
         mixed = sum(weights[index] * part for index, part in zip(indices, parts))
         # eyes and mouth are left to the model where an exemplar's opening differs
         differ = np.clip((np.abs(self.openings[indices] - openings(landmarks)) - 0.04) / 0.06, 0, 1)

@@ -1,10 +1,13 @@
 """The training loss: weighted DSSIM + L1 on the face (eyes and mouth weighted up), plus mask and KL terms."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 from faceswap.metrics import masked_mean, ssim_map
+from faceswap.models import facemesh
 from faceswap.models.arch import SideOutput
 from faceswap.settings import LossWeights
 
@@ -21,6 +24,8 @@ def side_loss(out: SideOutput, batch, weights: LossWeights) -> torch.Tensor:
         loss = loss + weights.mse * masked_mean((rgb.float() - target) ** 2, pixel_weights)
     if weights.edge:
         loss = loss + weights.edge * edge_loss(rgb.float(), target, pixel_weights)
+    if weights.perceptual:
+        loss = loss + weights.perceptual * facemesh.perceptual_loss(_mesh(rgb.device), rgb, target)
     if mask_out is not None and weights.mask:
         loss = loss + weights.mask * F.mse_loss(mask_out.float(), face)
     if kl is not None and weights.kl:
@@ -35,3 +40,8 @@ def edge_loss(rgb, target, pixel_weights) -> torch.Tensor:
     dx = (rgb.diff(dim=3) - target.diff(dim=3)).abs()
     dy = (rgb.diff(dim=2) - target.diff(dim=2)).abs()
     return (masked_mean(dx, pixel_weights[..., :, 1:]) + masked_mean(dy, pixel_weights[..., 1:, :])) / 2
+
+
+@functools.cache
+def _mesh(device: torch.device) -> facemesh.FaceMesh:
+    return facemesh.FaceMesh().to(device)
