@@ -86,6 +86,12 @@ def use_tf32() -> None:
     torch.backends.cudnn.allow_tf32 = True
 
 
+def encoder_threads() -> int:
+    """Threads for convert's video encoder: one on a machine of two cores, which decoding, face finding and
+    the model fill already (x264's frame threads only wait there); elsewhere the encoder's own choice (0)."""
+    return 1 if (os.cpu_count() or 2) <= 2 else 0
+
+
 def share_cpu_with_video() -> None:
     """Once per process, before converting (never in library code): on the CPU torch gets half the cores, as
     decoding, face finding and encoding run beside it and threads outnumbering the cores spin; OpenCV gets one

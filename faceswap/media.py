@@ -349,7 +349,7 @@ class VideoWriter(atomic.Committing):
     def __init__(self, path: Path, fps: Fraction = Fraction(25), time_base: Fraction | None = None,
                  codec: str = "libx264", crf: int = 18, preset: str = "fast", tune: str | None = None,
                  audio_from: Path | None = None, metadata: dict | None = None, pix_fmt: str = "yuv420p",
-                 seal=None):
+                 seal=None, threads: int = 0):
         self.path = Path(path)
         self.seal = seal  # a credentials.Sealer: content credentials go into the finished file before its rename
         if self.path.is_dir():
@@ -360,6 +360,7 @@ class VideoWriter(atomic.Committing):
         # Without a source time base, pick one in which a frame lasts a whole number of ticks.
         self.time_base = time_base or Fraction(1, self.fps.numerator * -(-10000 // self.fps.numerator))
         self.codec, self.crf, self.preset, self.tune, self.pix_fmt = codec, crf, preset, tune, pix_fmt
+        self.threads = threads  # the encoder's threads; 0: its own choice
         self.audio_from = Path(audio_from) if audio_from else None
         self.metadata = {"comment": f"made by {outputs.VIDEO_MARK}", **(metadata or {})}  # marks it as faceswap's own
         self.partial = atomic.partial_path(self.path)
@@ -396,7 +397,7 @@ class VideoWriter(atomic.Committing):
             if self.path.suffix.lower() in (".mp4", ".mov"):  # the tag Apple's players need
                 stream.codec_context.codec_tag = "hvc1"
         stream.options = options
-        stream.codec_context.thread_count = 0
+        stream.codec_context.thread_count = self.threads
         self.stream = stream
         if self.audio_from is not None:
             try:

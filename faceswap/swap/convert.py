@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from faceswap import __version__, align, atomic, credentials, faceset, media, outputs, threads
-from faceswap.device import PRECISIONS, autocast_dtype, use_tf32
+from faceswap.device import PRECISIONS, autocast_dtype, encoder_threads, use_tf32
 from faceswap.credentials import manifest_path
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face, FaceCounts, finder_for, keyframes
@@ -296,7 +296,7 @@ def _convert(source, info, model_dir, output, settings, alignments, progress, sw
                 "description": SYNTHETIC_NOTE.format(version=__version__)}
     writer = media.open_writer(output, like=info, audio_from=source, codec=settings.codec, crf=settings.crf,
                                preset=settings.preset, tune="grain" if settings.grain == "auto" else None,
-                               metadata=metadata, seal=seal) \
+                               metadata=metadata, seal=seal, threads=encoder_threads()) \
         if output.suffix else media.open_writer(output, like=info, seal=seal)
     summary = ConvertSummary(output=str(output))
     bar = tqdm(total=info.frames, desc=f"convert {source.name}", unit="frame", disable=not progress, leave=False)
