@@ -1,6 +1,6 @@
 """MediaPipe's FaceMesh network (`face_landmark.tflite`, the model extract already fetches) rebuilt in torch from
 the file's own graph and weights, for a perceptual loss: its feature maps respond to where lids, irises, lips
-and brows are, which an L1 on pixels weighs no more than a cheek's shade. Frozen; input RGB in [0, 1], 192 px.
+and brows are, which an L1 on pixels weighs no more than a cheek's shade. Frozen; input RGB in [0, 1].
 
 The graph is read with LiteRT's interpreter (ops in order, constant tensors); op options the interpreter does
 not expose (strides, padding) follow from the tensors' shapes. `test_facemesh` checks every layer against
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceswap import assets
-from faceswap.faces.litert import MESH_FILE, MESH_SIZE
+from faceswap.faces.litert import MESH_FILE
 
 KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "PRELU", "ADD", "MAX_POOL_2D", "PAD")
 
@@ -46,7 +46,7 @@ class FaceMesh(nn.Module):
         model = interpreter()
         tensors = {t["index"]: t for t in model.get_tensor_details()}
         self.input = model.get_input_details()[0]["index"]
-        self.steps: list[tuple] = []  # (kind, input indices, output index, options)
+        self.steps: list[tuple] = []  # (kind, op number, input tensor indices, output index, options)
         for n, op in enumerate(model._get_ops_details()):
             kind, ins, out = op["op_name"], [int(i) for i in op["inputs"] if i >= 0], int(op["outputs"][0])
             if kind not in KINDS:
