@@ -3,14 +3,13 @@ the file's own graph and weights, for a perceptual loss: its feature maps respon
 and brows are, which an L1 on pixels weighs no more than a cheek's shade. Frozen; input RGB in [0, 1].
 
 The graph is read with LiteRT's interpreter (ops in order, constant tensors); op options the interpreter does
-not expose (strides, padding) follow from the tensors' shapes. `test_facemesh` checks every layer against
+not expose (strides, padding) follow from the tensors' shapes. `tests/test_facemesh.py` checks every layer against
 LiteRT on a real face.
 """
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -118,10 +117,3 @@ def perceptual_loss(net: FaceMesh, rgb: torch.Tensor, target: torch.Tensor) -> t
         losses.append((mine.float() - theirs.float()).abs().mean() / (theirs.float().abs().mean() + 1e-3))
     return sum(losses) / len(losses)
 
-
-def reference(model, image: np.ndarray) -> dict[int, np.ndarray]:
-    """LiteRT's own value of every tensor for one uint8 192 x 192 RGB image (NHWC, as the file holds them)."""
-    model.set_tensor(model.get_input_details()[0]["index"], (image[None] / 255).astype(np.float32))
-    model.invoke()
-    return {t["index"]: model.get_tensor(t["index"]) for t in model.get_tensor_details()
-            if len(t["shape"]) == 4 and t["shape"][0] == 1}

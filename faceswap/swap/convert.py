@@ -254,8 +254,8 @@ class Swapper:
         face_mask = cv2.resize(face_mask, (size, size), interpolation=cv2.INTER_LINEAR)
         fine = job.fine if job.fine is not None else \
             cv2.resize(job.original, (size, size), interpolation=cv2.INTER_CUBIC)
-        shift = (scale - 1) / 2
-        swapped = self.detail(swapped, fine, job.landmarks * scale + shift, face_mask, job.track)
+        landmarks = align.transform_points(job.landmarks, resized(np.eye(2, 3), scale))  # where resize puts them
+        swapped = self.detail(swapped, fine, landmarks, face_mask, job.track)
         matrix = resized(job.matrix, scale)
         if face_px * SHRINK < size:
             shown = int(np.ceil(face_px))
