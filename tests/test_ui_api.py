@@ -125,6 +125,20 @@ def test_cancel_saves_the_checkpoint(workspace):
         wait_for(lambda: queue.get(job["id"])["status"] in ("cancelled", "interrupted"), 120)
 
 
+def test_jobs_of_a_queue_started_with_sigint_ignored_still_take_cancel(tmp_path):
+    """A shell's background job starts with SIGINT ignored, and a child inherits that until it sets its own
+    handler: the queue's jobs must not, or a Cancel sent while one is starting is lost."""
+    import subprocess
+    import sys
+
+    code = ("import subprocess, sys; from faceswap.ui.jobs import JobQueue; JobQueue(sys.argv[1]); "
+            "print(subprocess.run([sys.executable, '-c', 'import signal; print(signal.getsignal(signal.SIGINT))'], "
+            "capture_output=True, text=True).stdout)")
+    ignored = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert "default_int_handler" in ignored.stdout, ignored.stdout + ignored.stderr
+
+
 def test_faces_removed_from_a_set_and_a_preview(workspace):
     with page(workspace) as client:
         before = client.get("/api/faceset", params={"path": "facesets/b"}).json()

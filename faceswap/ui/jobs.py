@@ -32,6 +32,10 @@ class JobQueue:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.processes: dict[str, subprocess.Popen] = {}
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+            # children inherit an ignored SIGINT (a shell's background job starts so) until their imports are done:
+            # a Cancel in those seconds would be lost
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         self.jobs: list[dict] = self._load()
         self.version = 0
         self.worker = threading.Thread(target=self._work, daemon=True, name="ui-jobs")
