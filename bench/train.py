@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from common import sample
@@ -82,9 +83,12 @@ def run_model(name: str, facesets, steps: int, precision: str, tmp: Path) -> dic
             for data in (naive.data_a, naive.data_b):
                 points = align.transform_points(data.landmarks[0], data.centre_matrix())
                 mask = hull_mask(points, (data.model_size,) * 2)
-                picks = rng.integers(0, len(data), naive.batch_size)
-                out.append(to_tensors(*zip(*(naive_example(data.images[i], mask, data.model_size, rng)
-                                             for i in picks))))
+                picks = rng.integers(0, len(data), naive.train_config.batch_size)
+                examples = [naive_example(data.images[i], mask, data.model_size, rng) for i in picks]
+                # a model with a smaller input (lite128) is given its warped face at that size
+                examples = [(cv2.resize(w, (data.input_size,) * 2, interpolation=cv2.INTER_AREA), *rest)
+                            for w, *rest in examples]
+                out.append(to_tensors(*zip(*examples)))
             yield out
 
     naive_rate = measure(naive, naive_batches(), steps)
