@@ -111,6 +111,18 @@ def test_hevc_mov_variable_frame_rate_input(sample_b, small_model, tmp_path, mak
     assert_same_timing(mov, out)
 
 
+def test_decoding_once_writes_what_decoding_twice_writes(sample_b, small_model, tmp_path, monkeypatch):
+    """Small frames travel from the face pass to the swap pass; large ones are decoded again: the same output."""
+    from faceswap.swap import convert as convert_module
+
+    once = convert(sample_b, small_model, tmp_path / "once", progress=False)
+    monkeypatch.setattr(convert_module, "HELD_BYTES", 0)  # as for a clip too large to hold
+    twice = convert(sample_b, small_model, tmp_path / "twice", progress=False)
+    assert once.frames == twice.frames == 72 and once.faces == twice.faces
+    for a, b in zip(media.read_frames(tmp_path / "once"), media.read_frames(tmp_path / "twice"), strict=True):
+        assert np.array_equal(a.image, b.image)
+
+
 def test_alignments_from_extract_are_used(sample_b, small_model, tmp_path):
     from faceswap.extract import extract
 

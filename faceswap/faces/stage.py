@@ -26,11 +26,15 @@ class FrameRef:
     pts: float
     shape: tuple
     hands: tuple = ()
-    image: object = None  # kept only while the stage needs it (to tell who a face is)
+    frame: object = None  # the decoded frame, kept only where needed: to tell who a face is, or to swap it
 
     @classmethod
-    def of(cls, frame, hands=(), keep_image: bool = False) -> FrameRef:
-        return cls(frame.index, frame.pts, frame.image.shape, tuple(hands), frame.image if keep_image else None)
+    def of(cls, frame, hands=(), keep: bool = False) -> FrameRef:
+        return cls(frame.index, frame.pts, frame.image.shape, tuple(hands), frame if keep else None)
+
+    @property
+    def image(self):
+        return None if self.frame is None else self.frame.image
 
 
 class TrackChooser:

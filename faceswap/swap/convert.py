@@ -1,9 +1,10 @@
 """`faceswap convert`: swap faces in a video or image folder, keeping every frame's timing and the audio.
 
 Two passes over the input. The first finds faces (or reads them from an extract alignments file),
-tracks and smooths them, and bridges short gaps inside a track. The second decodes again (decoding
-is cheap next to everything else), runs the faces through the model in batches and composites them;
-a reader thread decodes ahead and a writer thread encodes behind, so the three overlap. Memory holds
+tracks and smooths them, and bridges short gaps inside a track. The second runs the faces through the
+model in batches and composites them; the first runs ahead in a thread and a writer thread encodes
+behind, so the three overlap. Frames up to 720p are decoded once and handed from the first pass to the
+second (memory holds `HELD_FRAMES` of them); larger ones are decoded again by the second, so memory holds
 a batch of frames plus a few hundred bytes of landmarks per face per frame.
 """
 from __future__ import annotations
@@ -36,6 +37,9 @@ from faceswap.swap import blend, color, detail, grain
 
 log = logging.getLogger(__name__)
 SHRINK = 1.5  # paste's bicubic warp shrinks a face this much without sparkle; more is area-averaged first
+# frames in flight when decoded once (the face pass's queue and look-back, the model's batch, the encoder's
+# queue), and the memory they may take: 720p is decoded once, 1080p twice
+HELD_FRAMES, HELD_BYTES = 150, 512 << 20
 SYNTHETIC_NOTE = "Synthetic media: one or more faces in this video were replaced by faceswap {version} (AI face swap)."
 
 
@@ -82,11 +86,11 @@ def faces_from_alignments(path: Path, info: media.MediaInfo, force: bool = False
 
 
 def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, list[Face]] | None = None,
-                   frames: list | None = None) -> Iterator:
+                   frames: list | None = None, keep_frames: bool = False) -> Iterator:
     """(frame ref, faces to swap) for every frame, in order: found (key frames measured and the frames between
     interpolated where faces barely move, arrivals followed back) or read from an alignments file, with the
     hands over them, then made final by the face stage (bridged and chosen). `frames`: only these, each on
-    its own (a preview)."""
+    its own (a preview). `keep_frames`: each ref carries its decoded frame, for the swap pass."""
     # photos (an image folder, unless settings.sequence) are each searched on their own: no tracking,
     # smoothing or bridging from one photo into an unrelated next one
     consecutive = frames is None and (settings.sequence or not media.is_image_folder(source))
@@ -98,7 +102,7 @@ def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, lis
         found = ((frame, list(known.get(frame.index, [])), True) for frame in frames)
     hand_finder = HandFinder() if settings.occlusion in ("auto", "hands") else None
     identity = filters_for(settings)
-    keep = bool(identity)  # the stage tells who a face is from the frame's image
+    keep = bool(identity) or keep_frames  # the stage tells who a face is from the frame's image
 
     def refs():
         """Each frame with the hands over its faces. While hands are followed, every other frame gets them
@@ -106,7 +110,7 @@ def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, lis
         held = None
         for frame, faces, measured in found:
             if hand_finder is None:
-                yield FrameRef.of(frame, keep_image=keep), faces, measured
+                yield FrameRef.of(frame, keep=keep), faces, measured
                 continue
             if consecutive and held is None and faces and hand_finder.tracked and not hand_finder.search_due():
                 held = (frame, faces, measured, list(hand_finder.tracked))
@@ -121,7 +125,7 @@ def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, lis
 
     stage = FaceStage.of(settings, consecutive, tracked=known is not None, identity=identity)
     for ref, faces, _ in stage.run(refs()):
-        yield dataclasses.replace(ref, image=None), faces
+        yield ref if keep_frames else dataclasses.replace(ref, frame=None), faces
     if stage.bridged:
         log.info("bridged %d lost faces inside tracks", stage.bridged)
 
@@ -300,15 +304,12 @@ def _convert(source, info, model_dir, output, settings, alignments, progress, sw
         if output.suffix else media.open_writer(output, like=info, seal=seal)
     summary = ConvertSummary(output=str(output))
     bar = tqdm(total=info.frames, desc=f"convert {source.name}", unit="frame", disable=not progress, leave=False)
-    faces = threads.run_ahead(faces_in_order(source, settings, known), 64)  # pass 1, ahead of the swap
+    frames = frames_with_faces(source, info, settings, known)
     try:
         with threads.Behind(lambda item: writer.write_frame(*item), 32) as writing:
             pending: list = []  # (frame, [FaceJob]) awaiting the model
             queued_faces = 0
-            for frame in threads.run_ahead(media.read_frames(source)):
-                ref, found = next(faces, (None, []))
-                if ref is None or ref.index != frame.index:
-                    raise FaceswapError(f"{source}: the face pass and the swap pass decoded different frames")
+            for frame, ref, found in frames:
                 jobs = [swapper.prepare(frame.image, face, [h for h in ref.hands if near(h, face)]) for face in found]
                 pending.append((frame, jobs))
                 queued_faces += len(jobs)
@@ -321,11 +322,33 @@ def _convert(source, info, model_dir, output, settings, alignments, progress, sw
         writer.abort()
         raise
     finally:
-        faces.close()
+        frames.close()
         bar.close()
     summary.seconds = time.perf_counter() - started
     write_manifest(source, model_dir, output, settings, swapper.model_config, summary, alignments, facts)
     return summary
+
+
+def frames_with_faces(source: Path, info: media.MediaInfo, settings: ConvertSettings,
+                      known: dict[int, list[Face]] | None) -> Iterator[tuple]:
+    """(frame, its ref, its faces to swap) in order, the face pass running ahead in a thread. A video's frames are
+    decoded once and handed on where they are small enough to hold `HELD_FRAMES` of; larger ones, and photos,
+    are decoded again for the swap, so only their faces wait between the passes."""
+    once = not media.is_image_folder(source) and info.width * info.height * 3 * HELD_FRAMES <= HELD_BYTES
+    faces = threads.run_ahead(faces_in_order(source, settings, known, keep_frames=once), 64)
+    decoded = None if once else threads.run_ahead(media.read_frames(source))
+    try:
+        for ref, found in faces:
+            frame = ref.frame if once else next(decoded, None)
+            if frame is None or frame.index != ref.index:
+                raise FaceswapError(f"{source}: the face pass and the swap pass decoded different frames")
+            yield frame, ref, found
+        if decoded is not None and next(decoded, None) is not None:
+            raise FaceswapError(f"{source}: the swap pass decoded more frames than the face pass")
+    finally:
+        faces.close()
+        if decoded is not None:
+            decoded.close()
 
 
 def preview_frame(source: Path, index: int, swapper: Swapper) -> tuple[np.ndarray, np.ndarray, int]:
