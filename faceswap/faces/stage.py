@@ -21,7 +21,8 @@ from faceswap.faces.keyframes import lerp
 
 @dataclass(frozen=True)
 class FrameRef:
-    """A frame without its image, where only the faces are wanted, and the hands found in it (21 x 2 points)."""
+    """A frame's place (index, time, shape) and the hands found in it (21 x 2 points); the decoded frame itself
+    only where it is kept (`of(..., keep=True)`)."""
     index: int
     pts: float
     shape: tuple

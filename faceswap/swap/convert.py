@@ -102,7 +102,8 @@ def faces_in_order(source: Path, settings: ConvertSettings, known: dict[int, lis
         found = ((frame, list(known.get(frame.index, [])), True) for frame in frames)
     hand_finder = HandFinder() if settings.occlusion in ("auto", "hands") else None
     identity = filters_for(settings)
-    keep = bool(identity) or keep_frames  # the stage tells who a face is from the frame's image
+    # the stage tells who a face is from the frame's image; the swap pass may take the frame itself
+    keep = bool(identity) or keep_frames
 
     def refs():
         """Each frame with the hands over its faces. While hands are followed, every other frame gets them
