@@ -127,9 +127,14 @@ def fetch_samples() -> list[Path]:
     return fetch(SAMPLES_WHEEL, samples_dir())
 
 
+def expected_sha256(name: str) -> str:
+    """The sha256 a face-model file must have."""
+    return next(sha for wheel in MODEL_WHEELS for m, sha in wheel.members.items() if m.endswith("/" + name))
+
+
 def model_file(name: str) -> Path:
     """Path of a verified face-model file; a clear error if it is missing or altered."""
-    expected = next(sha for wheel in MODEL_WHEELS for m, sha in wheel.members.items() if m.endswith("/" + name))
+    expected = expected_sha256(name)
     path = models_dir() / name
     if not path.is_file():
         raise FaceswapError(f"face model {name} not found in {models_dir()}; run: faceswap models fetch")

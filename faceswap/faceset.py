@@ -5,12 +5,15 @@ Layout of a face set folder:
                        per frame processed, faceless ones too ("interpolated": true where landmarks were interpolated)
     faces/             <source>_<frame>_<n>.png, each with an iTXt chunk "faceswap" holding its face record
     faceset.json       written last, when extraction completed: counts and settings
+    hands.json         the hands over each crop, found by the first training that needed them and kept for the
+                       next: {"finder": which hand finder, "hands": {crop content digest: [21 x 2 points, ...]}}
 
 JSON only (no pickle). Lines are appended and flushed as frames finish, so an interrupted extract
 resumes after the last whole line; a torn last line is dropped on reopen.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +30,7 @@ SCHEMA = "faceswap.alignments"
 VERSION = 1
 ALIGNMENTS = "alignments.jsonl"
 SUMMARY = "faceset.json"
+HANDS = "hands.json"
 FACES = "faces"
 PNG_KEY = "faceswap"
 FACE_KEYS = {"bbox": list, "score": (int, float), "landmarks": list, "matrix": list, "track": int,
@@ -183,6 +187,35 @@ class AlignmentsWriter:
     def close(self) -> None:
         self.sync()
         self.handle.close()
+
+
+def set_of(crop: Path) -> Path:
+    """The face set folder a crop belongs to (its faces/ folder's parent; a bare folder of crops itself)."""
+    return crop.parent.parent if crop.parent.name == FACES else crop.parent
+
+
+def crop_digest(data: bytes) -> str:
+    """What a crop is known by in hands.json: its bytes' digest, so a changed or copied crop is never mistaken."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def read_crop_hands(folder: Path, finder: str) -> dict[str, list]:
+    """hands.json's table when the same hand finder wrote it; else empty (unreadable or stale: found again)."""
+    try:
+        kept = json.loads((Path(folder) / HANDS).read_text())
+        return dict(kept["hands"]) if kept.get("finder") == finder else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def write_crop_hands(folder: Path, finder: str, table: dict[str, list]) -> None:
+    """Keep a face set's hands for the next training: only in a face set that extract made (never in a bare
+    folder of someone's crops), and quietly not where the folder is read-only."""
+    folder = Path(folder)
+    if (folder / SUMMARY).is_file():
+        with contextlib.suppress(OSError):
+            atomic.write_bytes(folder / HANDS, json.dumps({"finder": finder, "hands": table},
+                                                          separators=(",", ":")).encode())
 
 
 def face_entries(folder: Path) -> Iterator[tuple[Path, dict]]:

@@ -21,7 +21,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def read_image(path: Path) -> np.ndarray:
-    data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode: unicode paths work
+    return decode_image(np.fromfile(str(path), dtype=np.uint8), path)  # np.fromfile + imdecode: unicode paths work
+
+
+def decode_image(data, path: Path) -> np.ndarray:
+    """RGB pixels of an image file's bytes (`path` names it in the error)."""
+    data = np.frombuffer(data, np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise FaceswapError(f"{path}: not a readable image")

@@ -32,7 +32,7 @@ def test_linear_autoencoder_reaches_pca_error(facesets):
         loss.backward()
         return loss
 
-    for _ in range(12):
+    for _ in range(8):  # within 0.5 % of PCA's error after 8 on the sample crops; the bar is 3 %
         optimizer.step(closure)
     ae_error = float(closure().detach())
     variance = float((x ** 2).mean())

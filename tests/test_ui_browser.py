@@ -72,7 +72,7 @@ def test_project_training_and_convert_in_a_browser(server, tmp_path):
         page.click("nav button[data-view=training]")
         page.select_option("#train-a", "facesets/a")
         page.select_option("#train-b", "facesets/b")
-        page.fill("#train-iterations", "60")
+        page.fill("#train-iterations", "20")
         page.fill("#train-preview-every", "10")
         page.click("#train-start")
         preview = page.locator("#train-preview")

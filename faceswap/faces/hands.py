@@ -29,11 +29,17 @@ def _direction(a, b) -> float:
 
 class HandFinder:
     """Hands (21 x 2 points in image pixels each) near the given faces, tracked across calls in a video."""
+    VERSION = 1  # raised when what it finds changes (not the model files: `identity` names those)
 
     def __init__(self):
         assets.model_file(PALM_FILE)  # fail early, with the fixing command, if missing or altered
         assets.model_file(HAND_FILE)
         self.reset()
+
+    @property
+    def identity(self) -> str:
+        """Which finder this is, for hands kept from an earlier run: its version and its models' sha256."""
+        return f"{self.VERSION}:{assets.expected_sha256(PALM_FILE)[:12]}:{assets.expected_sha256(HAND_FILE)[:12]}"
 
     def reset(self) -> None:
         self.tracked, self.since_detect = [], 10 ** 6

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from faceswap import align, faceset, masks
-from faceswap.images import read_image
+from faceswap.images import decode_image, read_image
 from faceswap.errors import FaceswapError
 from faceswap.faces import Face
 from faceswap.faces.hands import HandFinder
@@ -27,13 +27,38 @@ MIN_FACES = 32
 HAND_REACH = 4  # faces (in frame order) either side of one with a hand that exemplars leave out
 
 
+class CropHands:
+    """The hands over each crop (left out of the loss), found once a face set: kept in its hands.json by crop
+    content, so the next training, a resume included, reads them instead of running the finder on every crop."""
+
+    def __init__(self, folders):
+        self.finder = HandFinder()
+        self.tables = {folder: faceset.read_crop_hands(folder, self.finder.identity) for folder in folders}
+        self.found_in: set = set()  # the folders whose table grew
+
+    def over(self, path, data, crop: np.ndarray, landmarks: np.ndarray) -> list[np.ndarray]:
+        """The hands over one crop (its file's bytes, pixels and landmarks in crop pixels), in crop pixels."""
+        folder, digest = faceset.set_of(path), faceset.crop_digest(data)
+        table = self.tables[folder]
+        if digest not in table:
+            face = Face(bbox=np.concatenate([landmarks.min(0), landmarks.max(0)]), score=1.0, landmarks=landmarks)
+            # rounded as kept, so a run that finds them trains as one that reads them
+            table[digest] = [np.round(h, 2).tolist() for h in self.finder(crop, [face], video=False)]
+            self.found_in.add(folder)
+        return [np.asarray(h, np.float64) for h in table[digest]]
+
+    def keep(self) -> None:
+        for folder in self.found_in:
+            faceset.write_crop_hands(folder, self.finder.identity, self.tables[folder])
+
+
 class FaceData:
     """One identity's crops, resized to the work size (model size / coverage), with crop-space landmarks."""
 
     def __init__(self, folder, model_size: int, coverage: float, holdout: float = 0.1, label: str = "A",
                  occlusion: bool = True, input_size: int | None = None, only: list[str] | None = None):
         """`model_size`: the model's output side; `input_size`: its input side where smaller. `occlusion`: find the
-        hands over each face once, on its crops (left out of the loss). `only`: just these crops, all held out."""
+        hands over each crop (left out of the loss; kept in the face set). `only`: just these crops, all held out."""
         folders = list(folder) if isinstance(folder, (list, tuple)) else [folder]  # several: pooled (pretrain)
         entries = [entry for one in folders for entry in faceset.face_entries(one)]
         folder = ", ".join(map(str, folders))
@@ -69,26 +94,27 @@ class FaceData:
         crop_px = min(int(meta.get("size", 256)) for _, meta in entries) * coverage
         self.detail_size = max(model_size, min(2 * model_size, int(crop_px) // 16 * 16))
         self.holdout_files = [p.name for p, _ in held_entries]
-        hand_finder = HandFinder() if occlusion else None
-        self.images, self.landmarks, self.hands = self._load(self.entries, hand_finder)
-        self.holdout_images, self.holdout_landmarks, self.holdout_hands = self._load(held_entries, hand_finder)
+        hands = CropHands({faceset.set_of(path) for path, _ in entries}) if occlusion else None
+        self.images, self.landmarks, self.hands = self._load(self.entries, hands)
+        self.holdout_images, self.holdout_landmarks, self.holdout_hands = self._load(held_entries, hands)
+        if hands is not None:
+            hands.keep()
 
-    def _load(self, entries, hand_finder):
+    def _load(self, entries, crop_hands: CropHands | None):
         """Crops at work size, their landmarks, and {index: hands (21 x 2 points each)} in work-size pixels."""
         images = np.zeros((len(entries), self.work, self.work, 3), np.uint8)
         points = np.zeros((len(entries), 68, 2), np.float32)
         hands = {}
         for i, (path, meta) in enumerate(entries):
-            crop = read_image(path)
+            data = np.fromfile(str(path), np.uint8)
+            crop = decode_image(data, path)
             size = crop.shape[0]
             images[i] = cv2.resize(crop, (self.work, self.work), interpolation=cv2.INTER_AREA)
             matrix = align.crop_matrix(meta["matrix"], size, meta.get("padding", align.DEFAULT_PADDING))
             landmarks = align.transform_points(meta["landmarks"], matrix)
             points[i] = landmarks * self.work / size
-            if hand_finder is not None:
-                face = Face(bbox=np.concatenate([landmarks.min(0), landmarks.max(0)]), score=1.0, landmarks=landmarks)
-                if found := hand_finder(crop, [face], video=False):
-                    hands[i] = [h * self.work / size for h in found]
+            if crop_hands is not None and (found := crop_hands.over(path, data, crop, landmarks)):
+                hands[i] = [h * self.work / size for h in found]
         return images, points, hands
 
     def occlusion(self, hands: list | None, matrix: np.ndarray) -> np.ndarray | None:
