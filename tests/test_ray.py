@@ -44,7 +44,7 @@ def stop(node: subprocess.Popen) -> None:
     if node.poll() is None:
         node.terminate()  # the leader alone: with its whole group at once it waits on a drain nobody answers
         try:
-            node.wait(timeout=30)
+            node.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
     try:

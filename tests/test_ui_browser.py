@@ -72,8 +72,8 @@ def test_project_training_and_convert_in_a_browser(server, tmp_path):
         page.click("nav button[data-view=training]")
         page.select_option("#train-a", "facesets/a")
         page.select_option("#train-b", "facesets/b")
-        page.fill("#train-iterations", "20")
-        page.fill("#train-preview-every", "10")
+        page.fill("#train-iterations", "10")
+        page.fill("#train-preview-every", "5")
         page.click("#train-start")
         preview = page.locator("#train-preview")
         page.wait_for_function("document.getElementById('train-preview').src.includes('preview.png')",
