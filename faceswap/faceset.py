@@ -200,12 +200,22 @@ def crop_digest(data: bytes) -> str:
 
 
 def read_crop_hands(folder: Path, finder: str) -> dict[str, list]:
-    """hands.json's table when the same hand finder wrote it; else empty (unreadable or stale: found again)."""
+    """hands.json's table when the same hand finder wrote it, less any entry that is not a list of 21 x 2 finite
+    points; else empty (unreadable or stale: found again)."""
     try:
         kept = json.loads((Path(folder) / HANDS).read_text())
-        return dict(kept["hands"]) if kept.get("finder") == finder else {}
+        return {digest: hands for digest, hands in kept["hands"].items() if _points(hands)} \
+            if kept.get("finder") == finder else {}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
+
+
+def _points(hands) -> bool:
+    try:
+        return isinstance(hands, list) and all(np.isfinite(h).all() and np.shape(h) == (21, 2)
+                                               for h in map(np.asarray, hands))
+    except TypeError:  # not numbers
+        return False
 
 
 def write_crop_hands(folder: Path, finder: str, table: dict[str, list]) -> None:

@@ -214,9 +214,9 @@ def test_interrupted_pipeline_train_is_marked_and_resumes(facesets, tmp_path):
 # -- 9. loss.csv keeps its history through kill -9 ----------------------------------------------------
 def test_loss_history_survives_kill_9(facesets, tmp_path):
     model_dir = tmp_path / "m"
-    process = start_cli("-q", "train", *facesets, "-m", model_dir, "--iterations", "100000", "--save-every", "10",
+    process = start_cli("-q", "train", *facesets, "-m", model_dir, "--iterations", "100000", "--save-every", "5",
                         "--data-workers", "0")
-    wait_for_step(model_dir, 20)  # two saves: the rows after the second are lost with the process
+    wait_for_step(model_dir, 10)  # two saves: the rows after the second are lost with the process
     process.kill()
     process.wait()
     saved = store.read_config(model_dir)["step"]

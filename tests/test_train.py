@@ -253,19 +253,25 @@ def test_hands_and_synthetic_occluders_are_left_out_of_the_loss(facesets):
 
 def test_hands_are_found_once_a_face_set_and_found_again_for_a_changed_crop(facesets, tmp_path):
     """The first training finds the hands over every crop and keeps them in the face set; the next reads them
-    (the same hands, without the finder), a crop whose bytes changed is looked at again, and a bare folder of
-    crops, or a face set where it cannot be written, is left as it was."""
+    (the same hands, without the finder); a damaged entry, or a crop whose bytes changed, is looked at again; and
+    a bare folder of crops, or a face set where it cannot be written, is left as it was."""
     folder = tmp_path / "a"
     shutil.copytree(facesets[0], folder)
     (folder / faceset.HANDS).unlink(missing_ok=True)
+    for crop in (folder / faceset.FACES).glob("*.png"):  # her frames 40 to 140 (her hand comes up at 60)
+        if not 40 <= int(crop.stem.split("_")[-2]) < 140:
+            crop.unlink()
     found = FaceData(folder, 64, 0.625)
     kept = json.loads((folder / faceset.HANDS).read_text())
-    assert len(kept["hands"]) == len(found) + len(found.holdout_images)
-    assert sum(map(bool, kept["hands"].values())) == len(found.hands) + len(found.holdout_hands) > 40
+    assert len(kept["hands"]) == len(found) + len(found.holdout_images) == 50
+    assert sum(map(bool, kept["hands"].values())) == len(found.hands) + len(found.holdout_hands) > 10
     with_hand = found.entries[min(found.hands)][0]
     kept["hands"] = {digest: [] for digest in kept["hands"]}  # the finder is not asked again: its answer is read
     (folder / faceset.HANDS).write_text(json.dumps(kept))
     assert not FaceData(folder, 64, 0.625).hands
+    kept["hands"][faceset.crop_digest(with_hand.read_bytes())] = [["not", "points"]]  # a damaged entry: found again
+    (folder / faceset.HANDS).write_text(json.dumps(kept))
+    assert list(FaceData(folder, 64, 0.625).hands) == [min(found.hands)]
     before = with_hand.read_bytes()  # the same pixels and record in other bytes: a crop that changed
     meta = json.dumps(faceset.read_png_metadata(with_hand), indent=1)
     with_hand.write_bytes(images.png_bytes(images.read_image(with_hand), {faceset.PNG_KEY: meta}))

@@ -93,7 +93,7 @@ def test_uploads_are_limited_and_atomic(workspace, monkeypatch):
 
 def test_queue_survives_a_restart_and_resumes(workspace):
     queue = JobQueue(workspace)
-    job = queue.submit("train", ["train", "facesets/b", "facesets/b", "-m", "models/r", "--iterations", "30",
+    job = queue.submit("train", ["train", "facesets/b", "facesets/b", "-m", "models/r", "--iterations", "20",
                                  "--save-every", "5", "--preview-every", "5"], "train r")
     wait_for(lambda: (workspace / "models" / "r" / "config.json").is_file())
     queue.stopped.set()  # the UI and its job die together
