@@ -214,7 +214,7 @@ def _points(hands) -> bool:
     try:
         return isinstance(hands, list) and all(np.isfinite(h).all() and np.shape(h) == (21, 2)
                                                for h in map(np.asarray, hands))
-    except TypeError:  # not numbers
+    except (TypeError, ValueError):  # not numbers, or rows of different lengths
         return False
 
 
