@@ -36,8 +36,11 @@ browser:
 test: assets browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: assets
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+# the speed benchmarks, each a ratio against a baseline of the same run; detail, occlusion and quality need a
+# model or face sets, protocol and pretrain are quality runs of many minutes: run those by hand
+BENCHES := media extract augment train convert reference ray ui
+bench: assets browser
+	for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) output *.egg-info

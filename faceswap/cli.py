@@ -357,7 +357,7 @@ def evaluate(model_dir, video, compare, report, every):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (only this machine by "
                                                                      "default).")
 @click.option("--jobs", "slots", type=click.IntRange(1, 16), default=1, show_default=True,
-              help="Jobs run at once (one per GPU or CPU by default).")
+              help="Jobs run at once.")
 def ui(workspace, port, host, slots):
     """Serve a local web page: projects and face sets, a job queue, live training, a convert preview."""
     import uvicorn

@@ -20,7 +20,7 @@ DETECTORS = {
     "full": ("face_detection_full_range.tflite", 192, [(4, 1)]),
     "short": ("face_detection_short_range.tflite", 128, [(8, 2), (16, 6)]),
 }
-MESH_FILE, MESH_SIZE = "face_landmark.tflite", 192
+MESH_FILE, MESH_SIZE = assets.MESH_FILE, 192
 ROI_SCALE = 1.5
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceswap import assets
-from faceswap.faces.litert import MESH_FILE
+from faceswap.assets import MESH_FILE
 
 KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "PRELU", "ADD", "MAX_POOL_2D", "PAD")
 
