@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# photos OpenCV cannot decode (phones' HEIC/HEIF and AVIF, cameras' raw files): named, never silently left out
+UNREADABLE_PHOTO_SUFFIXES = {".heic", ".heif", ".avif", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"}
 TIMESTAMPS_FILE = "timestamps.json"
 DEFAULT_IMAGE_FPS = Fraction(25)
 # Audio codecs each container can hold as they are; anything else is transcoded.
@@ -114,6 +116,18 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def unreadable_photos(folder: Path) -> str | None:
+    """What a folder holds of photos in formats faceswap cannot read, as a sentence's end ("holds 3 .heic files
+    (IMG_0001.HEIC, ...), ..."), or None."""
+    found = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in UNREADABLE_PHOTO_SUFFIXES)
+    if not found:
+        return None
+    kinds = "/".join(sorted({p.suffix.lower() for p in found}))
+    names = ", ".join(p.name for p in found[:3]) + (", ..." if len(found) > 3 else "")
+    return (f"holds {len(found)} {kinds} file{'s' if len(found) > 1 else ''} ({names}), a format faceswap cannot "
+            "read: save them as JPEG or PNG")
+
+
 def expand_inputs(inputs: list[Path]) -> list[Path]:
     """Videos and image folders as given; a folder holding videos (and no images) stands for those videos."""
     clips = []
@@ -121,7 +135,7 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
         if path.is_dir() and not image_files(path):
             videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
             if not videos:
-                raise FaceswapError(f"{path}: holds neither images nor video clips")
+                raise FaceswapError(f"{path}: {unreadable_photos(path) or 'holds neither images nor video clips'}")
             clips.extend(videos)
         else:
             clips.append(path)
@@ -169,7 +183,7 @@ def _folder_frames(folder: Path) -> tuple[list[Path], list[float], Fraction]:
     """A folder's images, their times (from timestamps.json, else at DEFAULT_IMAGE_FPS) and frame rate."""
     files = image_files(folder)
     if not files:
-        raise FaceswapError(f"{folder}: the folder holds no images")
+        raise FaceswapError(f"{folder}: {unreadable_photos(folder) or 'the folder holds no images'}")
     stamps = folder / TIMESTAMPS_FILE
     if stamps.is_file():
         data = json.loads(stamps.read_text())
@@ -183,6 +197,8 @@ def probe(path: Path) -> MediaInfo:
     path = Path(path)
     if is_image_folder(path):
         files, pts, fps = _folder_frames(path)
+        if unreadable := unreadable_photos(path):
+            log.warning("%s: %s (they are left out)", path, unreadable)
         first = images.read_image(files[0])
         steps = np.diff(pts)
         return MediaInfo(path, first.shape[1], first.shape[0], len(files), fps,

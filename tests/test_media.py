@@ -132,6 +132,29 @@ def test_image_folder_in_and_out(sample_b, tmp_path):
     assert media.probe(out).frames == 10
 
 
+def test_photos_in_a_format_faceswap_cannot_read_are_named(sample_b, tmp_path, caplog):
+    """A phone's HEIC photos or a camera's raw files beside JPEGs are named in a warning, not silently left out; a
+    folder of nothing else stops extract with one line that says what to do."""
+    folder = tmp_path / "photos"
+    with media.open_writer(folder, like=media.probe(sample_b)) as writer:
+        for frame in media.read_frames(sample_b, end=2):
+            writer.write_frame(frame)
+    (folder / "IMG_0001.HEIC").write_bytes(np.random.default_rng(0).bytes(4000))
+    (folder / "DSC_0002.dng").write_bytes(b"II*\x00" + bytes(100))
+    with caplog.at_level("WARNING"):
+        assert media.probe(folder).frames == 2
+    assert "2 .dng/.heic files (DSC_0002.dng, IMG_0001.HEIC)" in caplog.text and "left out" in caplog.text
+    only = tmp_path / "iphone"
+    only.mkdir()
+    (only / "IMG_0001.HEIC").write_bytes(np.random.default_rng(1).bytes(4000))
+    for command in (["info", only], ["extract", only, "-o", tmp_path / "faces"]):
+        result = run_cli(*command)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1, result.stderr
+        assert "1 .heic file (IMG_0001.HEIC)" in lines[0] and "JPEG or PNG" in lines[0]
+    assert not (tmp_path / "faces").exists()
+
+
 def test_frame_range_and_step(sample_b):
     frames = list(media.read_frames(sample_b, start=10, end=30, step=5))
     assert [f.index for f in frames] == [10, 15, 20, 25]
