@@ -147,11 +147,12 @@ def test_photos_in_a_format_faceswap_cannot_read_are_named(sample_b, tmp_path, c
     only = tmp_path / "iphone"
     only.mkdir()
     (only / "IMG_0001.HEIC").write_bytes(np.random.default_rng(1).bytes(4000))
-    for command in (["info", only], ["extract", only, "-o", tmp_path / "faces"]):
-        result = run_cli(*command)
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode != 0 and len(lines) == 1, result.stderr
-        assert "1 .heic file (IMG_0001.HEIC)" in lines[0] and "JPEG or PNG" in lines[0]
+    with pytest.raises(FaceswapError, match=r"1 \.heic file \(IMG_0001\.HEIC\).*JPEG or PNG"):
+        media.probe(only)
+    result = run_cli("extract", only, "-o", tmp_path / "faces")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert "1 .heic file (IMG_0001.HEIC)" in lines[0] and "JPEG or PNG" in lines[0]
     assert not (tmp_path / "faces").exists()
 
 
