@@ -124,8 +124,9 @@ def unreadable_photos(folder: Path) -> str | None:
         return None
     kinds = "/".join(sorted({p.suffix.lower() for p in found}))
     names = ", ".join(p.name for p in found[:3]) + (", ..." if len(found) > 3 else "")
-    return (f"holds {len(found)} {kinds} file{'s' if len(found) > 1 else ''} ({names}), a format faceswap cannot "
-            "read: save them as JPEG or PNG")
+    many = len(found) > 1
+    return (f"holds {len(found)} {kinds} file{'s' if many else ''} ({names}), a format faceswap cannot read: save "
+            f"{'them' if many else 'it'} as JPEG or PNG")
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
