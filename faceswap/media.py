@@ -112,14 +112,18 @@ def is_image_folder(path: Path) -> bool:
     return Path(path).is_dir()
 
 
+def _files(folder: Path, suffixes: set[str]) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in suffixes and p.is_file())
+
+
 def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return _files(folder, IMAGE_SUFFIXES)
 
 
 def unreadable_photos(folder: Path) -> str | None:
     """What a folder holds of photos in formats faceswap cannot read, as a sentence's end ("holds 3 .heic files
     (IMG_0001.HEIC, ...), ..."), or None."""
-    found = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in UNREADABLE_PHOTO_SUFFIXES)
+    found = _files(folder, UNREADABLE_PHOTO_SUFFIXES)
     if not found:
         return None
     kinds = "/".join(sorted({p.suffix.lower() for p in found}))
